@@ -1,0 +1,236 @@
+/**
+ * The frame codec: one type byte, a 4-byte big-endian payload length, then the protobuf payload.
+ * Decoding is total: truncated input, an unknown type, a length above the limit or a payload that
+ * does not decode each give a typed FrameError; the claimed length is checked before anything is
+ * allocated for it. `FrameDecoder` reassembles frames from arbitrary byte chunks.
+ */
+import { Effect, Result, Schema, Stream } from "effect"
+import type { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire"
+import * as Proto from "./proto/sync.ts"
+
+export const HEADER_BYTES = 5
+/** Default largest frame accepted: well above a content chunk or a digest chunk. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+
+interface Codec<A> {
+  encode(message: A, writer?: BinaryWriter): BinaryWriter
+  decode(input: BinaryReader | Uint8Array, length?: number): A
+}
+
+/** Every frame kind: its type byte and its protobuf message. */
+const kinds = {
+  Hello: [0x01, Proto.Hello],
+  DigestChunk: [0x02, Proto.DigestChunk],
+  AssetHeader: [0x03, Proto.AssetHeader],
+  AssetChunk: [0x04, Proto.AssetChunk],
+  AssetEnd: [0x05, Proto.AssetEnd],
+  MetaUpdate: [0x06, Proto.MetaUpdate],
+  Done: [0x07, Proto.Done],
+  Error: [0x08, Proto.Error],
+  Credit: [0x09, Proto.Credit],
+  Ping: [0x0a, Proto.Ping],
+  Pong: [0x0b, Proto.Pong],
+  AuthProof: [0x0c, Proto.AuthProof]
+} as const
+
+type Kinds = typeof kinds
+export type FrameTag = keyof Kinds
+type MessageOf<K extends FrameTag> = Kinds[K][1] extends Codec<infer A> ? A : never
+
+/** A decoded frame: `{ _tag: "Hello", message: Hello }`, and so on for every kind. */
+export type Frame = { [K in FrameTag]: { readonly _tag: K; readonly message: MessageOf<K> } }[FrameTag]
+export type FrameOf<K extends FrameTag> = Extract<Frame, { readonly _tag: K }>
+
+const tagByType = new Map<number, FrameTag>(
+  (Object.keys(kinds) as Array<FrameTag>).map((tag) => [kinds[tag][0], tag])
+)
+
+export const frameType = (tag: FrameTag): number => kinds[tag][0]
+
+/** Build a frame value (a plain constructor with the right type). */
+export const make = <K extends FrameTag>(tag: K, message: MessageOf<K>): FrameOf<K> =>
+  ({ _tag: tag, message }) as unknown as FrameOf<K>
+
+export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameTooLarge", {
+  size: Schema.Number,
+  limit: Schema.Number
+}) {}
+export class UnknownFrameType extends Schema.TaggedError<UnknownFrameType>()("UnknownFrameType", {
+  type: Schema.Number
+}) {}
+export class FrameTruncated extends Schema.TaggedError<FrameTruncated>()("FrameTruncated", {
+  expected: Schema.Number,
+  received: Schema.Number
+}) {}
+export class MalformedPayload extends Schema.TaggedError<MalformedPayload>()("MalformedPayload", {
+  frame: Schema.String,
+  message: Schema.String
+}) {}
+export type FrameError = FrameTooLarge | UnknownFrameType | FrameTruncated | MalformedPayload
+
+/** Encode one frame: header and payload in a single buffer. */
+export const encode = (frame: Frame): Uint8Array => {
+  const [type, codec] = kinds[frame._tag] as readonly [number, Codec<unknown>]
+  const payload = codec.encode(frame.message).finish()
+  const out = new Uint8Array(HEADER_BYTES + payload.length)
+  out[0] = type
+  new DataView(out.buffer).setUint32(1, payload.length, false)
+  out.set(payload, HEADER_BYTES)
+  return out
+}
+
+/** The encoded size of a frame, without building the whole buffer twice. */
+export const encodedSize = (frame: Frame): number => encode(frame).length
+
+/**
+ * The cheap check before a parse: reads the header and validates type and length.
+ * `undefined` means more bytes are needed for the header.
+ */
+export const checkHeader = (
+  bytes: Uint8Array,
+  maxFrameBytes: number
+): Result.Result<{ readonly tag: FrameTag; readonly length: number } | undefined, UnknownFrameType | FrameTooLarge> => {
+  if (bytes.length < HEADER_BYTES) return Result.succeed(undefined)
+  const type = bytes[0]!
+  const tag = tagByType.get(type)
+  if (tag === undefined) return Result.fail(new UnknownFrameType({ type }))
+  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1, false)
+  if (HEADER_BYTES + length > maxFrameBytes) {
+    return Result.fail(new FrameTooLarge({ size: HEADER_BYTES + length, limit: maxFrameBytes }))
+  }
+  return Result.succeed({ tag, length })
+}
+
+const decodePayload = (tag: FrameTag, payload: Uint8Array): Result.Result<Frame, MalformedPayload> => {
+  const codec = kinds[tag][1] as Codec<unknown>
+  try {
+    return Result.succeed({ _tag: tag, message: codec.decode(payload) } as Frame)
+  } catch (error) {
+    return Result.fail(new MalformedPayload({ frame: tag, message: error instanceof Error ? error.message : String(error) }))
+  }
+}
+
+/** Decode exactly one frame from `bytes` (trailing bytes are an error too). */
+export const decode = (
+  bytes: Uint8Array,
+  maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES
+): Result.Result<Frame, FrameError> => {
+  const header = checkHeader(bytes, maxFrameBytes)
+  if (Result.isFailure(header)) return Result.fail(header.failure)
+  if (header.success === undefined) {
+    return Result.fail(new FrameTruncated({ expected: HEADER_BYTES, received: bytes.length }))
+  }
+  const { length, tag } = header.success
+  if (bytes.length !== HEADER_BYTES + length) {
+    return bytes.length < HEADER_BYTES + length
+      ? Result.fail(new FrameTruncated({ expected: HEADER_BYTES + length, received: bytes.length }))
+      : Result.fail(new MalformedPayload({ frame: tag, message: `${bytes.length - HEADER_BYTES - length} trailing bytes` }))
+  }
+  return decodePayload(tag, bytes.subarray(HEADER_BYTES))
+}
+
+/**
+ * Reassembles frames from chunks of a byte stream. Memory held is at most one frame (bounded by
+ * `maxFrameBytes`) plus the chunk being read.
+ */
+export class FrameDecoder {
+  private pending: Array<Uint8Array> = []
+  private pendingBytes = 0
+  readonly maxFrameBytes: number
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    this.maxFrameBytes = maxFrameBytes
+  }
+
+  /** Bytes received but not yet part of a whole frame. */
+  get buffered(): number {
+    return this.pendingBytes
+  }
+
+  /** Add a chunk; returns every frame it completes, or the first error (the decoder is then unusable). */
+  push(chunk: Uint8Array): Result.Result<Array<Frame>, FrameError> {
+    if (chunk.length > 0) {
+      this.pending.push(chunk)
+      this.pendingBytes += chunk.length
+    }
+    const frames: Array<Frame> = []
+    while (true) {
+      const head = this.peek(HEADER_BYTES)
+      const header = checkHeader(head, this.maxFrameBytes)
+      if (Result.isFailure(header)) return Result.fail(header.failure)
+      if (header.success === undefined) break
+      const total = HEADER_BYTES + header.success.length
+      if (this.pendingBytes < total) break
+      const bytes = this.take(total)
+      const frame = decodePayload(header.success.tag, bytes.subarray(HEADER_BYTES))
+      if (Result.isFailure(frame)) return Result.fail(frame.failure)
+      frames.push(frame.success)
+    }
+    return Result.succeed(frames)
+  }
+
+  /** At the end of input: anything left over is a truncated frame. */
+  end(): Result.Result<void, FrameTruncated> {
+    if (this.pendingBytes === 0) return Result.void
+    const head = this.peek(HEADER_BYTES)
+    const expected = head.length === HEADER_BYTES
+      ? HEADER_BYTES + new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(1, false)
+      : HEADER_BYTES
+    return Result.fail(new FrameTruncated({ expected, received: this.pendingBytes }))
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.pending[0]
+    if (first !== undefined && first.length >= n) return first.subarray(0, n)
+    return this.concat(Math.min(n, this.pendingBytes), false)
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.pending[0]!
+    if (first.length === n) {
+      this.pending.shift()
+      this.pendingBytes -= n
+      return first
+    }
+    if (first.length > n) {
+      this.pending[0] = first.subarray(n)
+      this.pendingBytes -= n
+      return first.subarray(0, n)
+    }
+    return this.concat(n, true)
+  }
+
+  private concat(n: number, consume: boolean): Uint8Array {
+    const out = new Uint8Array(n)
+    let offset = 0
+    let i = 0
+    while (offset < n) {
+      const part = this.pending[i]!
+      const used = Math.min(part.length, n - offset)
+      out.set(part.subarray(0, used), offset)
+      offset += used
+      if (consume) {
+        if (used === part.length) i++
+        else this.pending[i] = part.subarray(used)
+      } else {
+        i++
+      }
+    }
+    if (consume) {
+      this.pending.splice(0, i)
+      this.pendingBytes -= n
+    }
+    return out
+  }
+}
+
+/** Decode a byte stream into frames; fails the stream with the first FrameError. */
+export const decodeStream = (maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) =>
+<E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Frame, E | FrameError, R> =>
+  Stream.suspend(() => {
+    const decoder = new FrameDecoder(maxFrameBytes)
+    return bytes.pipe(
+      Stream.mapEffect((chunk) => Effect.fromResult(decoder.push(chunk))),
+      Stream.flatMap((frames) => Stream.fromIterable(frames)),
+      Stream.concat(Stream.fromEffectDrain(Effect.suspend(() => Effect.fromResult(decoder.end()))))
+    )
+  })

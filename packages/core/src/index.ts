@@ -1,0 +1,5 @@
+export * from "./Domain.ts"
+export * from "./CanStore.ts"
+export * from "./PeerLink.ts"
+export * as Frame from "./Frame.ts"
+export * as Proto from "./proto/sync.ts"
