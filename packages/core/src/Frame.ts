@@ -30,7 +30,9 @@ const kinds = {
   Credit: [0x09, Proto.Credit],
   Ping: [0x0a, Proto.Ping],
   Pong: [0x0b, Proto.Pong],
-  AuthProof: [0x0c, Proto.AuthProof]
+  AuthProof: [0x0c, Proto.AuthProof],
+  Offer: [0x0d, Proto.Offer],
+  Want: [0x0e, Proto.Want]
 } as const
 
 type Kinds = typeof kinds
