@@ -1,0 +1,36 @@
+/**
+ * `pnpm bench`: runs every benchmark one after the other (they measure the same 2 cores, so never
+ * at once), each as its own process writing `bench/results/<name>.json`, then gathers them into
+ * `bench/results/all.json`. `pnpm bench store engine` runs a subset.
+ */
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const here = dirname(fileURLToPath(import.meta.url))
+const all = ["store", "engine", "transport"]
+const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
+const results: Record<string, unknown> = {}
+let failed = false
+mkdirSync(join(here, "results"), { recursive: true })
+for (const name of chosen) {
+  const script = join(here, `${name}.ts`)
+  if (!existsSync(script)) {
+    console.error(`bench: no ${name}.ts`)
+    failed = true
+    continue
+  }
+  console.error(`bench: ${name} ...`)
+  const run = spawnSync(process.execPath, [script], { stdio: ["ignore", "inherit", "inherit"] })
+  if (run.status !== 0) {
+    console.error(`bench: ${name} failed (exit ${run.status})`)
+    failed = true
+    continue
+  }
+  results[name] = JSON.parse(readFileSync(join(here, "results", `${name}.json`), "utf8"))
+}
+const summary = { at: new Date().toISOString(), node: process.version, cpus: (await import("node:os")).cpus().length, results }
+writeFileSync(join(here, "results", "all.json"), JSON.stringify(summary, null, 2) + "\n")
+console.log(JSON.stringify(summary))
+process.exit(failed ? 1 : 0)

@@ -1,0 +1,147 @@
+/**
+ * The store commands: `serve`, `add`, `ls`, `cat`, `meta`, `verify`. Each opens the embedded store
+ * of `--data` for the length of the command; output formats here are a contract users script against.
+ */
+import { NodeSink, NodeStream } from "@effect/platform-node"
+import { AssetHash, InvalidInput, type AssetRecord, type CanStoreShape } from "@can-sync/core"
+import { EmbeddedStore } from "@can-sync/store"
+import * as HttpService from "@can-sync/store/HttpService"
+import { Console, Effect, Option, Schema, Stream } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { randomBytes } from "node:crypto"
+import { createReadStream } from "node:fs"
+import { dataFlag, jsonFlag, tokenFlag } from "./Config.ts"
+import { CliFailure } from "./Errors.ts"
+
+const withStore = <A, E>(dataDir: string, use: (store: EmbeddedStore.EmbeddedStoreShape) => Effect.Effect<A, E>) =>
+  Effect.scoped(Effect.flatMap(EmbeddedStore.make({ dataDir }), use))
+
+const parseHash = (input: string) =>
+  Schema.decodeUnknownEffect(AssetHash)(input.trim().toLowerCase()).pipe(
+    Effect.mapError(() => new InvalidInput({ message: `not an asset hash (64 hex characters): ${input}` }))
+  )
+
+const readFile = (path: string) =>
+  NodeStream.fromReadable<Uint8Array, InvalidInput>({
+    evaluate: () => createReadStream(path, { highWaterMark: 1024 * 1024 }),
+    onError: (error) => new InvalidInput({ message: `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}` })
+  })
+
+/** Every record of the store, page by page in change order. */
+export const allRecords = (store: CanStoreShape): Stream.Stream<AssetRecord, unknown> =>
+  Stream.paginate(0, (since: number) =>
+    store.list({ since, limit: 5000 }).pipe(
+      Effect.map((page) => [page.digests, page.done ? Option.none<number>() : Option.some(page.next)] as const)
+    )).pipe(
+      Stream.mapEffect((digest) => store.stat(digest.hash).pipe(Effect.map(Option.toArray))),
+      Stream.flatMap((records) => Stream.fromIterable(records))
+    )
+
+const tagsFlag = Flag.String("tag").pipe(Flag.withDescription("A tag (repeatable)"), Flag.atLeast(0))
+
+export const serve = Command.make("serve", {
+  data: dataFlag,
+  host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
+  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7650)),
+  token: tokenFlag
+}, ({ data, host, port, token }) =>
+  Effect.scoped(Effect.gen(function*() {
+    const bearer = Option.getOrElse(token, () => randomBytes(24).toString("base64url"))
+    if (Option.isNone(token)) yield* Console.error(`can-sync: no --token given; this run's token: ${bearer}`)
+    const store = yield* EmbeddedStore.make({ dataDir: data })
+    const server = yield* HttpService.serve(store, { host, port, token: bearer })
+    yield* Console.log(`serving ${data} at ${server.url}`)
+    return yield* Effect.never
+  }))).pipe(Command.withDescription("Serve the CAN store over HTTP (with SSE events)"))
+
+export const add = Command.make("add", {
+  data: dataFlag,
+  files: Argument.String("file").pipe(Argument.withDescription("Files to add"), Argument.atLeast(1)),
+  description: Flag.String("description").pipe(Flag.withDescription("Description of the assets"), Flag.optional),
+  tags: tagsFlag
+}, ({ data, files, description, tags }) =>
+  withStore(data, (store) =>
+    Effect.forEach(files, (file) =>
+      store.ingest(readFile(file), {
+        description: Option.getOrUndefined(description),
+        tags: tags.length > 0 ? tags : undefined
+      }).pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`))), { discard: true }))
+).pipe(Command.withDescription("Add files to the store; prints \"<hash>  <file>\" per file"))
+
+const formatRecord = (r: AssetRecord): string => {
+  const flags = r.meta.trashed ? " [trashed]" : ""
+  const tags = r.meta.tags.length > 0 ? ` #${r.meta.tags.join(" #")}` : ""
+  return `${r.hash}  ${r.size}  ${new Date(r.meta.createdAt).toISOString()}${flags}  ${r.meta.description}${tags}`.trimEnd()
+}
+
+export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data, json }) =>
+  withStore(data, (store) =>
+    json
+      ? Stream.runCollect(allRecords(store)).pipe(Effect.flatMap((records) => Console.log(JSON.stringify(records))))
+      : Stream.runForEach(allRecords(store), (record) => Console.log(formatRecord(record))))
+).pipe(Command.withDescription("List assets: one per line (hash, size, created, description, tags), or a JSON array"))
+
+export const cat = Command.make("cat", {
+  data: dataFlag,
+  hash: Argument.String("hash").pipe(Argument.withDescription("Asset hash"))
+}, ({ data, hash }) =>
+  withStore(data, (store) =>
+    parseHash(hash).pipe(
+      Effect.flatMap((h) =>
+        Stream.run(store.read(h), NodeSink.fromWritable({
+          evaluate: () => process.stdout,
+          onError: (error) => new InvalidInput({ message: `cannot write to stdout: ${String(error)}` }),
+          endOnDone: false
+        }))
+      )
+    ))
+).pipe(Command.withDescription("Write an asset's content to stdout"))
+
+export const meta = Command.make("meta", {
+  data: dataFlag,
+  hash: Argument.String("hash").pipe(Argument.withDescription("Asset hash")),
+  description: Flag.String("description").pipe(Flag.withDescription("New description"), Flag.optional),
+  tags: tagsFlag,
+  trash: Flag.Boolean("trash").pipe(Flag.withDescription("Move to trash"), Flag.withDefault(false)),
+  untrash: Flag.Boolean("untrash").pipe(Flag.withDescription("Take out of the trash"), Flag.withDefault(false)),
+  json: jsonFlag
+}, ({ data, hash, description, tags, trash, untrash, json }) =>
+  withStore(data, (store) =>
+    Effect.gen(function*() {
+      if (trash && untrash) return yield* new InvalidInput({ message: "--trash and --untrash exclude each other" })
+      const h = yield* parseHash(hash)
+      const patch = {
+        description: Option.getOrUndefined(description),
+        tags: tags.length > 0 ? tags : undefined,
+        trashed: trash ? true : untrash ? false : undefined
+      }
+      const changes = patch.description !== undefined || patch.tags !== undefined || patch.trashed !== undefined
+      const record = changes
+        ? { hash: h, meta: yield* store.editMeta(h, patch) }
+        : yield* store.stat(h).pipe(Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new InvalidInput({ message: `asset ${h} not found` })),
+          onSome: (r) => Effect.succeed(r)
+        })))
+      const m = record.meta
+      yield* Console.log(json
+        ? JSON.stringify({ hash: h, ...m })
+        : `${h}  ${m.trashed ? "[trashed]  " : ""}${m.description}${m.tags.length > 0 ? ` #${m.tags.join(" #")}` : ""}`.trimEnd())
+    }))
+).pipe(Command.withDescription("Show or edit an asset's metadata (description, tags, trashed)"))
+
+export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
+  withStore(data, (store) =>
+    Effect.gen(function*() {
+      let checked = 0
+      let damaged = 0
+      yield* Stream.runForEach(store.verify, (r) =>
+        Effect.suspend(() => {
+          checked++
+          if (r.ok) return Effect.void
+          damaged++
+          return Console.log(`DAMAGED  ${r.hash}  ${r.problem ?? ""}`.trimEnd())
+        }))
+      yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
+      if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
+    }))
+).pipe(Command.withDescription("Rehash every asset; exits non-zero if any is damaged or missing"))

@@ -1,0 +1,273 @@
+/**
+ * The index half of the embedded store: a SQLite database (node:sqlite, WAL) holding one row per
+ * asset with its metadata and one row per change, numbered by `seq`. Several processes share it (the
+ * agent and CLI commands), so every read-modify-write is one `BEGIN IMMEDIATE` transaction, run
+ * synchronously so no other fiber can interleave on the connection.
+ */
+import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
+import type { StoreUnavailable } from "@can-sync/core"
+import { Effect, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import { DatabaseSync } from "node:sqlite"
+import type { SQLOutputValue } from "node:sqlite"
+import { unavailable } from "./StoreFailure.ts"
+
+/** How long a statement waits for another process's write lock before failing. */
+export const BusyTimeoutMillis = 5000
+
+const SchemaVersion = 1
+
+const Schema = `
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assets (
+  hash TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  description TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  trashed INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assets_by_seq ON assets (seq);
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  hash TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('asset', 'meta')),
+  origin TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+`
+
+type Row = Record<string, SQLOutputValue>
+
+const num = (row: Row, key: string): number => {
+  const value = row[key]
+  return typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : 0
+}
+const str = (row: Row, key: string): string => {
+  const value = row[key]
+  return typeof value === "string" ? value : ""
+}
+const parseTags = (text: string): ReadonlyArray<string> => {
+  try {
+    const parsed: unknown = JSON.parse(text)
+    return Array.isArray(parsed) ? parsed.filter((tag): tag is string => typeof tag === "string") : []
+  } catch {
+    return []
+  }
+}
+
+const metaOf = (row: Row): AssetMeta => ({
+  description: str(row, "description"),
+  tags: parseTags(str(row, "tags")),
+  trashed: num(row, "trashed") !== 0,
+  createdAt: num(row, "created_at"),
+  updatedAt: num(row, "updated_at"),
+  origin: str(row, "origin")
+})
+
+const recordOf = (row: Row): AssetRecord => ({
+  hash: str(row, "hash") as AssetHash,
+  size: num(row, "size"),
+  meta: metaOf(row),
+  seq: num(row, "seq")
+})
+
+const digestOf = (row: Row): AssetDigest => ({
+  hash: str(row, "hash") as AssetHash,
+  size: num(row, "size"),
+  createdAt: num(row, "created_at"),
+  updatedAt: num(row, "updated_at"),
+  metaOrigin: str(row, "origin"),
+  seq: num(row, "seq")
+})
+
+/** A new asset as the index records it. */
+export interface NewAsset {
+  readonly hash: AssetHash
+  readonly size: number
+  readonly meta: AssetMeta
+}
+
+/** A page of changes: the events, and the seq to continue after (the last change read). */
+export interface ChangePage {
+  readonly events: ReadonlyArray<StoreEvent>
+  readonly last: number
+}
+
+export interface AssetIndex {
+  readonly storeId: string
+  readonly find: (hash: AssetHash) => Effect.Effect<Option.Option<AssetRecord>, StoreUnavailable>
+  /** Records a new asset and its change; false (nothing written) when the hash is already indexed. */
+  readonly insert: (asset: NewAsset, origin: string, at: number) => Effect.Effect<boolean, StoreUnavailable>
+  /** Records many new assets in one transaction (bulk import); returns how many were new. */
+  readonly insertMany: (assets: Iterable<NewAsset>, origin: string, at: number) => Effect.Effect<number, StoreUnavailable>
+  /**
+   * Read-modify-write of an asset's metadata in one transaction: `decide` returns the new meta,
+   * or undefined to leave it (no change row). None when the asset is not indexed.
+   */
+  readonly updateMeta: (
+    hash: AssetHash,
+    decide: (current: AssetMeta) => AssetMeta | undefined,
+    origin: string,
+    at: number
+  ) => Effect.Effect<Option.Option<{ readonly meta: AssetMeta; readonly applied: boolean }>, StoreUnavailable>
+  /** Digests of assets whose last change is after `since`, in seq order. */
+  readonly digestsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetDigest>, StoreUnavailable>
+  /** Asset records whose last change is after `since`, in seq order. */
+  readonly recordsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetRecord>, StoreUnavailable>
+  /** Changes after `since`, in seq order, as events carrying the asset's current size/meta. */
+  readonly changesAfter: (since: number, limit: number) => Effect.Effect<ChangePage, StoreUnavailable>
+  readonly currentSeq: Effect.Effect<number, StoreUnavailable>
+  readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreUnavailable>
+}
+
+/** Opens (creating if needed) the index at `path`; closed with the scope. */
+export const open = Effect.fn("AssetIndex.open")(function*(path: string) {
+  const db = yield* Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const db = new DatabaseSync(path, { timeout: BusyTimeoutMillis })
+        let ready = false
+        try {
+          db.exec(`PRAGMA busy_timeout = ${BusyTimeoutMillis}`)
+          db.exec("PRAGMA journal_mode = WAL")
+          // FULL: a commit survives power loss, like the fsynced content files it points to.
+          db.exec("PRAGMA synchronous = FULL")
+          ready = true
+        } finally {
+          if (!ready) db.close()
+        }
+        return db
+      },
+      catch: unavailable("open index")
+    }),
+    (db) => Effect.sync(() => db.isOpen && db.close())
+  )
+
+  const transaction = <A>(body: () => A): A => {
+    db.exec("BEGIN IMMEDIATE")
+    let committed = false
+    try {
+      const result = body()
+      db.exec("COMMIT")
+      committed = true
+      return result
+    } finally {
+      if (!committed && db.isTransaction) db.exec("ROLLBACK")
+    }
+  }
+  const run = <A>(operation: string, body: () => A) => Effect.try({ try: body, catch: unavailable(operation) })
+
+  const storeId = yield* run("open index", () =>
+    transaction(() => {
+      const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
+      if (version < SchemaVersion) {
+        db.exec(Schema)
+        db.exec(`PRAGMA user_version = ${SchemaVersion}`)
+      }
+      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', ?)").run(randomBytes(16).toString("hex"))
+      return str(db.prepare("SELECT value FROM meta WHERE key = 'storeId'").get() ?? {}, "value")
+    }))
+
+  const selectAsset = db.prepare("SELECT * FROM assets WHERE hash = ?")
+  const insertChange = db.prepare("INSERT INTO changes (hash, kind, origin, at) VALUES (?, ?, ?, ?)")
+  const insertAsset = db.prepare(
+    `INSERT INTO assets (hash, size, created_at, description, tags, trashed, updated_at, origin, seq)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+  )
+  const updateAsset = db.prepare(
+    `UPDATE assets SET created_at = ?, description = ?, tags = ?, trashed = ?, updated_at = ?, origin = ?, seq = ?
+     WHERE hash = ?`
+  )
+  const selectDigests = db.prepare(
+    "SELECT hash, size, created_at, updated_at, origin, seq FROM assets WHERE seq > ? ORDER BY seq LIMIT ?"
+  )
+  const selectRecords = db.prepare("SELECT * FROM assets WHERE seq > ? ORDER BY seq LIMIT ?")
+  const selectChanges = db.prepare(
+    `SELECT c.seq AS change_seq, c.hash AS change_hash, c.kind, c.origin AS change_origin, c.at,
+            a.size, a.created_at, a.description, a.tags, a.trashed, a.updated_at, a.origin
+     FROM changes c LEFT JOIN assets a ON a.hash = c.hash
+     WHERE c.seq > ? ORDER BY c.seq LIMIT ?`
+  )
+  const selectCurrentSeq = db.prepare("SELECT COALESCE(MAX(seq), 0) AS seq FROM changes")
+  const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets")
+
+  const insertOne = (asset: NewAsset, origin: string, at: number): boolean => {
+    if (selectAsset.get(asset.hash) !== undefined) return false
+    const seq = Number(insertChange.run(asset.hash, "asset", origin, at).lastInsertRowid)
+    const { meta } = asset
+    insertAsset.run(
+      asset.hash, asset.size, meta.createdAt, meta.description, JSON.stringify(meta.tags),
+      meta.trashed ? 1 : 0, meta.updatedAt, meta.origin, seq
+    )
+    return true
+  }
+
+  const index: AssetIndex = {
+    storeId,
+    find: (hash) =>
+      run("look up asset", () => {
+        const row = selectAsset.get(hash)
+        return row === undefined ? Option.none() : Option.some(recordOf(row))
+      }),
+    insert: (asset, origin, at) => run("index asset", () => transaction(() => insertOne(asset, origin, at))),
+    insertMany: (assets, origin, at) =>
+      run("index assets", () =>
+        transaction(() => {
+          let inserted = 0
+          for (const asset of assets) if (insertOne(asset, origin, at)) inserted++
+          return inserted
+        })),
+    updateMeta: (hash, decide, origin, at) =>
+      run("update metadata", () =>
+        transaction(() => {
+          const row = selectAsset.get(hash)
+          if (row === undefined) return Option.none()
+          const current = metaOf(row)
+          const next = decide(current)
+          if (next === undefined) return Option.some({ meta: current, applied: false })
+          const seq = Number(insertChange.run(hash, "meta", origin, at).lastInsertRowid)
+          updateAsset.run(
+            next.createdAt, next.description, JSON.stringify(next.tags), next.trashed ? 1 : 0,
+            next.updatedAt, next.origin, seq, hash
+          )
+          return Option.some({ meta: next, applied: true })
+        })),
+    digestsAfter: (since, limit) => run("list", () => selectDigests.all(since, limit).map(digestOf)),
+    recordsAfter: (since, limit) => run("list", () => selectRecords.all(since, limit).map(recordOf)),
+    changesAfter: (since, limit) =>
+      run("read changes", () => {
+        const rows = selectChanges.all(since, limit)
+        const events: Array<StoreEvent> = []
+        for (const row of rows) {
+          // An asset row always exists for its changes; a missing one (a damaged index) is skipped.
+          if (row.size === null || row.size === undefined) continue
+          const base = {
+            hash: str(row, "change_hash") as AssetHash,
+            seq: num(row, "change_seq"),
+            origin: str(row, "change_origin"),
+            at: num(row, "at")
+          }
+          events.push(
+            str(row, "kind") === "asset"
+              ? { _tag: "AssetAdded", ...base, size: num(row, "size") }
+              : { _tag: "MetaChanged", ...base, meta: metaOf(row) }
+          )
+        }
+        const lastRow = rows.at(-1)
+        return { events, last: lastRow === undefined ? since : num(lastRow, "change_seq") }
+      }),
+    currentSeq: run("current seq", () => num(selectCurrentSeq.get() ?? {}, "seq")),
+    stats: run("stats", () => {
+      const row = selectStats.get() ?? {}
+      return { assets: num(row, "assets"), bytes: num(row, "bytes") }
+    })
+  }
+  return index
+})

@@ -1,0 +1,286 @@
+/**
+ * The content half of the embedded store: asset files on disk, named by their SHA-256.
+ * Layout: `objects/<first 2 hex>/<hash>` for content, `tmp/<pid>-<random>.part` while a write is in
+ * flight. A write streams into a temp file while hashing, is fsynced, renamed into place and the
+ * directory fsynced, so a crash leaves the whole file or only a temp file that the next open removes.
+ */
+import type { AssetHash } from "@can-sync/core"
+import { AssetTooLarge, StoreUnavailable } from "@can-sync/core"
+import { Effect, Fiber, Option, Stream } from "effect"
+import type { Scope } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import type { FileHandle } from "node:fs/promises"
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"
+import { join } from "node:path"
+import { errorCode, unavailable } from "./StoreFailure.ts"
+
+/** Chunk size of reads handed to consumers. */
+export const ReadChunkSize = 64 * 1024
+/** Incoming chunks are gathered up to this size before each write to the temp file. */
+const WriteBufferSize = 1024 * 1024
+/** Chunk size used when rehashing a file. */
+const HashChunkSize = 1024 * 1024
+
+export interface Layout {
+  readonly root: string
+  readonly index: string
+  readonly objects: string
+  readonly tmp: string
+}
+
+export const layout = (dataDir: string): Layout => ({
+  root: dataDir,
+  index: join(dataDir, "index.sqlite"),
+  objects: join(dataDir, "objects"),
+  tmp: join(dataDir, "tmp")
+})
+
+export const shardDir = (layout: Layout, hash: AssetHash): string => join(layout.objects, hash.slice(0, 2))
+
+export const objectPath = (layout: Layout, hash: AssetHash): string => join(shardDir(layout, hash), hash)
+
+const tempName = (): string => `${process.pid}-${randomBytes(8).toString("hex")}.part`
+
+/** The pid encoded in a temp file name, if the name has our shape. */
+const tempOwner = (name: string): number | undefined => {
+  const match = /^(\d+)-[0-9a-f]+\.part$/.exec(name)
+  return match === null ? undefined : Number(match[1])
+}
+
+const processAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return errorCode(error) === "EPERM"
+  }
+}
+
+const removeIfPresent = (path: string) =>
+  Effect.tryPromise({ try: () => unlink(path), catch: (error) => error }).pipe(
+    Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.void : Effect.fail(error)),
+    Effect.mapError(unavailable("remove temp file"))
+  )
+
+/**
+ * Creates the directories and removes temp files left by processes that died mid-write. Temp
+ * files of live processes are kept: a CLI opening the store must not break the agent's ingest.
+ */
+export const prepare = Effect.fn("ContentFiles.prepare")(function*(layout: Layout) {
+  yield* Effect.tryPromise({
+    try: async () => {
+      await mkdir(layout.objects, { recursive: true })
+      await mkdir(layout.tmp, { recursive: true })
+      return await readdir(layout.tmp)
+    },
+    catch: unavailable("open data directory")
+  }).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(names, (name) => {
+        const owner = tempOwner(name)
+        return owner !== undefined && processAlive(owner) ? Effect.void : removeIfPresent(join(layout.tmp, name))
+      }, { discard: true })
+    )
+  )
+})
+
+const syncDirectory = (path: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const handle = await open(path, "r")
+      try {
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: unavailable("fsync directory")
+  })
+
+/** Content hashed and fully written to a temp file, fsynced, not yet in place. */
+export interface Staged {
+  readonly hash: AssetHash
+  readonly size: number
+  readonly path: string
+}
+
+/**
+ * Hashes a content stream chunk by chunk, refusing it as soon as it exceeds `maxBytes`. `sink`
+ * sees every chunk after it is hashed; the stream is pulled only as fast as the sink completes.
+ */
+const hashStream = <E, E2>(
+  content: Stream.Stream<Uint8Array, E>,
+  maxBytes: number | undefined,
+  sink: (chunk: Uint8Array) => Effect.Effect<void, E2>
+): Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | E2 | AssetTooLarge> =>
+  Effect.suspend(() => {
+    const hasher = createHash("sha256")
+    let size = 0
+    return Stream.runForEach(content, (chunk): Effect.Effect<void, E2 | AssetTooLarge> => {
+      size += chunk.byteLength
+      if (maxBytes !== undefined && size > maxBytes) return Effect.fail(new AssetTooLarge({ limit: maxBytes, size }))
+      hasher.update(chunk)
+      return sink(chunk)
+    }).pipe(Effect.map(() => ({ hash: hasher.digest("hex") as AssetHash, size })))
+  })
+
+/** The hash and size of a content stream, storing nothing (for content already present). */
+export const digest = <E>(content: Stream.Stream<Uint8Array, E>, maxBytes: number | undefined) =>
+  hashStream(content, maxBytes, () => Effect.void)
+
+/**
+ * Streams content into a new temp file while hashing it, then fsyncs it. The temp file is removed
+ * when the scope closes unless `promote` moved it into place first. Memory use is two write buffers.
+ */
+export const stage = <E>(
+  layout: Layout,
+  content: Stream.Stream<Uint8Array, E>,
+  maxBytes: number | undefined
+): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const path = join(layout.tmp, tempName())
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
+      (handle) =>
+        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
+          Effect.andThen(removeIfPresent(path)),
+          Effect.ignore
+        )
+    )
+    // Two buffers: one fills (hashing on this thread) while the other is written (libuv pool).
+    const buffers = [Buffer.allocUnsafe(WriteBufferSize), Buffer.allocUnsafe(WriteBufferSize)] as const
+    let current = 0
+    let filled = 0
+    let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
+    const settle = Effect.suspend(() => {
+      const pending = inFlight
+      inFlight = undefined
+      return pending === undefined ? Effect.void : Fiber.join(pending)
+    })
+    const startWrite = (bytes: Uint8Array) =>
+      settle.pipe(
+        Effect.andThen(Effect.forkChild(
+          Effect.tryPromise({ try: () => writeFully(handle, bytes), catch: unavailable("write temp file") })
+        )),
+        Effect.map((fiber) => {
+          inFlight = fiber
+        })
+      )
+    const flush = Effect.suspend(() => {
+      if (filled === 0) return Effect.void
+      const bytes = buffers[current].subarray(0, filled)
+      current = 1 - current
+      filled = 0
+      return startWrite(bytes)
+    })
+    const gather = (chunk: Uint8Array): Effect.Effect<void, StoreUnavailable> => {
+      if (filled === 0 && chunk.byteLength >= WriteBufferSize) return startWrite(chunk)
+      const buffer = buffers[current]
+      if (chunk.byteLength <= WriteBufferSize - filled) {
+        buffer.set(chunk, filled)
+        filled += chunk.byteLength
+        return filled === WriteBufferSize ? flush : Effect.void
+      }
+      const room = WriteBufferSize - filled
+      buffer.set(chunk.subarray(0, room), filled)
+      filled = WriteBufferSize
+      return flush.pipe(Effect.andThen(() => gather(chunk.subarray(room))))
+    }
+    const { hash, size } = yield* hashStream(content, maxBytes, gather)
+    yield* flush
+    yield* settle
+    yield* Effect.tryPromise({ try: () => handle.sync(), catch: unavailable("fsync temp file") })
+    return { hash, size, path }
+  })
+
+const writeFully = async (handle: FileHandle, bytes: Uint8Array): Promise<void> => {
+  let offset = 0
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset)
+    offset += bytesWritten
+  }
+}
+
+/** Moves a staged file to its object path and makes the rename durable. */
+export const promote = Effect.fn("ContentFiles.promote")(function*(layout: Layout, staged: Staged) {
+  const shard = shardDir(layout, staged.hash)
+  const created = yield* Effect.tryPromise({
+    try: () => mkdir(shard, { recursive: true }),
+    catch: unavailable("create object directory")
+  })
+  yield* Effect.tryPromise({
+    try: () => rename(staged.path, objectPath(layout, staged.hash)),
+    catch: unavailable("move content into place")
+  })
+  yield* syncDirectory(shard)
+  if (created !== undefined) yield* syncDirectory(layout.objects)
+})
+
+/** True when the object file exists with the expected size (a cheap check, no rehash). */
+export const present = (layout: Layout, hash: AssetHash, size: number): Effect.Effect<boolean, StoreUnavailable> =>
+  Effect.tryPromise({ try: () => stat(objectPath(layout, hash)), catch: (error) => error }).pipe(
+    Effect.map((info) => info.isFile() && info.size === size),
+    Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.succeed(false) : Effect.fail(unavailable("stat content file")(error)))
+  )
+
+/** The bytes of a file as a stream of chunks of at most `ReadChunkSize`. */
+export const readFile = (path: string, operation: string): Stream.Stream<Uint8Array, StoreUnavailable> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => open(path, "r"),
+        catch: (error) =>
+          errorCode(error) === "ENOENT"
+            ? new StoreUnavailable({
+              operation,
+              message: `content file ${path} is missing although the index lists it (run verify)`
+            })
+            : unavailable(operation)(error)
+      }),
+      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+    )
+    return Stream.paginate(0, (position: number) =>
+      Effect.tryPromise({
+        try: () => handle.read(Buffer.allocUnsafe(ReadChunkSize), 0, ReadChunkSize, position),
+        catch: unavailable(operation)
+      }).pipe(Effect.map(({ buffer, bytesRead }) =>
+        bytesRead === 0
+          ? [[], Option.none<number>()] as const
+          : [[buffer.subarray(0, bytesRead)], Option.some(position + bytesRead)] as const
+      )))
+  }))
+
+/** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
+export const check = Effect.fn("ContentFiles.check")(function*(layout: Layout, hash: AssetHash, size: number) {
+  const path = objectPath(layout, hash)
+  return yield* Effect.tryPromise({
+    try: async (): Promise<Option.Option<string>> => {
+      let handle: FileHandle
+      try {
+        handle = await open(path, "r")
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") return Option.some("content file is missing")
+        return Promise.reject(error)
+      }
+      try {
+        const hasher = createHash("sha256")
+        const buffer = Buffer.allocUnsafe(HashChunkSize)
+        let total = 0
+        for (;;) {
+          const { bytesRead } = await handle.read(buffer, 0, HashChunkSize, total)
+          if (bytesRead === 0) break
+          hasher.update(buffer.subarray(0, bytesRead))
+          total += bytesRead
+        }
+        const actual = hasher.digest("hex")
+        if (total !== size) return Option.some(`content file has ${total} bytes, the index says ${size}`)
+        if (actual !== hash) return Option.some(`content is damaged: it hashes to ${actual}`)
+        return Option.none()
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: unavailable("verify")
+  })
+})

@@ -1,0 +1,278 @@
+/**
+ * The embedded CAN store: a `CanStoreShape` over a data directory holding a SQLite index
+ * (`AssetIndex`) and content files (`ContentFiles`). The agent and CLI commands may open the same
+ * directory at once; `events` follows the index's change table, woken by this process's writes
+ * and by a cheap poll every `watchInterval` for writes made by other processes.
+ */
+import {
+  AssetNotFound,
+  CanStore,
+  HashMismatch,
+  InvalidInput,
+  isAssetHash,
+  LocalOrigin,
+  metaWins,
+  StoreUnavailable
+} from "@can-sync/core"
+import type {
+  AssetHash,
+  AssetMeta,
+  AssetTooLarge,
+  CanStoreShape,
+  IngestOptions,
+  MetaPatch,
+  StoreError,
+  StoreEvent
+} from "@can-sync/core"
+import { Clock, Duration, Effect, Layer, Option, PubSub, Stream } from "effect"
+import type { Scope } from "effect"
+import * as AssetIndex from "./AssetIndex.ts"
+import * as ContentFiles from "./ContentFiles.ts"
+
+export interface EmbeddedStoreOptions {
+  readonly dataDir: string
+  /** Content larger than this is refused with AssetTooLarge. Default: no limit. */
+  readonly maxAssetBytes?: number
+  /** How often `events` looks for changes made by other processes. Default: 250 millis. */
+  readonly watchInterval?: Duration.Input
+}
+
+export interface EmbeddedStoreShape extends CanStoreShape {
+  readonly dataDir: string
+  readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreError>
+  /** Rehash every asset: one element per asset. */
+  readonly verify: Stream.Stream<{ readonly hash: AssetHash; readonly ok: boolean; readonly problem?: string }, StoreError>
+}
+
+/** Largest page `list` returns, whatever the caller asks for. */
+export const MaxPageSize = 10_000
+const DefaultPageSize = 1000
+/** Changes read per query while following events (bounds memory per subscriber). */
+const EventPageSize = 256
+/** Assets rehashed per index page in `verify`. */
+const VerifyPageSize = 256
+
+const sameTags = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
+  a.length === b.length && a.every((tag, i) => tag === b[i])
+
+const validHash = (hash: string, what: string): Effect.Effect<AssetHash, InvalidInput> =>
+  isAssetHash(hash)
+    ? Effect.succeed(hash)
+    : Effect.fail(new InvalidInput({ message: `${what} is not a SHA-256 hash (64 lowercase hex characters): ${JSON.stringify(hash)}` }))
+
+const validSeq = (value: number, what: string): Effect.Effect<number, InvalidInput> =>
+  Number.isSafeInteger(value) && value >= 0
+    ? Effect.succeed(value)
+    : Effect.fail(new InvalidInput({ message: `${what} must be a non-negative integer, got ${value}` }))
+
+/** Opens the store in `options.dataDir` (creating it on first use); closed with the scope. */
+export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStoreShape, StoreUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const layout = ContentFiles.layout(options.dataDir)
+    const maxAssetBytes = options.maxAssetBytes
+    const watchInterval = Duration.fromInputUnsafe(options.watchInterval ?? "250 millis")
+    yield* ContentFiles.prepare(layout)
+    const index = yield* AssetIndex.open(layout.index)
+    const storeId = index.storeId
+
+    // Wakes this process's event followers after each write; sliding, so publishing never waits.
+    const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
+    const notify = PubSub.publish(written, undefined)
+
+    /**
+     * Receives content: hashes it, and when it is new stores the file and indexes it with what
+     * `describe` says. Content already indexed is only hashed (no file written) when its hash is
+     * known up front; otherwise its temp file is dropped, unless it repairs a missing file.
+     */
+    const receive = <E>(
+      content: Stream.Stream<Uint8Array, E>,
+      expected: AssetHash | undefined,
+      describe: (now: number) => { readonly meta: AssetMeta; readonly origin: string }
+    ): Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly stored: boolean }, E | HashMismatch | AssetTooLarge | StoreUnavailable> =>
+      Effect.gen(function*() {
+        const known = expected === undefined ? Option.none() : yield* index.find(expected)
+        if (Option.isSome(known) && (yield* ContentFiles.present(layout, known.value.hash, known.value.size))) {
+          const { hash, size } = yield* ContentFiles.digest(content, maxAssetBytes)
+          if (hash !== expected) return yield* new HashMismatch({ expected: known.value.hash, actual: hash })
+          return { hash, size, stored: false }
+        }
+        const staged = yield* ContentFiles.stage(layout, content, maxAssetBytes)
+        if (expected !== undefined && staged.hash !== expected) {
+          return yield* new HashMismatch({ expected, actual: staged.hash })
+        }
+        const { hash, size } = staged
+        const existing = yield* index.find(hash)
+        if (Option.isSome(existing)) {
+          // Indexed already; if its file went missing or was truncated, this content repairs it.
+          if (!(yield* ContentFiles.present(layout, hash, existing.value.size))) yield* ContentFiles.promote(layout, staged)
+          return { hash, size, stored: false }
+        }
+        yield* ContentFiles.promote(layout, staged)
+        const now = yield* Clock.currentTimeMillis
+        const { meta, origin } = describe(now)
+        // Another writer may have indexed the same content meanwhile: then ours is a no-op.
+        const stored = yield* index.insert({ hash, size, meta }, origin, now)
+        if (stored) yield* notify
+        return { hash, size, stored }
+      }).pipe(Effect.scoped)
+
+    const updateMeta = (
+      hash: AssetHash,
+      decide: (current: AssetMeta, now: number) => AssetMeta | undefined,
+      origin: string
+    ) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const result = yield* index.updateMeta(hash, (current) => decide(current, now), origin, now)
+        if (Option.isNone(result)) return yield* new AssetNotFound({ hash })
+        if (result.value.applied) yield* notify
+        return result.value
+      })
+
+    const editMeta = Effect.fn("EmbeddedStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
+      const valid = yield* validHash(hash, "hash")
+      const { meta } = yield* updateMeta(valid, (current, now) => {
+        const description = patch.description ?? current.description
+        const tags = patch.tags ?? current.tags
+        const trashed = patch.trashed ?? current.trashed
+        if (description === current.description && sameTags(tags, current.tags) && trashed === current.trashed) {
+          return undefined // an edit that changes nothing is not a new version
+        }
+        return {
+          ...current,
+          description,
+          tags: [...tags],
+          trashed,
+          updatedAt: Math.max(now, current.updatedAt + 1),
+          origin: storeId
+        }
+      }, LocalOrigin)
+      return meta
+    })
+
+    const mergeMeta = Effect.fn("EmbeddedStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
+      const valid = yield* validHash(hash, "hash")
+      // The winner's version replaces the whole record, createdAt included, so peers converge.
+      return yield* updateMeta(valid, (current) => metaWins(meta, current) ? meta : undefined, origin)
+    })
+
+    const ingest = <E>(content: Stream.Stream<Uint8Array, E>, ingestOptions?: IngestOptions) =>
+      Effect.gen(function*() {
+        const expected = ingestOptions?.expectedHash === undefined
+          ? undefined
+          : yield* validHash(ingestOptions.expectedHash, "expectedHash")
+        const description = ingestOptions?.description
+        const tags = ingestOptions?.tags
+        const received = yield* receive(content, expected, (now) => ({
+          meta: {
+            description: description ?? "",
+            tags: [...(tags ?? [])],
+            trashed: false,
+            createdAt: now,
+            updatedAt: now,
+            origin: storeId
+          },
+          origin: LocalOrigin
+        }))
+        if (!received.stored && (description !== undefined || tags !== undefined)) {
+          yield* editMeta(received.hash, { description, tags }).pipe(
+            Effect.catchTag("AssetNotFound", () =>
+              Effect.fail(new StoreUnavailable({ operation: "ingest", message: `asset ${received.hash} vanished from the index` })))
+          )
+        }
+        return { hash: received.hash, size: received.size, alreadyExisted: !received.stored }
+      }).pipe(Effect.withSpan("EmbeddedStore.ingest"))
+
+    const push = <E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
+      Effect.gen(function*() {
+        const valid = yield* validHash(hash, "hash")
+        const received = yield* receive(content, valid, () => ({ meta, origin }))
+        if (!received.stored) {
+          yield* mergeMeta(valid, meta, origin).pipe(
+            Effect.catchTag("AssetNotFound", () =>
+              Effect.fail(new StoreUnavailable({ operation: "push", message: `asset ${valid} vanished from the index` })))
+          )
+        }
+        return { alreadyExisted: !received.stored }
+      }).pipe(Effect.withSpan("EmbeddedStore.push", { attributes: { hash, origin } }))
+
+    const has = Effect.fn("EmbeddedStore.has")(function*(hash: AssetHash) {
+      return Option.isSome(yield* index.find(yield* validHash(hash, "hash")))
+    })
+
+    const stat = Effect.fn("EmbeddedStore.stat")(function*(hash: AssetHash) {
+      return yield* index.find(yield* validHash(hash, "hash"))
+    })
+
+    const read = (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
+      Stream.unwrap(Effect.gen(function*() {
+        const valid = yield* validHash(hash, "hash")
+        if (Option.isNone(yield* index.find(valid))) return yield* new AssetNotFound({ hash })
+        return ContentFiles.readFile(ContentFiles.objectPath(layout, valid), "read")
+      }))
+
+    const list = Effect.fn("EmbeddedStore.list")(function*(listOptions?: { readonly since?: number; readonly limit?: number }) {
+      const since = yield* validSeq(listOptions?.since ?? 0, "since")
+      const asked = listOptions?.limit ?? DefaultPageSize
+      if (!Number.isSafeInteger(asked) || asked < 1) {
+        return yield* new InvalidInput({ message: `limit must be a positive integer, got ${asked}` })
+      }
+      const limit = Math.min(asked, MaxPageSize)
+      const rows = yield* index.digestsAfter(since, limit + 1)
+      const digests = rows.length > limit ? rows.slice(0, limit) : rows
+      const last = digests.at(-1)
+      return { digests, next: last === undefined ? since : last.seq, done: rows.length <= limit }
+    })
+
+    const events = (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreError> =>
+      Stream.unwrap(Effect.gen(function*() {
+        // Subscribe before reading the start point, so no write falls between the two.
+        const wake = yield* PubSub.subscribe(written)
+        const start = eventOptions?.since === undefined
+          ? yield* index.currentSeq
+          : yield* validSeq(eventOptions.since, "since")
+        const idle = Effect.raceFirst(PubSub.takeAll(wake), Effect.sleep(watchInterval))
+        return Stream.paginate(start, (cursor: number) =>
+          index.changesAfter(cursor, EventPageSize).pipe(
+            Effect.flatMap((page) =>
+              page.last > cursor
+                ? Effect.succeed([page.events, Option.some(page.last)] as const)
+                : idle.pipe(Effect.as([[], Option.some(cursor)] as const))
+            )
+          ))
+      }))
+
+    const verify: EmbeddedStoreShape["verify"] = Stream.paginate(0, (since: number) =>
+      index.recordsAfter(since, VerifyPageSize).pipe(Effect.map((records) => {
+        const last = records.at(-1)
+        return [records, last === undefined ? Option.none<number>() : Option.some(last.seq)] as const
+      }))).pipe(
+        Stream.mapEffect((record) =>
+          ContentFiles.check(layout, record.hash, record.size).pipe(Effect.map(Option.match({
+            onNone: () => ({ hash: record.hash, ok: true }),
+            onSome: (problem) => ({ hash: record.hash, ok: false, problem })
+          }))))
+      )
+
+    const store: EmbeddedStoreShape = {
+      storeId,
+      dataDir: options.dataDir,
+      ingest,
+      has,
+      stat,
+      read,
+      list,
+      currentSeq: index.currentSeq,
+      push,
+      editMeta,
+      mergeMeta,
+      events,
+      stats: index.stats,
+      verify
+    }
+    return store
+  }).pipe(Effect.withSpan("EmbeddedStore.make"))
+
+/** The embedded store as the `CanStore` service. */
+export const layer = (options: EmbeddedStoreOptions): Layer.Layer<CanStore, StoreUnavailable> =>
+  Layer.effect(CanStore, make(options))

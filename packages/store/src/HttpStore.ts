@@ -1,0 +1,371 @@
+/**
+ * HttpStore: the CanStore service over the CAN HTTP API, so the sync engine can use a remote CAN
+ * service exactly as it uses the embedded store. Content streams both ways; failures come back as
+ * the same tagged errors; `events` is SSE that reconnects with capped exponential backoff and
+ * resumes after the last sequence it delivered, so a reconnect neither misses nor repeats a change.
+ */
+import {
+  AssetHash,
+  AssetMeta,
+  AssetNotFound,
+  AssetTooLarge,
+  CanStore,
+  HashMismatch,
+  InvalidInput,
+  StoreUnavailable
+} from "@can-sync/core"
+import type { CanStoreShape, DigestPage, IngestOptions, MetaPatch, StoreEvent } from "@can-sync/core"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Context, Data, Duration, Effect, Layer, Option, Ref, Schedule, Schema, Scope, Stream } from "effect"
+import { Sse } from "effect/encoding"
+import { HttpClient, HttpClientRequest } from "effect/http"
+import type { HttpClientError, HttpClientResponse } from "effect/http"
+import * as Api from "./HttpApi.ts"
+
+export interface HttpStoreOptions {
+  /** The service's base URL, e.g. `http://127.0.0.1:7650`. */
+  readonly baseUrl: string
+  readonly token: string
+  readonly reconnect?: {
+    /** First delay before an SSE reconnect; default 100 ms. Doubles on each failed attempt. */
+    readonly initial?: Duration.Input
+    /** Longest delay between SSE reconnect attempts; default 5 seconds. */
+    readonly max?: Duration.Input
+    /** Reconnect when nothing, not even a keepalive, arrived for this long; default 45 seconds. */
+    readonly idleTimeout?: Duration.Input
+  }
+}
+
+/** Every error the service can answer with, rebuilt from its JSON error body. */
+type RemoteError = AssetNotFound | HashMismatch | AssetTooLarge | InvalidInput | StoreUnavailable
+
+/** The caller's content stream failed while it was being uploaded: its error, passed through as is. */
+interface ContentFailed<E> {
+  readonly _tag: "ContentFailed"
+  readonly error: E
+}
+
+/** An SSE connection ended or could not be made: retried, never seen by the caller. */
+class Reconnect extends Data.TaggedError("Reconnect")<{ readonly reason: string }> {}
+
+/** Marks "connected" inside the SSE stream so the backoff resets on every successful connect. */
+const Connected = { _tag: "Connected" } as const
+
+/** Large enough for an `x-can-meta` header with a long description (undici's default is 16 KiB). */
+const maxHeaderSize = 256 * 1024
+
+const unavailable = (operation: string, message: string) => new StoreUnavailable({ operation, message })
+
+const transportError = (operation: string) => (e: HttpClientError.HttpClientError) =>
+  unavailable(operation, `service unreachable: ${e.message}`)
+
+/** Rebuilds the tagged error from a non-2xx response's JSON body (or its status when it has none). */
+const remoteError = (operation: string, response: HttpClientResponse.HttpClientResponse) =>
+  response.json.pipe(
+    Effect.flatMap(Schema.decodeUnknownEffect(Api.ErrorBody)),
+    Effect.option,
+    Effect.flatMap((body): Effect.Effect<never, RemoteError> => {
+      if (Option.isNone(body)) {
+        return Effect.fail(unavailable(operation, `unexpected HTTP ${response.status} from the service`))
+      }
+      const e = body.value.error
+      switch (e.tag) {
+        case "AssetNotFound":
+          return Effect.fail(new AssetNotFound({ hash: e.hash ?? "" }))
+        case "HashMismatch":
+          return Effect.fail(new HashMismatch({ expected: e.expected ?? "", actual: e.actual ?? "" }))
+        case "AssetTooLarge":
+          return Effect.fail(new AssetTooLarge({ limit: e.limit ?? 0, size: e.size ?? 0 }))
+        case "InvalidInput":
+          return Effect.fail(new InvalidInput({ message: e.message }))
+        case "StoreUnavailable":
+          return Effect.fail(unavailable(e.operation ?? operation, e.message))
+        case "Unauthorized":
+          return Effect.fail(unavailable(operation, `unauthorized: ${e.message}`))
+        default:
+          return Effect.fail(unavailable(operation, `HTTP ${response.status} ${e.tag}: ${e.message}`))
+      }
+    })
+  )
+
+type StoreErrorTag = "InvalidInput" | "StoreUnavailable"
+
+/**
+ * Keeps the errors an operation may fail with (its own tags plus StoreError); anything else the
+ * service answered means the two sides disagree, which the caller sees as StoreUnavailable.
+ */
+const only = <T extends RemoteError["_tag"]>(operation: string, tags: ReadonlyArray<T>) => {
+  const allowed = (e: RemoteError): e is Extract<RemoteError, { readonly _tag: T | StoreErrorTag }> =>
+    e._tag === "InvalidInput" || e._tag === "StoreUnavailable" || (tags as ReadonlyArray<string>).includes(e._tag)
+  return (e: RemoteError): Extract<RemoteError, { readonly _tag: T | StoreErrorTag }> | StoreUnavailable =>
+    allowed(e) ? e : unavailable(operation, `unexpected ${e._tag} from the service`)
+}
+
+const decodeBody = <S extends Schema.ConstraintDecoder<unknown>>(operation: string, schema: S) =>
+(response: HttpClientResponse.HttpClientResponse): Effect.Effect<S["Type"], StoreUnavailable, S["DecodingServices"]> =>
+  response.json.pipe(
+    Effect.mapError((e) => unavailable(operation, `unreadable response: ${e.message}`)),
+    Effect.flatMap((json) =>
+      Schema.decodeUnknownEffect(schema)(json).pipe(
+        Effect.mapError((e) => unavailable(operation, `malformed response: ${e.message}`))
+      )
+    )
+  )
+
+const isOk = (response: HttpClientResponse.HttpClientResponse) => response.status >= 200 && response.status < 300
+
+/** Connects to a CAN HTTP service; fails with StoreUnavailable when it cannot be reached or refuses the token. */
+export const make = Effect.fn("HttpStore.make")(function*(
+  options: HttpStoreOptions
+): Effect.fn.Return<CanStoreShape, StoreUnavailable, Scope.Scope> {
+  const services = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ maxHeaderSize }))
+  const base = options.baseUrl.replace(/\/+$/, "")
+  const client = Context.get(services, HttpClient.HttpClient).pipe(
+    HttpClient.mapRequest((request) =>
+      request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.bearerToken(options.token))
+    )
+  )
+  const initialDelay = Duration.fromInputUnsafe(options.reconnect?.initial ?? "100 millis")
+  const maxDelay = Duration.fromInputUnsafe(options.reconnect?.max ?? "5 seconds")
+  const idleTimeout = Duration.fromInputUnsafe(options.reconnect?.idleTimeout ?? "45 seconds")
+
+  /** Sends a request and answers the 2xx response, or fails with the error the service reported. */
+  const send = (operation: string, request: HttpClientRequest.HttpClientRequest) =>
+    client.execute(request).pipe(
+      Effect.mapError(transportError(operation)),
+      Effect.flatMap((response) => isOk(response) ? Effect.succeed(response) : remoteError(operation, response))
+    )
+
+  /**
+   * Sends `content` as a streamed request body. When the content stream itself fails, that
+   * failure (not the aborted request's) is what the caller sees, unchanged; the service stores nothing.
+   */
+  const upload = <E>(
+    operation: string,
+    request: HttpClientRequest.HttpClientRequest,
+    content: Stream.Stream<Uint8Array, E>
+  ) =>
+    Effect.gen(function*() {
+      const contentFailure = yield* Ref.make(Option.none<E>())
+      const body = content.pipe(Stream.tapError((e) => Ref.set(contentFailure, Option.some(e))))
+      return yield* send(
+        operation,
+        request.pipe(HttpClientRequest.bodyStream(body, { contentType: "application/octet-stream" }))
+      ).pipe(
+        Effect.catch((e: RemoteError) =>
+          Effect.flatMap(
+            Ref.get(contentFailure),
+            (failed): Effect.Effect<never, ContentFailed<E> | RemoteError> =>
+              Option.isSome(failed) ? Effect.fail({ _tag: "ContentFailed", error: failed.value }) : Effect.fail(e)
+          )
+        )
+      )
+    })
+
+  const info = send("info", HttpClientRequest.get(Api.Routes.info)).pipe(
+    Effect.flatMap(decodeBody("info", Api.SyncInfo)),
+    Effect.mapError(only("info", []))
+  )
+
+  const { storeId } = yield* info.pipe(
+    Effect.mapError((e) => e._tag === "StoreUnavailable" ? e : unavailable("connect", e.message))
+  )
+
+  const currentSeq = Effect.map(info, (i) => i.seq)
+
+  const ingest = Effect.fn("HttpStore.ingest")(function*<E>(
+    content: Stream.Stream<Uint8Array, E>,
+    ingestOptions?: IngestOptions
+  ) {
+    let request = HttpClientRequest.post(Api.Routes.assets)
+    if (ingestOptions?.description !== undefined) {
+      request = HttpClientRequest.setUrlParam(request, "description", ingestOptions.description)
+    }
+    for (const tag of ingestOptions?.tags ?? []) {
+      request = HttpClientRequest.appendUrlParam(request, "tag", tag)
+    }
+    if (ingestOptions?.expectedHash !== undefined) {
+      request = HttpClientRequest.setUrlParam(request, "hash", ingestOptions.expectedHash)
+    }
+    const response = yield* upload("ingest", request, content).pipe(
+      Effect.mapError((e) => e._tag === "ContentFailed" ? e.error : only("ingest", ["HashMismatch", "AssetTooLarge"])(e))
+    )
+    const body = yield* decodeBody("ingest", Api.IngestResponse)(response)
+    return { hash: body.hash, size: body.size, alreadyExisted: body.already_existed }
+  })
+
+  const has = Effect.fn("HttpStore.has")(function*(hash: AssetHash) {
+    const response = yield* client.execute(HttpClientRequest.head(Api.paths.asset(hash))).pipe(
+      Effect.mapError(transportError("has"))
+    )
+    switch (response.status) {
+      case 200:
+        return true
+      case 404:
+        return false
+      case 400:
+        return yield* new InvalidInput({ message: `not an asset hash: ${hash}` })
+      default:
+        return yield* unavailable("has", `unexpected HTTP ${response.status} from the service`)
+    }
+  })
+
+  const stat = Effect.fn("HttpStore.stat")(function*(hash: AssetHash) {
+    return yield* send("stat", HttpClientRequest.get(Api.paths.assetMeta(hash))).pipe(
+      Effect.flatMap(decodeBody("stat", Api.AssetRecordResponse)),
+      Effect.map(Option.some),
+      Effect.catchTag("AssetNotFound", () => Effect.succeed(Option.none())),
+      Effect.mapError(only("stat", []))
+    )
+  })
+
+  const read = (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
+    Stream.unwrap(
+      send("read", HttpClientRequest.get(Api.paths.pull(hash))).pipe(
+        Effect.mapError(only("read", ["AssetNotFound"])),
+        Effect.map((response) => response.stream.pipe(Stream.mapError(transportError("read"))))
+      )
+    )
+
+  const list = Effect.fn("HttpStore.list")(function*(listOptions?: {
+    readonly since?: number
+    readonly limit?: number
+  }) {
+    let request = HttpClientRequest.post(Api.Routes.hashes)
+    if (listOptions?.since !== undefined) request = HttpClientRequest.setUrlParam(request, "since", String(listOptions.since))
+    if (listOptions?.limit !== undefined) request = HttpClientRequest.setUrlParam(request, "limit", String(listOptions.limit))
+    const body = yield* send("list", request).pipe(
+      Effect.flatMap(decodeBody("list", Api.HashesResponse)),
+      Effect.mapError(only("list", []))
+    )
+    const page: DigestPage = { digests: body.assets, next: body.next, done: body.done }
+    return page
+  })
+
+  const push = Effect.fn("HttpStore.push")(function*<E>(
+    hash: AssetHash,
+    content: Stream.Stream<Uint8Array, E>,
+    meta: AssetMeta,
+    origin: string
+  ) {
+    const request = HttpClientRequest.post(Api.paths.push(hash)).pipe(
+      HttpClientRequest.setHeader(Api.HeaderNames.meta, Api.headerJson(Schema.encodeSync(AssetMeta)(meta))),
+      HttpClientRequest.setHeader(Api.HeaderNames.origin, origin)
+    )
+    const response = yield* upload("push", request, content).pipe(
+      Effect.mapError((e) => e._tag === "ContentFailed" ? e.error : only("push", ["HashMismatch", "AssetTooLarge"])(e))
+    )
+    const body = yield* decodeBody("push", Api.PushResponse)(response)
+    return { alreadyExisted: body.already_existed }
+  })
+
+  const editMeta = Effect.fn("HttpStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
+    const body = Schema.encodeSync(Api.EditMetaRequest)({
+      ...(patch.description === undefined ? {} : { description: patch.description }),
+      ...(patch.tags === undefined ? {} : { tags: patch.tags }),
+      ...(patch.trashed === undefined ? {} : { trashed: patch.trashed })
+    })
+    const result = yield* send(
+      "editMeta",
+      HttpClientRequest.post(Api.paths.assetMeta(hash)).pipe(HttpClientRequest.bodyJsonUnsafe(body))
+    ).pipe(
+      Effect.flatMap(decodeBody("editMeta", Api.EditMetaResponse)),
+      Effect.mapError(only("editMeta", ["AssetNotFound"]))
+    )
+    return result.meta
+  })
+
+  const mergeMeta = Effect.fn("HttpStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
+    const body = Schema.encodeSync(Api.MergeMetaRequest)({ hash, meta, origin })
+    return yield* send(
+      "mergeMeta",
+      HttpClientRequest.post(Api.Routes.syncMeta).pipe(HttpClientRequest.bodyJsonUnsafe(body))
+    ).pipe(
+      Effect.flatMap(decodeBody("mergeMeta", Api.MergeMetaResponse)),
+      Effect.mapError(only("mergeMeta", ["AssetNotFound"]))
+    )
+  })
+
+  const backoff = Schedule.min([Schedule.exponential(initialDelay, 2), Schedule.spaced(maxDelay)]).pipe(
+    Schedule.jittered,
+    Schedule.setInputType<Reconnect | StoreUnavailable | InvalidInput>(),
+    Schedule.while(({ input }) => input._tag === "Reconnect")
+  )
+
+  const decodeEvent = Schema.decodeUnknownEffect(Api.EventData)
+
+  /**
+   * One SSE connection, starting after `since`: `Connected`, then each event; it always ends in a
+   * failure, Reconnect when the link dropped (retried) or a StoreError when retrying cannot help.
+   */
+  const connectOnce = (since: number) =>
+    Stream.unwrap(Effect.gen(function*() {
+      const request = HttpClientRequest.get(Api.Routes.events).pipe(
+        HttpClientRequest.setUrlParam("since", String(since)),
+        HttpClientRequest.setHeader(Api.HeaderNames.lastEventId, String(since)),
+        HttpClientRequest.accept("text/event-stream")
+      )
+      const response = yield* client.execute(request).pipe(
+        Effect.mapError((e) => new Reconnect({ reason: e.message }))
+      )
+      if (response.status === 401 || response.status === 403 || response.status === 400) {
+        return yield* remoteError("events", response).pipe(Effect.mapError(only("events", [])))
+      }
+      if (!isOk(response)) return yield* new Reconnect({ reason: `HTTP ${response.status}` })
+      const events = response.stream.pipe(
+        Stream.mapError((e) => new Reconnect({ reason: e.message })),
+        // Keepalive comments count: only a silent link times out.
+        Stream.timeout(idleTimeout),
+        Stream.decodeText,
+        Stream.pipeThroughChannel(Sse.decode()),
+        Stream.mapError((e) =>
+          e._tag === "Reconnect" ? e : e._tag === "Retry" ? new Reconnect({ reason: "service asked to retry" }) : unavailable("events", e.message)
+        ),
+        Stream.mapEffect((event) =>
+          decodeEvent(event.data).pipe(
+            Effect.mapError((e) => unavailable("events", `malformed event: ${e.message}`))
+          )
+        ),
+        Stream.concat(Stream.fail(new Reconnect({ reason: "stream ended" })))
+      )
+      return Stream.concat(Stream.succeed(Connected), events)
+    }))
+
+  const events = (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreUnavailable | InvalidInput> =>
+    Stream.unwrap(Effect.gen(function*() {
+      // "From now on" must not depend on when a connection happens to be made: fix it now.
+      const start = eventOptions?.since ?? (yield* currentSeq)
+      const cursor = yield* Ref.make(start)
+      return Stream.unwrap(Effect.map(Ref.get(cursor), connectOnce)).pipe(
+        Stream.tapError((e) => Effect.logDebug(`SSE ${base}: ${e._tag === "Reconnect" ? `reconnecting (${e.reason})` : e.message}`)),
+        Stream.retry(backoff),
+        // Only what comes after the last delivered sequence passes: a replay never repeats a change.
+        Stream.mapEffect((item) =>
+          item._tag === "Connected"
+            ? Effect.succeed(Option.none<StoreEvent>())
+            : Ref.modify(cursor, (seen) => item.seq > seen ? [Option.some(item), item.seq] : [Option.none(), seen])
+        ),
+        Stream.filter(Option.isSome),
+        Stream.map((item) => item.value),
+        Stream.mapError((e) => e._tag === "Reconnect" ? unavailable("events", e.reason) : e)
+      )
+    }))
+
+  return {
+    storeId,
+    ingest,
+    has,
+    stat,
+    read,
+    list,
+    currentSeq,
+    push,
+    editMeta,
+    mergeMeta,
+    events
+  } satisfies CanStoreShape
+})
+
+/** The CanStore service backed by a remote CAN HTTP service. */
+export const layer = (options: HttpStoreOptions): Layer.Layer<CanStore, StoreUnavailable> =>
+  Layer.effect(CanStore, make(options))
