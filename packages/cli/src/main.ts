@@ -4,18 +4,28 @@
  * line on stderr with a non-zero exit, and exits 0 on SIGINT/SIGTERM after a clean shutdown.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Exit } from "effect"
-import { Command } from "effect/cli"
+import { Cause, Console, Effect, Exit } from "effect"
+import { CliError, Command } from "effect/cli"
 import { describeCause } from "./Errors.ts"
+import * as Logging from "./Logging.ts"
 import { add, cat, ls, meta, serve, verify } from "./StoreCommands.ts"
+import { sync } from "./SyncCommand.ts"
+import { id, signal } from "./TransportCommands.ts"
 
 const root = Command.make("can-sync").pipe(
   Command.withDescription("Peer-to-peer sync for content-addressed asset stores"),
-  Command.withSubcommands([serve, add, ls, cat, meta, verify])
+  Command.withSubcommands([sync, serve, add, ls, cat, meta, verify, id, signal])
 )
 
+/** Parse errors and help were already rendered by the CLI itself. */
+const alreadyRendered = (cause: Cause.Cause<unknown>) =>
+  cause.reasons.some((reason) => Cause.isFailReason(reason) && CliError.isCliError(reason.error))
+
 const program = Command.run(root, { version: "0.1.0" }).pipe(
-  Effect.tapCause((cause) => Console.error(`can-sync: ${describeCause(cause)}`)),
+  Effect.tapCause((cause) =>
+    alreadyRendered(cause) || Cause.hasInterruptsOnly(cause) ? Effect.void : Console.error(`can-sync: ${describeCause(cause)}`)
+  ),
+  Effect.provide(Logging.layer({ json: "auto" })),
   Effect.provide(NodeServices.layer)
 )
 
