@@ -175,6 +175,7 @@ export const stage = <E>(
       return startWrite(bytes)
     })
     const gather = (chunk: Uint8Array): Effect.Effect<void, StoreUnavailable> => {
+      // A large chunk is written as is (stream chunks are immutable once emitted).
       if (filled === 0 && chunk.byteLength >= WriteBufferSize) return startWrite(chunk)
       const buffer = buffers[current]
       if (chunk.byteLength <= WriteBufferSize - filled) {

@@ -308,8 +308,9 @@ describe("EmbeddedStore", () => {
       const maxRss = Number(field(report, "maxRssBytes"))
       const rssAtStart = Number(field(report, "rssAtStartBytes"))
       assert.isBelow(maxRss, 200 * 1024 * 1024, `peak RSS of the ingesting process: ${maxRss} bytes`)
-      // Most of that is Node + Effect + type stripping; what the ingest adds must not grow with size.
-      assert.isBelow(maxRss - rssAtStart, 128 * 1024 * 1024, `RSS added by the ingest: ${maxRss - rssAtStart} bytes`)
+      // Most of that is Node + Effect + type stripping (~120 MiB); the ingest itself adds a few
+      // buffers, whatever the size. (The producer recycles its chunks, so this measures the store.)
+      assert.isBelow(maxRss - rssAtStart, 64 * 1024 * 1024, `RSS added by the ingest: ${maxRss - rssAtStart} bytes`)
       assert.strictEqual(field(report, "size"), size)
       const expected = pseudoRandomSha256(seed, size)
       assert.strictEqual(field(report, "hash"), expected)

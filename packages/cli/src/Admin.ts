@@ -1,0 +1,77 @@
+/**
+ * The agent's small admin HTTP port: `GET /healthz` (200 while the process serves), `GET /readyz`
+ * (200 when the agent says it is ready, else 503) and `GET /status` (a JSON summary). Probes from
+ * Docker, Kubernetes or a load balancer hit it every few seconds, so its requests make no spans.
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { HttpServerError } from "effect/http"
+import { createServer } from "node:http"
+
+export interface Options {
+  /** Address to bind; "127.0.0.1" keeps it local, "0.0.0.0" for containers. */
+  readonly host: string
+  /** Port to bind; 0 picks a free one (see `AdminServer.port`). */
+  readonly port: number
+  /** Whether the agent is ready to serve peers; a failure counts as not ready. */
+  readonly ready: Effect.Effect<boolean>
+  /** Extra fields for `GET /status` (peers, store size, ...). */
+  readonly status?: Effect.Effect<Readonly<Record<string, unknown>>> | undefined
+}
+
+export interface AdminServer {
+  readonly host: string
+  readonly port: number
+  /** `http://host:port`, for people and tests. */
+  readonly url: string
+}
+
+const json = (status: number, body: unknown) => HttpServerResponse.jsonUnsafe(body, { status })
+
+const probe = (ready: Effect.Effect<boolean>) => ready.pipe(Effect.catchCause(() => Effect.succeed(false)))
+
+const app = (options: Options, startedAt: number) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const path = request.url.split("?")[0]
+    const known = path === "/healthz" || path === "/readyz" || path === "/status"
+    if (!known) return json(404, { error: "not found", endpoints: ["/healthz", "/readyz", "/status"] })
+    if (request.method !== "GET" && request.method !== "HEAD") return json(405, { error: "method not allowed" })
+    switch (path) {
+      case "/healthz":
+        return json(200, { status: "ok" })
+      case "/readyz": {
+        const ready = yield* probe(options.ready)
+        return json(ready ? 200 : 503, { ready })
+      }
+      default: {
+        const ready = yield* probe(options.ready)
+        const extra = options.status === undefined ? {} : yield* options.status.pipe(Effect.catchCause(() => Effect.succeed({})))
+        return json(200, {
+          ...extra,
+          healthy: true,
+          ready,
+          pid: process.pid,
+          uptimeSeconds: Math.round((Date.now() - startedAt) / 1000)
+        })
+      }
+    }
+  })
+
+/** Serves the admin endpoints for the length of the scope. */
+export const serve = Effect.fn("Admin.serve")(function*(
+  options: Options
+): Effect.fn.Return<AdminServer, HttpServerError.ServeError, Scope.Scope> {
+  const server = yield* NodeHttpServer.make(() => createServer(), {
+    host: options.host,
+    port: options.port,
+    gracefulShutdownTimeout: "1 second"
+  })
+  yield* server.serve(app(options, Date.now())).pipe(Effect.withTracerEnabled(false))
+  const port = server.address._tag === "UnixPathAddress" ? options.port : server.address.port
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host
+  yield* Effect.logDebug(`admin endpoints at http://${host}:${port}`)
+  return { host: options.host, port, url: `http://${host}:${port}` }
+})
