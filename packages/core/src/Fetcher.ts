@@ -1,0 +1,141 @@
+/**
+ * Fetcher: asks the peer for what this side lacks (the reconcile's missing list, then what live
+ * Offers announce), keeping at most `wantWindow` hashes unanswered. Each hash is first claimed in
+ * the shared InFlight registry, so an asset already arriving from another peer is not fetched
+ * twice. `Want` with `last = true` closes a round: the reconcile's wants, then one per Offer.
+ */
+import { Effect, FiberSet, Queue, Stream } from "effect"
+import type { AssetHash } from "./Domain.ts"
+import * as Frame from "./Frame.ts"
+import type { Limits, Session, WantInput } from "./Session.ts"
+import { bump } from "./Session.ts"
+import { chunksOf } from "./Wire.ts"
+
+/** A FIFO of distinct hashes with O(1) push, shift and membership. */
+const hashQueue = () => {
+  let items: Array<AssetHash> = []
+  let head = 0
+  const members = new Set<AssetHash>()
+  return {
+    push: (h: AssetHash) => {
+      if (members.has(h)) return
+      members.add(h)
+      items.push(h)
+    },
+    shift: (): AssetHash | undefined => {
+      if (head >= items.length) return undefined
+      const h = items[head++]!
+      members.delete(h)
+      if (head > 4096 && head * 2 > items.length) {
+        items = items.slice(head)
+        head = 0
+      }
+      return h
+    },
+    has: (h: AssetHash) => members.has(h),
+    size: () => items.length - head
+  }
+}
+
+export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
+  const pending = hashQueue()
+  const outstanding = new Set<AssetHash>()
+  /** Announced content sizes of pending and outstanding hashes (for the bytesWanted counter). */
+  const sizeOf = new Map<AssetHash, number>()
+  let reconcile: "waiting" | "open" | "closed" = "waiting"
+  let answersOwed = 0
+  const waiters = yield* FiberSet.make<void>()
+
+  const handle = (input: WantInput): Effect.Effect<void> => {
+    switch (input._tag) {
+      case "Missing":
+        return Effect.sync(() => {
+          input.hashes.forEach((h, i) => {
+            pending.push(h)
+            sizeOf.set(h, input.sizes[i] ?? 0)
+          })
+          reconcile = "open"
+        })
+      case "Offered":
+        return Effect.sync(() => {
+          input.hashes.forEach((h, i) => {
+            if (outstanding.has(h)) return
+            pending.push(h)
+            sizeOf.set(h, input.sizes[i] ?? 0)
+          })
+          answersOwed++
+        })
+      case "Retry":
+        return Effect.sync(() => {
+          if (outstanding.has(input.hash)) return
+          pending.push(input.hash)
+          sizeOf.set(input.hash, input.size)
+        })
+      case "Answered":
+        return Effect.suspend(() => {
+          outstanding.delete(input.hash)
+          sizeOf.delete(input.hash)
+          // Tell the peer its content was refused (informational; the session goes on).
+          return input.code === undefined
+            ? Effect.void
+            : Queue.offer(s.outbox, Frame.make("Error", { code: input.code, message: `refused ${input.hash}`, hash: input.hash, fatal: false })).pipe(Effect.asVoid)
+        })
+    }
+  }
+
+  /** Request what fits in the window, then close any rounds that are complete. */
+  const flush = Effect.gen(function*() {
+    const request: Array<AssetHash> = []
+    let bytes = 0
+    while (outstanding.size < s.config.wantWindow && pending.size() > 0) {
+      const hash = pending.shift()!
+      if (outstanding.has(hash)) continue
+      const size = sizeOf.get(hash) ?? 0
+      const claim = yield* s.inFlight.claim(hash, s.owner)
+      if (claim._tag === "Busy") {
+        // Another peer is delivering it; ask ours only if that delivery fails.
+        sizeOf.delete(hash)
+        yield* FiberSet.run(waiters, claim.settled.pipe(
+          Effect.flatMap((stored) => (stored ? Effect.void : Queue.offer(s.retries, { hash, size }).pipe(Effect.asVoid)))
+        ))
+        continue
+      }
+      // Checked after claiming, so an asset stored by another session just now is not fetched again.
+      if (yield* s.store.has(hash)) {
+        sizeOf.delete(hash)
+        yield* s.inFlight.settle(hash, s.owner, true)
+        continue
+      }
+      outstanding.add(hash)
+      request.push(hash)
+      bytes += size
+    }
+    let markers = 0
+    if (reconcile === "open" && pending.size() === 0) {
+      reconcile = "closed"
+      markers++
+    }
+    if (reconcile === "closed") {
+      markers += answersOwed
+      answersOwed = 0
+    }
+    if (request.length === 0 && markers === 0) return
+    const chunks = request.length > 0 ? chunksOf(request, limits.digestChunkSize) : []
+    for (let i = 0; i < chunks.length; i++) {
+      const last = i === chunks.length - 1 && markers > 0
+      if (last) markers--
+      yield* Queue.offer(s.outbox, Frame.make("Want", { hashes: chunks[i]!, last }))
+    }
+    for (; markers > 0; markers--) yield* Queue.offer(s.outbox, Frame.make("Want", { hashes: [], last: true }))
+    if (request.length > 0) yield* bump(s.stats, { hashesWanted: request.length, bytesWanted: bytes })
+  })
+
+  return yield* Stream.merge(
+    Stream.fromQueue(s.wantInbox),
+    Stream.fromQueue(s.retries).pipe(Stream.map((r): WantInput => ({ _tag: "Retry", ...r })))
+  ).pipe(
+    Stream.runForEachArray((batch) =>
+      Effect.forEach(batch, handle, { discard: true }).pipe(Effect.andThen(flush))
+    )
+  )
+})

@@ -1,0 +1,49 @@
+/**
+ * Handshake: the Hello both sides send first (protocol version, peer id, agent, largest frame
+ * accepted) and the check of the peer's. A different protocol version or a Hello naming another
+ * peer than the transport authenticated ends the session with a typed error (and a fatal Error
+ * frame to the peer); otherwise it settles the frame sizes both sides can accept.
+ */
+import { Effect } from "effect"
+import { AGENT, PROTOCOL_VERSION } from "./EngineConfig.ts"
+import type { EngineConfig } from "./EngineConfig.ts"
+import * as Frame from "./Frame.ts"
+import type * as Proto from "./proto/sync.ts"
+import type { Limits } from "./Session.ts"
+import { PeerMismatch, ProtocolVersionMismatch } from "./SyncErrors.ts"
+
+/** Frame overhead around an AssetChunk's data (type, length, hash field, bytes field header). */
+const CHUNK_OVERHEAD = 256
+/** Generous upper bound of one encoded digest (hash, numbers, origin up to ~300 characters). */
+const DIGEST_BOUND = 512
+
+export const hello = (config: EngineConfig, version: number = PROTOCOL_VERSION): Frame.Frame =>
+  Frame.make("Hello", {
+    protocolVersion: version,
+    peerId: config.localPeerId,
+    agent: AGENT,
+    maxFrameBytes: config.maxFrameBytes
+  })
+
+/** Check the peer's Hello against the authenticated peer id; settle the sizes to use. */
+export const check = (
+  config: EngineConfig,
+  expectedPeer: string,
+  peerHello: Proto.Hello
+): Effect.Effect<Limits, ProtocolVersionMismatch | PeerMismatch> => {
+  if (peerHello.protocolVersion !== PROTOCOL_VERSION) {
+    return Effect.fail(
+      new ProtocolVersionMismatch({ peer: expectedPeer, local: PROTOCOL_VERSION, remote: peerHello.protocolVersion })
+    )
+  }
+  if (peerHello.peerId !== expectedPeer) {
+    return Effect.fail(new PeerMismatch({ expected: expectedPeer, announced: peerHello.peerId }))
+  }
+  // A peer that announces no limit (0) gets the protocol default.
+  const peerMax = peerHello.maxFrameBytes > 0 ? peerHello.maxFrameBytes : Frame.DEFAULT_MAX_FRAME_BYTES
+  return Effect.succeed({
+    chunkBytes: Math.max(1024, Math.min(config.chunkBytes, peerMax - CHUNK_OVERHEAD)),
+    digestChunkSize: Math.max(1, Math.min(config.digestChunkSize, Math.floor((peerMax - 64) / DIGEST_BOUND))),
+    peerAgent: peerHello.agent
+  })
+}

@@ -1,0 +1,207 @@
+/**
+ * PeerActor: one sync session with one connected peer, as one scoped fiber tree — reader,
+ * writer, controller (handshake → reconcile → live), fetcher, sender, receiver and live pusher —
+ * joined by the bounded Queues of a Session. The first child to fail fails the actor; closing
+ * its scope interrupts every child and closes the link. `run` never succeeds: it ends when the
+ * link closes or an error ends the session, and the PeerManager decides what happens next.
+ */
+import { Clock, Deferred, Effect, FiberSet, Metric, Queue, Ref, Result, Semaphore, Stream } from "effect"
+import type { Scope } from "effect"
+import type { CanStoreShape } from "./CanStore.ts"
+import type { EngineConfig } from "./EngineConfig.ts"
+import * as Fetcher from "./Fetcher.ts"
+import * as Frame from "./Frame.ts"
+import * as Handshake from "./Handshake.ts"
+import * as InFlight from "./InFlight.ts"
+import * as LivePusher from "./LivePusher.ts"
+import * as Metrics from "./Metrics.ts"
+import type { PeerLink } from "./PeerLink.ts"
+import { LinkClosed } from "./PeerLink.ts"
+import * as Receiver from "./Receiver.ts"
+import * as Reconcile from "./Reconcile.ts"
+import * as Sender from "./Sender.ts"
+import * as Session from "./Session.ts"
+import type { PeerStats, Role, SessionState } from "./Session.ts"
+import type { SessionError } from "./SyncErrors.ts"
+import { describe, fatalCode, frameInvalid, ProtocolViolation, RemoteFailure } from "./SyncErrors.ts"
+import { asHashes } from "./Wire.ts"
+
+export interface RunOptions {
+  readonly config: EngineConfig
+  readonly store: CanStoreShape
+  readonly role?: Role | undefined
+  /** Shared by all sessions of one store (PeerManager passes its own); a private one otherwise. */
+  readonly inFlight?: InFlight.InFlight | undefined
+  /** Counters to add this session's to (kept across restarts by the PeerManager). */
+  readonly stats?: Ref.Ref<PeerStats> | undefined
+  /** Where the session reports its phase. */
+  readonly state?: Ref.Ref<SessionState> | undefined
+}
+
+/** reader: link frames → decode → route to the children's mailboxes. Never waits on the link. */
+const reader = (s: Session.Session, link: PeerLink) =>
+  Effect.gen(function*() {
+    let helloSeen = false
+    let peerDigestsDone = false
+    let peerReconcileWantsDone = false
+    const violation = (frame: string, reason: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, reason }))
+
+    const route = (bytes: Uint8Array): Effect.Effect<void, SessionError> => {
+      const decoded = Frame.decode(bytes, s.config.maxFrameBytes)
+      if (Result.isFailure(decoded)) {
+        return Metrics.recordError("frame").pipe(Effect.andThen(Effect.fail(frameInvalid(s.peer, decoded.failure))))
+      }
+      const frame = decoded.success
+      if (!helloSeen && frame._tag !== "Hello") return violation(frame._tag, "expected Hello first")
+      switch (frame._tag) {
+        case "Hello":
+          if (helloSeen) return violation("Hello", "second Hello")
+          helloSeen = true
+          return Deferred.succeed(s.hello, frame.message)
+        case "DigestChunk":
+          if (peerDigestsDone) return violation("DigestChunk", "digest set already complete")
+          peerDigestsDone = frame.message.last
+          return Queue.offer(s.digests, frame.message) // the collector only fills memory: safe to wait
+        case "Want": {
+          const hashes = asHashes(frame.message.hashes)
+          if (hashes === undefined) return violation("Want", "malformed hash")
+          const jobs: Array<Session.SendJob> = hashes.map((hash) => ({ _tag: "Asset", hash }))
+          if (frame.message.last && !peerReconcileWantsDone) jobs.push({ _tag: "ReconcileWantsEnd" })
+          // The peer keeps at most MAX_OUTSTANDING_WANTS unanswered, so this fits; if not, it broke the protocol.
+          if (Queue.offerAllUnsafe(s.sendQueue, jobs).length > 0) return violation("Want", "more wants outstanding than the protocol allows")
+          const counted = hashes.length > 0 ? Session.bump(s.stats, { hashesWantedByPeer: hashes.length }) : Effect.void
+          if (!frame.message.last) return counted
+          if (!peerReconcileWantsDone) {
+            peerReconcileWantsDone = true
+            return counted
+          }
+          return counted.pipe(Effect.andThen(Semaphore.release(s.offerWindow, 1))) // answers our oldest Offer
+        }
+        case "Offer": {
+          const hashes = asHashes(frame.message.digests.map((d) => d.hash))
+          if (hashes === undefined) return violation("Offer", "malformed hash")
+          const sizes = frame.message.digests.map((d) => d.size)
+          if (!Queue.offerUnsafe(s.wantInbox, { _tag: "Offered", hashes, sizes })) {
+            return violation("Offer", "more unanswered Offers than the protocol allows")
+          }
+          return Effect.void
+        }
+        case "AssetHeader":
+        case "AssetChunk":
+        case "AssetEnd":
+        case "MetaUpdate":
+          return Queue.offer(s.inbound, frame) // the receiver only waits on the store: safe to wait
+        case "Error":
+          if (frame.message.fatal) {
+            return Effect.fail(new RemoteFailure({ peer: s.peer, code: frame.message.code, reason: frame.message.message }))
+          }
+          return Queue.offer(s.inbound, frame)
+        case "Done":
+          if (Deferred.isDoneUnsafe(s.peerDone)) return violation("Done", "second Done")
+          return Deferred.succeed(s.peerDone, frame.message)
+        case "Credit":
+        case "Ping":
+        case "Pong":
+        case "AuthProof":
+          return violation(frame._tag, "transport frame reached the sync engine")
+      }
+    }
+
+    yield* link.frames.pipe(Stream.runForEach(route))
+    return yield* new LinkClosed({ peer: s.peer, reason: "closed by peer" })
+  }).pipe(Effect.withSpan("PeerActor.reader"))
+
+/** writer: outbox → encode → link, suspending while the link's buffer is full. */
+const writer = (s: Session.Session, link: PeerLink) =>
+  Stream.fromQueue(s.outbox).pipe(
+    Stream.runForEach((frame) => link.send(Frame.encode(frame))),
+    Effect.withSpan("PeerActor.writer")
+  )
+
+/** controller: handshake, then reconcile (children started as needed), then live pushing. */
+const controller = (s: Session.Session, fibers: FiberSet.FiberSet<unknown, SessionError>) =>
+  Effect.gen(function*() {
+    yield* Ref.set(s.state, "handshake")
+    const limits = yield* Handshake.check(s.config, s.peer, yield* Deferred.await(s.hello))
+    yield* Ref.set(s.state, "reconciling")
+    // Noted before listing: the pusher reads events from here, so nothing after the listing is missed.
+    const since = yield* s.store.currentSeq
+    yield* FiberSet.run(fibers, Receiver.run(s))
+    yield* FiberSet.run(fibers, Receiver.repairer(s))
+    yield* FiberSet.run(fibers, Sender.run(s, limits))
+    yield* FiberSet.run(fibers, Fetcher.run(s, limits))
+    yield* reconcilePhase(s, limits)
+    yield* Ref.set(s.state, "live")
+    yield* Effect.acquireRelease(Metric.modify(Metrics.peersConnected, 1), () => Metric.modify(Metrics.peersConnected, -1))
+    return yield* LivePusher.run(s, limits, since)
+  })
+
+/** From the first digest to both Done frames: one span with the digest counts and wants each way. */
+const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: Session.Session, limits: Session.Limits) {
+  const started = yield* Clock.currentTimeMillis
+  const before = yield* Ref.get(s.stats) // counters are cumulative across restarts
+  const summary = yield* Reconcile.run(s, limits)
+  yield* Deferred.await(s.sentDone)
+  const peerDone = yield* Deferred.await(s.peerDone)
+  const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
+  yield* Metric.update(Metrics.reconcileDuration, seconds)
+  const stats = yield* Ref.get(s.stats)
+  yield* Session.bump(s.stats, { reconciles: 1 })
+  yield* Effect.annotateCurrentSpan({
+    peer: s.peer,
+    localDigests: summary.localDigests,
+    remoteDigests: summary.remoteDigests,
+    wantsSent: summary.wanted,
+    wantsReceived: stats.hashesWantedByPeer - before.hashesWantedByPeer,
+    assetsReceivedFromPeer: peerDone.assetsSent,
+    seconds
+  })
+})
+
+/** Tell the peer why we are ending the session (best effort, bounded in time). */
+const reportFatal = (link: PeerLink, error: SessionError) => {
+  const code = fatalCode(error)
+  if (code === undefined) return Effect.void
+  const frame = Frame.make("Error", { code, message: describe(error), hash: "", fatal: true })
+  return link.send(Frame.encode(frame)).pipe(Effect.timeout("1 second"), Effect.ignore)
+}
+
+const session = (s: Session.Session, link: PeerLink): Effect.Effect<never, SessionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    // Hello goes out first and directly, so it precedes anything else — even a fatal Error.
+    yield* link.send(Frame.encode(Handshake.hello(s.config)))
+    const fibers = yield* FiberSet.make<unknown, SessionError>()
+    yield* FiberSet.run(fibers, writer(s, link))
+    yield* FiberSet.run(fibers, reader(s, link))
+    yield* FiberSet.run(fibers, controller(s, fibers))
+    yield* FiberSet.join(fibers)
+    return yield* Effect.never
+  })
+
+/**
+ * Run one session over `link` until it ends. Closing the surrounding scope (or interrupting)
+ * stops every child and closes the link; a failure is reported to the peer when it can act on it.
+ */
+export const run = Effect.fn("PeerActor.session")(function*(link: PeerLink, options: RunOptions) {
+  const peer = link.remotePeer
+  const role = options.role ?? "dialer"
+  yield* Effect.annotateCurrentSpan({ peer, role, localPeer: options.config.localPeerId })
+  const inFlight = options.inFlight ?? (yield* InFlight.make)
+  const owner = yield* InFlight.newOwner(peer)
+  const stats = options.stats ?? (yield* Ref.make(Session.emptyStats))
+  const state = options.state ?? (yield* Ref.make<SessionState>("connecting"))
+  yield* Session.bump(stats, { sessions: 1 })
+  const s = yield* Session.make({ peer, role, owner, config: options.config, store: options.store, inFlight, stats, state })
+  return yield* Effect.scoped(session(s, link)).pipe(
+    Effect.tapError((error) => reportFatal(link, error)),
+    Effect.tapError((error) =>
+      Effect.all([
+        Effect.annotateCurrentSpan({ outcome: error._tag }),
+        Metrics.recordError(error._tag),
+        Effect.logInfo("session ended", { peer, role, reason: describe(error) })
+      ], { discard: true })
+    ),
+    Effect.onInterrupt(() => Effect.annotateCurrentSpan({ outcome: "interrupted" })),
+    Effect.ensuring(Effect.all([link.close, inFlight.releaseAll(owner)], { discard: true }))
+  )
+})

@@ -1,0 +1,220 @@
+/**
+ * Receiver: streams the peer's asset frames into `store.push` through a small bounded Queue, so
+ * content goes straight to disk and the store verifies its hash (a mismatch stores nothing and is
+ * answered with a non-fatal Error). Merges the peer's metadata (last writer wins, read repair when
+ * ours is newer) and feeds received hashes to the pusher's echo Queue.
+ */
+import { Cause, Clock, Data, Effect, Fiber, FiberSet, Metric, Option, Queue, Semaphore, Stream } from "effect"
+import type { Result } from "effect"
+import type { AssetTooLarge, HashMismatch, StoreError } from "./CanStore.ts"
+import type { AssetHash, AssetMeta } from "./Domain.ts"
+import { compareMetaVersion } from "./Domain.ts"
+import * as Frame from "./Frame.ts"
+import type { StashedMeta } from "./InFlight.ts"
+import * as Metrics from "./Metrics.ts"
+import type * as Proto from "./proto/sync.ts"
+import type { Outcome, Session } from "./Session.ts"
+import { bump } from "./Session.ts"
+import { ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
+import { asHash, fromWireMeta, toWireMeta } from "./Wire.ts"
+
+/** The sender gave up on an asset mid-stream (its store failed reading it). */
+class TransferAborted extends Data.TaggedError("TransferAborted")<{ readonly hash: string; readonly code: string }> {}
+
+const violation = (s: Session, frame: string, reason: string) =>
+  Effect.fail(new ProtocolViolation({ peer: s.peer, frame, reason }))
+
+const answered = (s: Session, hash: AssetHash, outcome: Outcome, code?: string) =>
+  Queue.offer(s.wantInbox, { _tag: "Answered", hash, outcome, code })
+
+/** Merge a peer's metadata edit; an edit for an asset still in transit is kept until it lands. */
+export const applyMeta = Effect.fn("Receiver.meta")(function*(s: Session, message: Proto.MetaUpdate) {
+  const hash = asHash(message.hash)
+  if (hash === undefined || message.meta === undefined) return yield* violation(s, "MetaUpdate", "malformed hash or missing meta")
+  const meta = fromWireMeta(message.meta)
+  const merge = s.store.mergeMeta(hash, meta, s.peer).pipe(
+    Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined))
+  )
+  let merged = yield* merge
+  // Not here yet: stash it with the transfer, or — if that transfer has just finished — merge again.
+  if (merged === undefined && !(yield* s.inFlight.stashMeta(hash, meta, s.peer))) merged = yield* merge
+  if (merged === undefined) return
+  if (merged.applied) return yield* bump(s.stats, { metaApplied: 1 })
+  yield* repairIfNewer(s, hash, merged.meta, meta)
+})
+
+/**
+ * Read repair: the peer showed us an older version than ours (it got the asset elsewhere, or
+ * ingested the same content itself), so send it ours. Versions only grow, so this terminates.
+ */
+const repairIfNewer = (s: Session, hash: AssetHash, ours: AssetMeta, theirs: AssetMeta) =>
+  compareMetaVersion(ours, theirs) > 0 ? Effect.sync(() => Queue.offerUnsafe(s.repairs, hash)) : Effect.void
+
+/** Sends our metadata for every asset the receiver found the peer behind on. */
+export const repairer = Effect.fn("Receiver.repairer")(function*(s: Session) {
+  while (true) {
+    const hash = yield* Queue.take(s.repairs)
+    const record = yield* s.store.stat(hash)
+    if (Option.isSome(record)) {
+      yield* Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash, meta: toWireMeta(record.value.meta) }))
+      yield* bump(s.stats, { metaSent: 1 })
+    }
+  }
+})
+
+/**
+ * A metadata edit that arrived (from whichever peer) while its asset was in transit, merged once
+ * the asset is stored, under the origin of the peer that sent the edit.
+ */
+const mergeStashed = (s: Session, hash: AssetHash, stashed: StashedMeta | undefined) =>
+  stashed === undefined
+    ? Effect.void
+    : s.store.mergeMeta(hash, stashed.meta, stashed.from).pipe(Effect.catchTag("AssetNotFound", () => Effect.void), Effect.asVoid)
+
+/** A non-fatal Error frame from the peer. */
+const peerError = Effect.fn("Receiver.peerError")(function*(s: Session, error: Proto.Error) {
+  const hash = asHash(error.hash)
+  if ((error.code === ErrorCode.AssetNotFound || error.code === ErrorCode.StoreFailed) && hash !== undefined) {
+    if (yield* s.inFlight.isOwner(hash, s.owner)) {
+      yield* s.inFlight.settle(hash, s.owner, false)
+      yield* answered(s, hash, "not-found")
+    }
+    return
+  }
+  yield* Metrics.recordError(error.code === ErrorCode.HashMismatch ? "peer_refused" : "peer_error")
+  yield* Effect.logWarning("peer reported an error", { peer: s.peer, code: error.code, hash: error.hash, message: error.message })
+})
+
+interface Received {
+  readonly hash: AssetHash
+  readonly meta: AssetMeta
+  readonly bytes: number
+  readonly push: Fiber.Fiber<Result.Result<{ readonly alreadyExisted: boolean }, TransferAborted | HashMismatch | AssetTooLarge | StoreError>>
+}
+
+/**
+ * Receive one asset's frames, from its header to its end, streaming them into a store push
+ * (which verifies the hash before anything is kept); returns the push still committing.
+ */
+export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: Session, header: Proto.AssetHeader) {
+  const hash = asHash(header.hash)
+  if (hash === undefined || header.meta === undefined) return yield* violation(s, "AssetHeader", "malformed hash or missing meta")
+  if (!(yield* s.inFlight.isOwner(hash, s.owner))) return yield* violation(s, "AssetHeader", `unsolicited asset ${hash}`)
+  yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, announcedBytes: header.size })
+  const meta = fromWireMeta(header.meta)
+  yield* Queue.offer(s.echo, hash) // sliding queue: never waits
+  const chunks = yield* Queue.bounded<Uint8Array, Cause.Done | TransferAborted>(4)
+  // The push ends early on a store-side refusal (too large); shutting the queue then drops later chunks.
+  const push = yield* s.store.push(hash, Stream.fromQueue(chunks), meta, s.peer).pipe(
+    Effect.result,
+    Effect.ensuring(Queue.shutdown(chunks)),
+    Effect.forkChild
+  )
+  let bytes = 0
+  let ended = false
+  while (!ended) {
+    const frame = yield* Queue.take(s.inbound)
+    switch (frame._tag) {
+      case "AssetChunk":
+        if (frame.message.hash !== hash) return yield* violation(s, "AssetChunk", `chunk of ${frame.message.hash} inside ${hash}`)
+        bytes += frame.message.data.length
+        yield* Queue.offer(chunks, frame.message.data)
+        break
+      case "AssetEnd":
+        if (frame.message.hash !== hash) return yield* violation(s, "AssetEnd", `end of ${frame.message.hash} inside ${hash}`)
+        yield* Queue.end(chunks)
+        ended = true
+        break
+      case "MetaUpdate":
+        yield* applyMeta(s, frame.message)
+        break
+      case "Error":
+        if (frame.message.hash === hash) {
+          yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: frame.message.code })))
+          ended = true
+        } else {
+          yield* peerError(s, frame.message)
+        }
+        break
+      case "AssetHeader":
+        return yield* violation(s, "AssetHeader", `header of ${frame.message.hash} inside ${hash}`)
+    }
+  }
+  return { hash, meta, bytes, push }
+})
+
+/**
+ * The end of one asset's transfer: wait for the store to verify and commit it, then settle its
+ * claim, record it and tell the fetcher. Runs beside the next asset's frames (pipelined).
+ */
+const finishAsset = Effect.fn("Receiver.commit")(function*(s: Session, received: Received) {
+  const { bytes, hash, meta } = received
+  yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, bytes })
+  const result = yield* Fiber.join(received.push)
+  if (result._tag === "Success") {
+    const stashed = yield* s.inFlight.settle(hash, s.owner, true)
+    yield* mergeStashed(s, hash, stashed)
+    const now = yield* Clock.currentTimeMillis
+    yield* Metric.update(Metrics.propagationLatency, Math.max(0, now - meta.createdAt) / 1000)
+    yield* Metrics.recordTransfer(s.peer, "received", bytes)
+    yield* bump(s.stats, { assetsReceived: 1, bytesReceived: bytes, redundantReceives: result.success.alreadyExisted ? 1 : 0 })
+    if (result.success.alreadyExisted) {
+      // It was here already (a local ingest raced the transfer): ours may be the newer version.
+      const current = yield* s.store.stat(hash)
+      if (Option.isSome(current)) yield* repairIfNewer(s, hash, current.value.meta, meta)
+    }
+    yield* Effect.annotateCurrentSpan({ outcome: result.success.alreadyExisted ? "already-present" : "stored" })
+    return yield* answered(s, hash, "stored")
+  }
+  const error = result.failure
+  yield* s.inFlight.settle(hash, s.owner, false)
+  switch (error._tag) {
+    case "HashMismatch":
+    case "AssetTooLarge":
+      if (error._tag === "HashMismatch") {
+        yield* Metric.update(Metrics.verificationFailures, 1)
+        yield* bump(s.stats, { verificationFailures: 1 })
+      }
+      yield* Effect.logWarning("refused an asset from peer", { peer: s.peer, hash, reason: error._tag })
+      yield* Effect.annotateCurrentSpan({ outcome: error._tag })
+      return yield* answered(s, hash, "refused", refusalCode(error))
+    case "TransferAborted":
+      yield* Effect.annotateCurrentSpan({ outcome: "aborted" })
+      return yield* answered(s, hash, "not-found")
+    default:
+      return yield* Effect.fail(error)
+  }
+})
+
+/** How many received assets may be committing (hash check, fsync, index) while the next streams in. */
+const COMMIT_PIPELINE = 4
+
+/** Handle the peer's asset frames, metadata and non-fatal errors until the session ends. */
+export const run = Effect.fn("Receiver")(function*(s: Session) {
+  const commits = yield* FiberSet.make<void, StoreError>()
+  const permits = yield* Semaphore.make(COMMIT_PIPELINE)
+  const loop = Effect.gen(function*() {
+    while (true) {
+      const frame = yield* Queue.take(s.inbound)
+      switch (frame._tag) {
+        case "AssetHeader": {
+          const received = yield* receiveAsset(s, frame.message)
+          yield* Semaphore.take(permits, 1)
+          yield* FiberSet.run(commits, finishAsset(s, received).pipe(Effect.ensuring(Semaphore.release(permits, 1))))
+          break
+        }
+        case "MetaUpdate":
+          yield* applyMeta(s, frame.message)
+          break
+        case "Error":
+          yield* peerError(s, frame.message)
+          break
+        case "AssetChunk":
+        case "AssetEnd":
+          return yield* violation(s, frame._tag, "outside an asset")
+      }
+    }
+  })
+  // A commit that fails on a store error fails the receiver (and so the session).
+  return yield* Effect.raceFirst(loop, FiberSet.join(commits).pipe(Effect.andThen(Effect.never)))
+})

@@ -1,0 +1,105 @@
+/**
+ * Reconcile: the digest exchange at the start of every session. Two fibers run at once — one
+ * pages the local store's digests out as bounded DigestChunk frames, one collects the peer's —
+ * so neither side waits for the other to finish talking. Then `diff` says what this side lacks
+ * (handed to the fetcher as its first want list) and which shared assets carry newer metadata
+ * here (sent as MetaUpdate). Memory is one small version record per digest, never content.
+ */
+import { Effect, Option, Queue } from "effect"
+import type { AssetHash } from "./Domain.ts"
+import { compareMetaVersion } from "./Domain.ts"
+import * as Frame from "./Frame.ts"
+import type { Limits, Session } from "./Session.ts"
+import { bump } from "./Session.ts"
+import { ProtocolViolation } from "./SyncErrors.ts"
+import { asHash, toWireDigest, toWireMeta } from "./Wire.ts"
+
+/** A digest's metadata version: what last-writer-wins compares. */
+export interface Version {
+  readonly updatedAt: number
+  readonly origin: string
+}
+
+/** hash → version (and content size); a Map keeps the order digests were listed in. */
+export type DigestIndex = Map<AssetHash, Version & { readonly size: number }>
+
+export interface Diff {
+  /** Hashes the peer has and this side lacks, in the peer's order. */
+  readonly missing: Array<AssetHash>
+  /** Hashes both have, whose metadata is newer on this side. */
+  readonly newerHere: Array<AssetHash>
+}
+
+/** What each side lacks and where metadata is newer: linear in the two set sizes. */
+export const diff = (local: ReadonlyMap<AssetHash, Version>, remote: ReadonlyMap<AssetHash, Version>): Diff => {
+  const missing: Array<AssetHash> = []
+  const newerHere: Array<AssetHash> = []
+  for (const [hash, theirs] of remote) {
+    const ours = local.get(hash)
+    if (ours === undefined) missing.push(hash)
+    else if (compareMetaVersion(ours, theirs) > 0) newerHere.push(hash)
+  }
+  return { missing, newerHere }
+}
+
+export interface ReconcileSummary {
+  readonly localDigests: number
+  readonly remoteDigests: number
+  readonly wanted: number
+  readonly metaSent: number
+}
+
+/** Page the local digests out to the peer; returns the local index. */
+export const announce = Effect.fn("Reconcile.announce")(function*(s: Session, limits: Limits) {
+  const local: DigestIndex = new Map()
+  let since = 0
+  while (true) {
+    const page = yield* s.store.list({ since, limit: limits.digestChunkSize })
+    for (const d of page.digests) local.set(d.hash, { updatedAt: d.updatedAt, origin: d.metaOrigin, size: d.size })
+    const last = page.done || page.digests.length === 0 || page.next <= since
+    yield* Queue.offer(s.outbox, Frame.make("DigestChunk", { digests: page.digests.map(toWireDigest), last }))
+    if (last) return local
+    since = page.next
+  }
+})
+
+/** Collect the peer's digest chunks up to the one marked last; returns the remote index. */
+export const collect = Effect.fn("Reconcile.collect")(function*(s: Session) {
+  const remote: DigestIndex = new Map()
+  while (true) {
+    const chunk = yield* Queue.take(s.digests)
+    for (const d of chunk.digests) {
+      const hash = asHash(d.hash)
+      if (hash === undefined) {
+        return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", reason: `malformed hash ${JSON.stringify(d.hash)}` })
+      }
+      remote.set(hash, { updatedAt: d.updatedAt, origin: d.metaOrigin, size: d.size })
+    }
+    if (remote.size > s.config.maxRemoteDigests) {
+      return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", reason: `more than ${s.config.maxRemoteDigests} digests` })
+    }
+    if (chunk.last) return remote
+  }
+})
+
+/**
+ * Exchange digests, then hand what this side lacks to the fetcher and send the metadata that
+ * is newer here. The assets themselves flow afterwards, through the fetcher and the sender.
+ */
+export const run = Effect.fn("Reconcile")(function*(s: Session, limits: Limits) {
+  const [local, remote] = yield* Effect.all([announce(s, limits), collect(s)], { concurrency: 2 })
+  const { missing, newerHere } = diff(local, remote)
+  yield* Queue.offer(s.wantInbox, { _tag: "Missing", hashes: missing, sizes: missing.map((h) => remote.get(h)?.size ?? 0) })
+  let metaSent = 0
+  for (const hash of newerHere) {
+    const record = yield* s.store.stat(hash)
+    if (Option.isSome(record)) {
+      yield* Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash, meta: toWireMeta(record.value.meta) }))
+      metaSent++
+    }
+  }
+  yield* bump(s.stats, { metaSent })
+  const summary: ReconcileSummary = { localDigests: local.size, remoteDigests: remote.size, wanted: missing.length, metaSent }
+  yield* Effect.annotateCurrentSpan({ ...summary })
+  return summary
+})

@@ -1,0 +1,118 @@
+/**
+ * Sender: serves the peer's wants in order as AssetHeader + AssetChunk… + AssetEnd, content
+ * streamed from `store.read` (a large asset is never whole in memory; small ones, at most one
+ * chunk each, are read a few assets ahead). A hash it cannot serve is answered with a non-fatal
+ * Error naming it, so the peer's window moves on. Sends Done once the reconcile wants are served.
+ */
+import { Deferred, Effect, Option, Queue, Stream } from "effect"
+import type { AssetHash, AssetRecord } from "./Domain.ts"
+import * as Frame from "./Frame.ts"
+import * as Metrics from "./Metrics.ts"
+import type { Limits, SendJob, Session } from "./Session.ts"
+import { bump } from "./Session.ts"
+import { ErrorCode } from "./SyncErrors.ts"
+import { toWireMeta } from "./Wire.ts"
+
+/** How many wanted assets are looked up (and, if small, read) ahead of the one being sent. */
+const PREFETCH = 4
+
+/** A want, looked up: what to send for it. */
+type Prepared =
+  | { readonly _tag: "Small"; readonly record: AssetRecord; readonly data: Uint8Array }
+  | { readonly _tag: "Large"; readonly record: AssetRecord }
+  | { readonly _tag: "Unavailable"; readonly hash: AssetHash; readonly code: string; readonly message: string }
+  | { readonly _tag: "ReconcileWantsEnd" }
+
+export interface Served {
+  readonly served: boolean
+  readonly bytes: number
+}
+
+const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (chunks.length === 1) return chunks[0]!
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+  let offset = 0
+  for (const c of chunks) {
+    out.set(c, offset)
+    offset += c.length
+  }
+  return out
+}
+
+const prepare = (s: Session, limits: Limits, job: SendJob) =>
+  Effect.gen(function*() {
+    if (job._tag === "ReconcileWantsEnd") return job satisfies Prepared
+    const hash = job.hash
+    const record = yield* s.store.stat(hash)
+    if (Option.isNone(record)) {
+      return { _tag: "Unavailable", hash, code: ErrorCode.AssetNotFound, message: "not in this store" } satisfies Prepared
+    }
+    if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value } satisfies Prepared
+    const read = yield* s.store.read(hash).pipe(Stream.runCollect, Effect.result)
+    if (read._tag === "Failure") {
+      return { _tag: "Unavailable", hash, code: ErrorCode.StoreFailed, message: `read failed: ${read.failure._tag}` } satisfies Prepared
+    }
+    return { _tag: "Small", record: record.value, data: concat(read.success) } satisfies Prepared
+  })
+
+const notServed = (s: Session, hash: AssetHash, code: string, message: string) =>
+  Queue.offer(s.outbox, Frame.make("Error", { code, message, hash, fatal: false })).pipe(
+    Effect.as<Served>({ served: false, bytes: 0 })
+  )
+
+/** Send one asset (or the Error saying it cannot be served). */
+export const sendAsset = Effect.fn("Sender.asset")(function*(s: Session, limits: Limits, asset: Exclude<Prepared, { readonly _tag: "ReconcileWantsEnd" }>) {
+  if (asset._tag === "Unavailable") {
+    yield* Effect.annotateCurrentSpan({ hash: asset.hash, direction: "sent", peer: s.peer, outcome: asset.code })
+    return yield* notServed(s, asset.hash, asset.code, asset.message)
+  }
+  const { hash, meta, size } = asset.record
+  yield* Effect.annotateCurrentSpan({ hash, direction: "sent", peer: s.peer })
+  yield* Queue.offer(s.outbox, Frame.make("AssetHeader", { hash, size, meta: toWireMeta(meta) }))
+  let bytes = 0
+  const sendChunk = (chunk: Uint8Array) =>
+    Effect.gen(function*() {
+      for (let offset = 0; offset < chunk.length; offset += limits.chunkBytes) {
+        const data = chunk.subarray(offset, Math.min(chunk.length, offset + limits.chunkBytes))
+        yield* Queue.offer(s.outbox, Frame.make("AssetChunk", { hash, data }))
+        bytes += data.length
+      }
+    })
+  if (asset._tag === "Small") {
+    yield* sendChunk(asset.data)
+  } else {
+    const streamed = yield* s.store.read(hash).pipe(Stream.runForEach(sendChunk), Effect.result)
+    if (streamed._tag === "Failure") {
+      // The peer drops the partial asset on this error; nothing half-written is ever stored.
+      yield* Metrics.recordError("store_read")
+      return yield* notServed(s, hash, ErrorCode.StoreFailed, `read failed: ${streamed.failure._tag}`)
+    }
+  }
+  yield* Queue.offer(s.outbox, Frame.make("AssetEnd", { hash }))
+  yield* Effect.annotateCurrentSpan({ bytes, outcome: "sent" })
+  yield* Metrics.recordTransfer(s.peer, "sent", bytes)
+  yield* bump(s.stats, { assetsSent: 1, bytesSent: bytes })
+  return { served: true, bytes } satisfies Served
+})
+
+/** Serve wants until the session ends; sends Done once the reconcile's wants are served. */
+export const run = Effect.fn("Sender")(function*(s: Session, limits: Limits) {
+  let assets = 0
+  let bytes = 0
+  return yield* Stream.fromQueue(s.sendQueue).pipe(
+    Stream.mapEffect((job) => prepare(s, limits, job), { concurrency: PREFETCH }),
+    Stream.runForEach((prepared) =>
+      Effect.gen(function*() {
+        if (prepared._tag === "ReconcileWantsEnd") {
+          yield* Queue.offer(s.outbox, Frame.make("Done", { assetsSent: assets, bytesSent: bytes }))
+          return yield* Deferred.succeed(s.sentDone, undefined)
+        }
+        const sent = yield* sendAsset(s, limits, prepared)
+        if (sent.served && !Deferred.isDoneUnsafe(s.sentDone)) {
+          assets++
+          bytes += sent.bytes
+        }
+      })
+    )
+  )
+})

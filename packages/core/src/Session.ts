@@ -1,0 +1,157 @@
+/**
+ * Session: the wiring of one PeerActor — the bounded Queues and one-shot signals between its
+ * children (reader, writer, reconciler, fetcher, sender, receiver, pusher), the peer's
+ * counters, and what was negotiated in the handshake. Children receive a Session and talk only
+ * through it; docs/architecture.md draws the graph and says why each Queue cannot deadlock.
+ */
+import { Deferred, Effect, Queue, Ref, Semaphore } from "effect"
+import type { CanStoreShape } from "./CanStore.ts"
+import type { AssetHash, PeerId } from "./Domain.ts"
+import type { EngineConfig } from "./EngineConfig.ts"
+import { MAX_OUTSTANDING_WANTS, MAX_UNANSWERED_OFFERS } from "./EngineConfig.ts"
+import type { Frame, FrameOf } from "./Frame.ts"
+import type { InFlight, Owner } from "./InFlight.ts"
+import type * as Proto from "./proto/sync.ts"
+
+export type Role = "dialer" | "acceptor"
+export type SessionState = "connecting" | "handshake" | "reconciling" | "live" | "backoff"
+
+/** Counters of one peer, kept across restarts of its actor (tests and `sessions` read them). */
+export interface PeerStats {
+  readonly sessions: number
+  readonly reconciles: number
+  readonly assetsSent: number
+  readonly bytesSent: number
+  readonly assetsReceived: number
+  readonly bytesReceived: number
+  /** Assets received that the store already had when the transfer ended (0 unless racing a local ingest). */
+  readonly redundantReceives: number
+  readonly verificationFailures: number
+  /** Store events not pushed because they came from this very peer. */
+  readonly echoesSuppressed: number
+  readonly digestsOffered: number
+  readonly hashesWanted: number
+  /** Content bytes of the assets asked for (as the peer announced their sizes): progress = bytesReceived / bytesWanted. */
+  readonly bytesWanted: number
+  readonly hashesWantedByPeer: number
+  readonly metaSent: number
+  readonly metaApplied: number
+}
+
+export const emptyStats: PeerStats = {
+  sessions: 0,
+  reconciles: 0,
+  assetsSent: 0,
+  bytesSent: 0,
+  assetsReceived: 0,
+  bytesReceived: 0,
+  redundantReceives: 0,
+  verificationFailures: 0,
+  echoesSuppressed: 0,
+  digestsOffered: 0,
+  hashesWanted: 0,
+  bytesWanted: 0,
+  hashesWantedByPeer: 0,
+  metaSent: 0,
+  metaApplied: 0
+}
+
+export const bump = (stats: Ref.Ref<PeerStats>, delta: Partial<PeerStats>): Effect.Effect<void> =>
+  Ref.update(stats, (s) => {
+    const next: Record<string, number> = { ...s }
+    for (const [k, v] of Object.entries(delta)) next[k] = (next[k] ?? 0) + (v ?? 0)
+    return next as unknown as PeerStats
+  })
+
+/** What the handshake settled: sizes that fit both sides' frame limits. */
+export interface Limits {
+  readonly chunkBytes: number
+  readonly digestChunkSize: number
+  readonly peerAgent: string
+}
+
+/** Frames the reader hands to the receiver, in link order. */
+export type InboundFrame =
+  | FrameOf<"AssetHeader">
+  | FrameOf<"AssetChunk">
+  | FrameOf<"AssetEnd">
+  | FrameOf<"MetaUpdate">
+  | FrameOf<"Error">
+
+/** Work for the sender: one wanted asset, or the end of the peer's reconcile wants. */
+export type SendJob =
+  | { readonly _tag: "Asset"; readonly hash: AssetHash }
+  | { readonly _tag: "ReconcileWantsEnd" }
+
+/** How a wanted hash was answered. */
+export type Outcome = "stored" | "refused" | "not-found"
+
+/** Input of the fetcher (the side that asks the peer for what we lack). */
+export type WantInput =
+  | { readonly _tag: "Missing"; readonly hashes: ReadonlyArray<AssetHash>; readonly sizes: ReadonlyArray<number> }
+  | { readonly _tag: "Offered"; readonly hashes: ReadonlyArray<AssetHash>; readonly sizes: ReadonlyArray<number> }
+  | { readonly _tag: "Answered"; readonly hash: AssetHash; readonly outcome: Outcome; readonly code?: string | undefined }
+  | { readonly _tag: "Retry"; readonly hash: AssetHash; readonly size: number }
+
+export interface Session {
+  readonly peer: PeerId
+  readonly role: Role
+  readonly owner: Owner
+  readonly config: EngineConfig
+  readonly store: CanStoreShape
+  readonly inFlight: InFlight
+  /** Every frame this side sends, drained by the writer into the link. */
+  readonly outbox: Queue.Queue<Frame>
+  /** reader → receiver: asset frames, metadata and non-fatal errors, in order. */
+  readonly inbound: Queue.Queue<InboundFrame>
+  /** reader → reconciler: the peer's digest chunks. */
+  readonly digests: Queue.Queue<Proto.DigestChunk>
+  /** reader → sender: hashes the peer wants. Sized by MAX_OUTSTANDING_WANTS; never blocks the reader. */
+  readonly sendQueue: Queue.Queue<SendJob>
+  /** reader, receiver, reconciler → fetcher. Sized by the protocol windows; never blocks the reader. */
+  readonly wantInbox: Queue.Queue<WantInput>
+  /** fetcher's own deferred retries (assets another session failed to deliver). */
+  readonly retries: Queue.Queue<{ readonly hash: AssetHash; readonly size: number }>
+  /** receiver → pusher: hashes received from this peer, never to be pushed back (sliding). */
+  readonly echo: Queue.Queue<AssetHash>
+  /** receiver → repairer: assets whose metadata the peer just showed to be older than ours (dropping). */
+  readonly repairs: Queue.Queue<AssetHash>
+  /** Permits for Offers not yet answered; the pusher takes one per Offer, the reader gives it back. */
+  readonly offerWindow: Semaphore.Semaphore
+  readonly hello: Deferred.Deferred<Proto.Hello>
+  readonly peerDone: Deferred.Deferred<Proto.Done>
+  readonly sentDone: Deferred.Deferred<void>
+  readonly stats: Ref.Ref<PeerStats>
+  readonly state: Ref.Ref<SessionState>
+}
+
+export interface SessionInput {
+  readonly peer: PeerId
+  readonly role: Role
+  readonly owner: Owner
+  readonly config: EngineConfig
+  readonly store: CanStoreShape
+  readonly inFlight: InFlight
+  readonly stats: Ref.Ref<PeerStats>
+  readonly state: Ref.Ref<SessionState>
+}
+
+export const make = (input: SessionInput): Effect.Effect<Session> =>
+  Effect.gen(function*() {
+    const { config } = input
+    return {
+      ...input,
+      outbox: yield* Queue.bounded<Frame>(config.outboxCapacity),
+      inbound: yield* Queue.bounded<InboundFrame>(config.inboundCapacity),
+      digests: yield* Queue.bounded<Proto.DigestChunk>(4),
+      sendQueue: yield* Queue.bounded<SendJob>(MAX_OUTSTANDING_WANTS + 2),
+      wantInbox: yield* Queue.bounded<WantInput>(config.wantWindow + MAX_UNANSWERED_OFFERS + 4),
+      retries: yield* Queue.bounded<{ readonly hash: AssetHash; readonly size: number }>(256),
+      echo: yield* Queue.sliding<AssetHash>(Math.max(1024, Math.min(config.echoCapacity, 16_384))),
+      repairs: yield* Queue.dropping<AssetHash>(4096),
+      offerWindow: yield* Semaphore.make(config.offerWindow),
+      hello: yield* Deferred.make<Proto.Hello>(),
+      peerDone: yield* Deferred.make<Proto.Done>(),
+      sentDone: yield* Deferred.make<void>()
+    }
+  })

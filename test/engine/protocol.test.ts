@@ -1,0 +1,203 @@
+/**
+ * The engine against a hand-driven peer that speaks raw frames: the handshake refuses another
+ * protocol version with a clear error, content that does not match its hash is refused without
+ * ending the session, broken input fails that one session (never the agent), and a second
+ * session with the same peer is refused. Also: the actor's scope owns its children and its link,
+ * and the manager reconnects a failed outbound session with backoff.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as EngineConfig from "@can-sync/core/EngineConfig"
+import * as Frame from "@can-sync/core/Frame"
+import * as InMemoryLink from "@can-sync/core/InMemoryLink"
+import * as PeerActor from "@can-sync/core/PeerActor"
+import type { PeerLink } from "@can-sync/core"
+import { Data, Effect, Fiber, Queue, Ref, Result, Stream } from "effect"
+import { createHash } from "node:crypto"
+import { asHash, awaitConverged, awaitLive, connect, ingestMany, makePeer, peerId, tempStore } from "./harness.ts"
+
+class UnexpectedFrame extends Data.TaggedError("UnexpectedFrame")<{ readonly detail: string }> {}
+
+/** The test's side of a link: send frames, and wait for the next frame of a given kind. */
+const rawPeer = (link: PeerLink) =>
+  Effect.gen(function*() {
+    const inbox = yield* Queue.unbounded<Frame.Frame>()
+    yield* Effect.forkScoped(link.frames.pipe(
+      Stream.runForEach((bytes) => Effect.fromResult(Frame.decode(bytes)).pipe(Effect.flatMap((f) => Queue.offer(inbox, f)))),
+      Effect.ignore
+    ))
+    const held: Array<Frame.Frame> = [] // frames read while looking for another kind
+    const next = <K extends Frame.FrameTag>(tag: K) =>
+      Effect.gen(function*() {
+        const i = held.findIndex((f) => f._tag === tag)
+        if (i >= 0) return held.splice(i, 1)[0] as Frame.FrameOf<K>
+        while (true) {
+          const frame = yield* Queue.take(inbox)
+          if (frame._tag === tag) return frame as Frame.FrameOf<K>
+          if (frame._tag === "Error" && frame.message.fatal) return yield* new UnexpectedFrame({ detail: JSON.stringify(frame.message) })
+          held.push(frame)
+        }
+      }).pipe(Effect.timeout("10 seconds"))
+    return { send: (frame: Frame.Frame) => link.send(Frame.encode(frame)), next }
+  })
+
+const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+const meta = { description: "from raw", tags: [], trashed: false, createdAt: 1, updatedAt: 1, origin: "raw-store" }
+const digest = (hash: string, size: number) => ({ hash, size, createdAt: 1, updatedAt: 1, metaOrigin: "raw-store" })
+const hello = (version = EngineConfig.PROTOCOL_VERSION, id = "raw") =>
+  Frame.make("Hello", { protocolVersion: version, peerId: id, agent: "test", maxFrameBytes: 1 << 20 })
+
+const engineSide = Effect.gen(function*() {
+  const store = yield* tempStore("e")
+  const [engineEnd, rawEnd] = yield* InMemoryLink.pair(peerId("e"), peerId("raw"))
+  const config = EngineConfig.make({ localPeerId: peerId("e") })
+  const actor = yield* PeerActor.run(engineEnd, { config, store }).pipe(Effect.flip, Effect.forkScoped)
+  const raw = yield* rawPeer(rawEnd)
+  return { store, actor, raw, rawEnd }
+})
+
+describe("handshake", () => {
+  it.live("a peer speaking another protocol version gets a fatal PROTOCOL_VERSION error and the session fails with a typed error", () =>
+    Effect.gen(function*() {
+      const { actor, raw } = yield* engineSide
+      yield* raw.send(hello(99))
+      expect((yield* raw.next("Hello")).message.protocolVersion).toBe(EngineConfig.PROTOCOL_VERSION)
+      const error = (yield* raw.next("Error")).message
+      expect(error).toMatchObject({ code: "PROTOCOL_VERSION", fatal: true })
+      expect(error.message).toContain("version 99")
+      const failure = yield* Fiber.join(actor)
+      expect(failure).toMatchObject({ _tag: "ProtocolVersionMismatch", local: EngineConfig.PROTOCOL_VERSION, remote: 99 })
+    }).pipe(Effect.scoped))
+
+  it.live("a Hello naming another peer than the link's is refused", () =>
+    Effect.gen(function*() {
+      const { actor, raw } = yield* engineSide
+      yield* raw.send(hello(EngineConfig.PROTOCOL_VERSION, "someone-else"))
+      expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "PeerMismatch", expected: "raw", announced: "someone-else" })
+    }).pipe(Effect.scoped))
+})
+
+describe("transfer verification", () => {
+  it.live("content whose hash differs is refused with a HASH_MISMATCH error frame, nothing is stored, and the session goes on (wants it cannot serve are answered with ASSET_NOT_FOUND)", () =>
+    Effect.gen(function*() {
+      const { store, actor, raw } = yield* engineSide
+      const good = new Uint8Array(1000).fill(7)
+      const bad = new Uint8Array(1000).fill(8)
+      const x = sha(good)
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [digest(x, good.length)], last: true }))
+      yield* raw.next("Hello")
+      expect((yield* raw.next("DigestChunk")).message).toEqual({ digests: [], last: true })
+      // We ask the engine for an asset it does not have: answered with a non-fatal error naming it.
+      const absent = sha(new Uint8Array([42]))
+      yield* raw.send(Frame.make("Want", { hashes: [absent], last: true }))
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: "ASSET_NOT_FOUND", hash: absent, fatal: false })
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [x], last: true })
+      yield* raw.send(Frame.make("AssetHeader", { hash: x, size: bad.length, meta }))
+      yield* raw.send(Frame.make("AssetChunk", { hash: x, data: bad }))
+      yield* raw.send(Frame.make("AssetEnd", { hash: x }))
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: "HASH_MISMATCH", hash: x, fatal: false })
+      expect(yield* store.has(asHash(x))).toBe(false)
+      // The session goes on: reconcile ends, and a live Offer is answered and served.
+      yield* raw.next("Done")
+      yield* raw.send(Frame.make("Done", { assetsSent: 0, bytesSent: 0 }))
+      const other = new Uint8Array(500).fill(9)
+      const y = sha(other)
+      yield* raw.send(Frame.make("Offer", { digests: [digest(y, other.length)] }))
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [y], last: true })
+      yield* raw.send(Frame.make("AssetHeader", { hash: y, size: other.length, meta }))
+      yield* raw.send(Frame.make("AssetChunk", { hash: y, data: other }))
+      yield* raw.send(Frame.make("AssetEnd", { hash: y }))
+      while (!(yield* store.has(asHash(y)))) yield* Effect.sleep("10 millis")
+      expect(yield* store.has(asHash(x))).toBe(false)
+      expect(actor.pollUnsafe()).toBeUndefined() // still running
+    }).pipe(Effect.scoped))
+
+  it.live("an asset nobody asked for is a protocol violation: fatal error frame, typed failure, nothing stored", () =>
+    Effect.gen(function*() {
+      const { store, actor, raw } = yield* engineSide
+      const data = new Uint8Array(10).fill(1)
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
+      yield* raw.send(Frame.make("AssetHeader", { hash: sha(data), size: 10, meta }))
+      yield* raw.send(Frame.make("AssetChunk", { hash: sha(data), data }))
+      expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "AssetHeader" })
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: "PROTOCOL_VIOLATION", fatal: true })
+      expect(yield* store.has(asHash(sha(data)))).toBe(false)
+    }).pipe(Effect.scoped))
+})
+
+describe("failure isolation and supervision", () => {
+  it.live("a malformed frame fails that peer's actor, never the agent: other sessions keep syncing", () =>
+    Effect.gen(function*() {
+      const a = yield* makePeer("a")
+      const b = yield* makePeer("b")
+      yield* connect(a, b)
+      yield* awaitLive(a, [b])
+      const [toEngine, evilEnd] = yield* InMemoryLink.pair(peerId("a"), peerId("evil"))
+      yield* a.manager.accept(toEngine)
+      const evil = yield* rawPeer(evilEnd)
+      yield* evilEnd.send(new Uint8Array([0x7f, 0, 0, 0, 0])) // unknown frame type
+      expect((yield* evil.next("Error")).message).toMatchObject({ code: "FRAME_INVALID", fatal: true })
+      yield* evilEnd.closed
+      // a's session with b is untouched and still syncs.
+      yield* ingestMany(a.store, 61, 10)
+      expect(yield* awaitConverged([a.store, b.store], "20 seconds", { expectSize: 10 })).toBe(10)
+      const sessions = yield* a.manager.sessions
+      expect(sessions.map((s) => [s.peer, s.state])).toEqual([["b", "live"]])
+      expect((yield* a.manager.stats(b.id)).sessions).toBe(1)
+    }).pipe(Effect.scoped))
+
+  it.live("a second connection from a peer that already has a session is refused and its link closed", () =>
+    Effect.gen(function*() {
+      const a = yield* makePeer("a")
+      const b = yield* makePeer("b")
+      yield* connect(a, b)
+      yield* awaitLive(a, [b])
+      const [, second] = yield* InMemoryLink.pair(peerId("a"), peerId("b")) // b's end: its peer is a
+      const refused = yield* b.manager.accept(second).pipe(Effect.flip)
+      expect(refused).toMatchObject({ _tag: "DuplicatePeer", peer: "a" })
+      yield* second.closed // closed by the refusal
+      expect((yield* a.manager.dial(b.id, Effect.never).pipe(Effect.flip))._tag).toBe("DuplicatePeer")
+      expect((yield* b.manager.sessions).length).toBe(1)
+    }).pipe(Effect.scoped))
+
+  it.live("closing an actor's scope interrupts its children and closes the link; the peer's actor then fails with LinkClosed", () =>
+    Effect.gen(function*() {
+      const sa = yield* tempStore("a")
+      const sb = yield* tempStore("b")
+      yield* ingestMany(sa, 71, 5)
+      const [la, lb] = yield* InMemoryLink.pair(peerId("a"), peerId("b"))
+      const stateA = yield* Ref.make<"connecting" | "handshake" | "reconciling" | "live" | "backoff">("connecting")
+      const actorA = yield* PeerActor.run(la, { config: EngineConfig.make({ localPeerId: peerId("a") }), store: sa, state: stateA }).pipe(Effect.forkChild)
+      const actorB = yield* PeerActor.run(lb, { config: EngineConfig.make({ localPeerId: peerId("b") }), store: sb, role: "acceptor" }).pipe(Effect.flip, Effect.forkChild)
+      while ((yield* Ref.get(stateA)) !== "live") yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(actorA)
+      yield* la.closed
+      expect(yield* Fiber.join(actorB)).toMatchObject({ _tag: "LinkClosed" })
+      expect(Result.isFailure(yield* la.send(new Uint8Array(1)).pipe(Effect.result))).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it.live("a failed outbound session is restarted with backoff until it connects", () =>
+    Effect.gen(function*() {
+      const a = yield* makePeer("a")
+      const b = yield* makePeer("b")
+      yield* ingestMany(b.store, 81, 5)
+      const attempts = yield* Ref.make(0)
+      yield* a.manager.dial(b.id, Effect.gen(function*() {
+        const n = yield* Ref.updateAndGet(attempts, (x) => x + 1)
+        if (n <= 3) return yield* Effect.fail(`connection refused (attempt ${n})`)
+        const [la, lb] = yield* InMemoryLink.pair(a.id, b.id)
+        yield* b.manager.accept(lb)
+        return la
+      }))
+      expect(yield* awaitConverged([a.store, b.store], "20 seconds", { expectSize: 5 })).toBe(5)
+      expect(yield* Ref.get(attempts)).toBe(4)
+      const [info] = yield* a.manager.sessions
+      expect(info).toMatchObject({ peer: "b", state: "live", restarts: 3 })
+      expect(info!.lastError).toContain("connection refused (attempt 3)")
+      // The peer goes away: the dialer notices and reconnects.
+      yield* b.manager.disconnect(a.id)
+      while ((yield* a.manager.stats(b.id)).sessions < 2 || (yield* a.manager.sessions)[0]?.state !== "live") yield* Effect.sleep("10 millis")
+      expect((yield* a.manager.stats(b.id)).reconciles).toBe(2)
+    }).pipe(Effect.scoped))
+})
