@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result, Stream } from "effect"
 import * as Frame from "../src/Frame.ts"
+import * as Proto from "../src/proto/sync.ts"
 
 const hello = Frame.make("Hello", { protocolVersion: 1, peerId: "peer-a", agent: "test", maxFrameBytes: 1 << 20 })
 
@@ -25,6 +26,18 @@ describe("Frame codec", () => {
       expect(bytes[0]).toBe(Frame.frameType(frame._tag))
       expect(new DataView(bytes.buffer).getUint32(1, false)).toBe(bytes.length - Frame.HEADER_BYTES)
       expect(Result.getOrThrow(Frame.decode(bytes))).toEqual(frame)
+    }
+  })
+
+  it("writes AssetChunk frames byte-for-byte as the generated protobuf encoder does", () => {
+    for (const size of [0, 1, 127, 128, 16_383, 16_384, 65_536, 300_000]) {
+      for (const hash of ["", "c".repeat(64)]) {
+        const data = Uint8Array.from({ length: size }, (_, i) => (i * 31) & 0xff)
+        const payload = Proto.AssetChunk.encode({ hash, data }).finish()
+        const bytes = Frame.encode(Frame.make("AssetChunk", { hash, data }))
+        expect(Array.from(bytes.subarray(Frame.HEADER_BYTES))).toEqual(Array.from(payload))
+        expect(new DataView(bytes.buffer).getUint32(1, false)).toBe(payload.length)
+      }
     }
   })
 
