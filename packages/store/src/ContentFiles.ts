@@ -149,7 +149,11 @@ export const stage = <E>(
         )
     )
     // Two buffers: one fills (hashing on this thread) while the other is written (libuv pool).
-    const buffers = [Buffer.allocUnsafe(WriteBufferSize), Buffer.allocUnsafe(WriteBufferSize)] as const
+    // They come from a small pool: thousands of small assets would otherwise allocate 2 MiB each.
+    const buffers = yield* Effect.acquireRelease(
+      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
+      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
+    )
     let current = 0
     let filled = 0
     let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
@@ -194,6 +198,17 @@ export const stage = <E>(
     yield* Effect.tryPromise({ try: () => handle.sync(), catch: unavailable("fsync temp file") })
     return { hash, size, path }
   })
+
+/**
+ * Write buffers kept for reuse. A buffer goes back when its staging scope closes; a write still
+ * in flight after an interruption only reads from it, into a temp file that is being removed.
+ */
+const writeBufferPool: Array<Buffer> = []
+const MaxPooledWriteBuffers = 8
+const takeWriteBuffer = (): Buffer => writeBufferPool.pop() ?? Buffer.allocUnsafe(WriteBufferSize)
+const returnWriteBuffer = (buffer: Buffer): void => {
+  if (writeBufferPool.length < MaxPooledWriteBuffers) writeBufferPool.push(buffer)
+}
 
 const writeFully = async (handle: FileHandle, bytes: Uint8Array): Promise<void> => {
   let offset = 0
