@@ -77,6 +77,10 @@ export const sync = Command.make("sync", {
     Flag.withDescription("Gather ICE candidates on this local address only (e.g. 127.0.0.1)"),
     Flag.optional
   ),
+  mtu: Flag.Int("mtu").pipe(
+    Flag.withDescription("SCTP path MTU; unset on real networks (4000 speeds up node agents on one host; browsers need the default)"),
+    Flag.optional
+  ),
   adminHost: Flag.String("admin-host").pipe(Flag.withDescription("Address of the admin endpoints"), Flag.withDefault("127.0.0.1")),
   adminPort: Flag.Int("admin-port").pipe(
     Flag.withDescription("Serve /healthz and /readyz on this port (env CAN_SYNC_ADMIN_PORT)"),
@@ -97,7 +101,8 @@ export const sync = Command.make("sync", {
       peers: allowed,
       rtc: {
         iceServers: flags.ice,
-        bindAddress: Option.getOrUndefined(flags.bindAddress)
+        bindAddress: Option.getOrUndefined(flags.bindAddress),
+        mtu: Option.getOrUndefined(flags.mtu)
       }
     }).pipe(Effect.provideService(Identity, identity))
     const registered = yield* Ref.make(false)

@@ -1,0 +1,92 @@
+/**
+ * Receive-side flow control. A data channel cannot slow its sender, so the receiver grants credit
+ * (Credit frames, in bytes) as its consumer takes frames, and the sender sends only what it has
+ * credit for. The receiver holds at most one window of unconsumed bytes; a sender exceeding its
+ * credit is a protocol violation, so memory stays bounded whatever the peer does. Pure state.
+ */
+import { Result } from "effect"
+import { ProtocolViolation } from "./Wire.ts"
+
+export class ReceiveWindow {
+  readonly windowBytes: number
+  /**
+   * Grant credit back once this many consumed bytes have accumulated: an eighth of the window,
+   * so credit returns early, yet at most a few grants per window.
+   */
+  readonly grantThreshold: number
+  private grantedTotal = 0
+  private receivedTotal = 0
+  private consumedTotal = 0
+  private ungranted = 0
+  private peak = 0
+
+  constructor(windowBytes: number) {
+    this.windowBytes = windowBytes
+    this.grantThreshold = Math.max(1, Math.floor(windowBytes / 8))
+  }
+
+  /** The credit to grant when the link opens: one whole window. */
+  initialGrant(): number {
+    this.grantedTotal = this.windowBytes
+    return this.windowBytes
+  }
+
+  /** Bytes of frames received but not yet taken by the consumer (whole or partial). */
+  get buffered(): number {
+    return this.receivedTotal - this.consumedTotal
+  }
+
+  /** The most `buffered` has ever been. */
+  get peakBuffered(): number {
+    return this.peak
+  }
+
+  /** Account for `bytes` of frame data that just arrived; refuses data beyond the credit granted. */
+  received(bytes: number): Result.Result<void, ProtocolViolation> {
+    this.receivedTotal += bytes
+    if (this.receivedTotal > this.grantedTotal) {
+      return Result.fail(
+        new ProtocolViolation({
+          reason: `peer sent ${this.receivedTotal - this.grantedTotal} bytes beyond the credit it was granted`
+        })
+      )
+    }
+    if (this.buffered > this.peak) this.peak = this.buffered
+    return Result.void
+  }
+
+  /** The consumer took a frame of `bytes`; returns the credit to grant now (0: not yet). */
+  consumed(bytes: number): number {
+    this.consumedTotal += bytes
+    this.ungranted += bytes
+    if (this.ungranted < this.grantThreshold) return 0
+    const grant = this.ungranted
+    this.ungranted = 0
+    this.grantedTotal += grant
+    return grant
+  }
+}
+
+/**
+ * The sender's side: credit granted by the peer and not yet used. With frames at most half a
+ * window, a blocked sender always has more than half a window outstanding at the receiver, which
+ * is past the grant threshold (an eighth) once consumed: credit cannot deadlock.
+ */
+export class SendCredit {
+  private available = 0
+
+  get bytes(): number {
+    return this.available
+  }
+
+  grant(bytes: number): void {
+    this.available += bytes
+  }
+
+  /** Use credit for a frame of `bytes` if there is enough; false means wait for a grant. */
+  tryUse(bytes: number): boolean {
+    if (this.available < bytes) return false
+    this.available -= bytes
+    return true
+  }
+}

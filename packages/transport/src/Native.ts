@@ -1,0 +1,79 @@
+/**
+ * The one place that touches node-datachannel's process-wide state: peer connections are created
+ * here from our options, and the library's `cleanup()` runs once, when the last scope that used
+ * the library closes (without it the process lingers ~8 s or never exits).
+ */
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import nodeDataChannel from "node-datachannel"
+import type { DataChannel, PeerConnection, RtcConfig } from "node-datachannel"
+
+export type { DataChannel, PeerConnection, RtcConfig }
+
+/** The library itself, for the benchmark's bare-channel baseline; the transport uses the helpers below. */
+export const library = nodeDataChannel
+
+/** How peer connections are created; all optional, none needed on loopback or a LAN. */
+export interface RtcOptions {
+  /**
+   * STUN/TURN servers as libdatachannel URLs: `stun:host:port`,
+   * `turn:user:password@host:port?transport=udp|tcp`, `turns:...`.
+   */
+  readonly iceServers?: ReadonlyArray<string> | undefined
+  /** Gather ICE candidates on this local address only (e.g. "127.0.0.1" in tests). */
+  readonly bindAddress?: string | undefined
+  /** Local UDP port range for ICE. */
+  readonly portRange?: { readonly begin: number; readonly end: number } | undefined
+  /**
+   * Path MTU for SCTP packets. Leave unset on real networks (libjuice receives at most 4096
+   * bytes per datagram; larger values stall). Between two node agents on one host,
+   * `LOOPBACK_MTU` makes fewer, larger packets and costs far less CPU (the transfer is CPU-bound
+   * in the library's threads) — but a browser peer fails on packets above ~2 KB, so it is never
+   * set automatically.
+   */
+  readonly mtu?: number | undefined
+}
+
+/** The MTU worth setting for node-to-node links on one host: just under libjuice's 4096-byte buffer. */
+export const LOOPBACK_MTU = 4000
+
+let users = 0
+
+/**
+ * Use the native library for the life of the current scope; the last scope to close calls
+ * `cleanup()`, after every connection opened inside it has been closed.
+ */
+export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => {
+    users++
+  }),
+  () =>
+    Effect.sync(() => {
+      users--
+      if (users === 0) nodeDataChannel.cleanup()
+    })
+)
+
+export const rtcConfig = (options: RtcOptions): RtcConfig => {
+  const config: RtcConfig = { iceServers: [...(options.iceServers ?? [])] }
+  if (options.bindAddress !== undefined) config.bindAddress = options.bindAddress
+  if (options.portRange !== undefined) {
+    config.portRangeBegin = options.portRange.begin
+    config.portRangeEnd = options.portRange.end
+  }
+  if (options.mtu !== undefined) config.mtu = options.mtu
+  return config
+}
+
+/** A peer connection, closed when the scope closes. */
+export const peerConnection = (name: string, options: RtcOptions): Effect.Effect<PeerConnection, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => new nodeDataChannel.PeerConnection(name, rtcConfig(options))),
+    (pc) => Effect.sync(() => pc.close())
+  )
+
+/** The `a=fingerprint:` of an SDP, normalised ("sha-256 AB:CD:..."), or undefined if it has none. */
+export const fingerprintOf = (sdp: string): string | undefined => {
+  const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
+  return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
+}

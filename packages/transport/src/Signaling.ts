@@ -1,0 +1,383 @@
+/**
+ * Signaling: a small WebSocket server relaying opaque JSON between registered peer ids, and the
+ * client each agent keeps connected (reconnecting with backoff, registering again after a server
+ * restart). Registering means signing the server's challenge, so nobody takes over another's id;
+ * the server holds no secret, and relayed signals are signed end to end (Signal.ts).
+ */
+import { Cause, Effect, FiberSet, Latch, Queue, Result, Schema, Stream } from "effect"
+import type { Scope } from "effect"
+import type { PeerId } from "@can-sync/core"
+import { randomBytes } from "node:crypto"
+import type { AddressInfo } from "node:net"
+import { WebSocket, WebSocketServer } from "ws"
+import type { RawData } from "ws"
+import type { PeerIdentity } from "./Identity.ts"
+import { isPeerId, verifySignature } from "./Identity.ts"
+
+/** Largest signaling message either side accepts (an SDP is a few KB). */
+export const MAX_MESSAGE_BYTES = 64 * 1024
+const REGISTER_TIMEOUT = "10 seconds"
+const KEEPALIVE_MILLIS = 10_000
+/** A peer that stops reading gets no more relays past this much queued. */
+const MAX_SOCKET_BACKLOG = 1024 * 1024
+/** Close code sent to a connection whose peer id registered again elsewhere. */
+export const CLOSE_REPLACED = 4000
+
+// ---- protocol -------------------------------------------------------------------------------
+
+const ClientMessage = Schema.Union([
+  Schema.Struct({
+    type: Schema.Literal("register"),
+    peerId: Schema.String,
+    publicKey: Schema.String,
+    signature: Schema.String
+  }),
+  Schema.Struct({
+    type: Schema.Literal("relay"),
+    to: Schema.String,
+    ref: Schema.optional(Schema.String),
+    data: Schema.Unknown
+  })
+])
+type ClientMessage = typeof ClientMessage.Type
+
+const ServerMessage = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("challenge"), nonce: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("registered"), peerId: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("relay"), from: Schema.String, data: Schema.Unknown }),
+  Schema.Struct({ type: Schema.Literal("undeliverable"), to: Schema.String, ref: Schema.optional(Schema.String) }),
+  Schema.Struct({ type: Schema.Literal("error"), message: Schema.String })
+])
+type ServerMessage = typeof ServerMessage.Type
+
+const registrationBytes = (nonce: string, peerId: string): Uint8Array =>
+  new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", nonce, peerId]))
+
+const parseJson = <A>(decode: (u: unknown) => Result.Result<A, unknown>, raw: RawData): A | undefined => {
+  const text = Array.isArray(raw)
+    ? Buffer.concat(raw).toString("utf8")
+    : raw instanceof ArrayBuffer
+    ? Buffer.from(new Uint8Array(raw)).toString("utf8")
+    : raw.toString("utf8")
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const decoded = decode(value)
+  return Result.isSuccess(decoded) ? decoded.success : undefined
+}
+const decodeClient = Schema.decodeUnknownResult(ClientMessage)
+const decodeServer = Schema.decodeUnknownResult(ServerMessage)
+
+const sendJson = (ws: WebSocket, message: ClientMessage | ServerMessage): boolean => {
+  if (ws.readyState !== WebSocket.OPEN) return false
+  ws.send(JSON.stringify(message))
+  return true
+}
+
+type SocketEvent =
+  | { readonly _tag: "Open" }
+  | { readonly _tag: "Message"; readonly data: RawData }
+  | { readonly _tag: "Pong" }
+
+/**
+ * A socket's events as a stream that ends when the socket closes. The buffer is bounded: the
+ * socket is paused while it is full, so a flood from one peer cannot grow memory.
+ */
+const socketEvents = (ws: WebSocket): Stream.Stream<SocketEvent> =>
+  Stream.callback<SocketEvent>(
+    (queue) => {
+      const push = (event: SocketEvent) => {
+        if (Queue.offerUnsafe(queue, event)) return
+        ws.pause()
+        Effect.runFork(Queue.offer(queue, event).pipe(Effect.ensuring(Effect.sync(() => ws.resume()))))
+      }
+      const onOpen = () => push({ _tag: "Open" })
+      const onMessage = (data: RawData) => push({ _tag: "Message", data })
+      const onPong = () => push({ _tag: "Pong" })
+      const onClose = () => Queue.endUnsafe(queue)
+      const onError = () => Queue.endUnsafe(queue)
+      if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) Queue.endUnsafe(queue)
+      return Effect.acquireRelease(
+        Effect.sync(() => ws.on("open", onOpen).on("message", onMessage).on("pong", onPong).on("close", onClose).on("error", onError)),
+        () =>
+          Effect.sync(() => {
+            ws.off("open", onOpen).off("message", onMessage).off("pong", onPong).off("close", onClose)
+            // keep a no-op error listener: an 'error' without one would crash the process
+            ws.off("error", onError).on("error", () => {})
+          })
+      )
+    },
+    { bufferSize: 64 }
+  )
+
+/** Ping every interval; terminate the socket when no pong came back for three intervals. */
+const keepalive = (ws: WebSocket, lastPong: () => number): Effect.Effect<never> =>
+  Effect.sync(() => {
+    if (ws.readyState !== WebSocket.OPEN) return
+    if (Date.now() - lastPong() > 3 * KEEPALIVE_MILLIS) ws.terminate()
+    else ws.ping()
+  }).pipe(Effect.andThen(Effect.sleep(KEEPALIVE_MILLIS)), Effect.forever)
+
+// ---- server ---------------------------------------------------------------------------------
+
+export class SignalingError extends Schema.TaggedError<SignalingError>()("SignalingError", {
+  reason: Schema.String
+}) {}
+
+export interface SignalingServerOptions {
+  /** Interface to listen on; default "127.0.0.1" (use "0.0.0.0" to serve a LAN). */
+  readonly host?: string | undefined
+  /** TCP port; 0 picks a free one. Default 7777. */
+  readonly port?: number | undefined
+}
+
+export interface SignalingServerInfo {
+  readonly url: string
+  readonly host: string
+  readonly port: number
+}
+
+const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const nonce = randomBytes(16).toString("base64")
+    let peerId: string | undefined
+    sendJson(ws, { type: "challenge", nonce })
+    const refuse = (message: string, code = 4002) =>
+      Effect.sync(() => {
+        sendJson(ws, { type: "error", message })
+        ws.close(code, message.slice(0, 120))
+      })
+    const handle = (raw: RawData): Effect.Effect<void> => {
+      const message = parseJson(decodeClient, raw)
+      if (message === undefined) return refuse("malformed message")
+      if (message.type === "register") {
+        if (peerId !== undefined) return refuse("already registered")
+        const publicKey = new Uint8Array(Buffer.from(message.publicKey, "base64"))
+        const signature = new Uint8Array(Buffer.from(message.signature, "base64"))
+        if (!isPeerId(message.peerId) || !verifySignature(message.peerId, publicKey, registrationBytes(nonce, message.peerId), signature)) {
+          return Effect.andThen(
+            Effect.logWarning(`signaling: refused a registration as ${message.peerId}: the proof does not verify`),
+            refuse("registration proof does not verify", 4003)
+          )
+        }
+        const id = message.peerId
+        peerId = id
+        const previous = peers.get(id)
+        peers.set(id, ws)
+        sendJson(ws, { type: "registered", peerId: id })
+        return Effect.gen(function*() {
+          if (previous !== undefined && previous !== ws) {
+            previous.close(CLOSE_REPLACED, "replaced by a newer registration")
+            yield* Effect.logWarning(`signaling: ${id} registered again; the older connection was closed`)
+          }
+          yield* Effect.logInfo(`signaling: ${id} registered (${peers.size} online)`)
+        })
+      }
+      if (peerId === undefined) return refuse("register first")
+      const target = peers.get(message.to)
+      if (target === undefined || target.readyState !== WebSocket.OPEN || target.bufferedAmount > MAX_SOCKET_BACKLOG) {
+        sendJson(ws, message.ref === undefined ? { type: "undeliverable", to: message.to } : { type: "undeliverable", to: message.to, ref: message.ref })
+        return Effect.void
+      }
+      sendJson(target, { type: "relay", from: peerId, data: message.data })
+      return Effect.void
+    }
+    const registerDeadline = Effect.andThen(
+      Effect.sleep(REGISTER_TIMEOUT),
+      Effect.suspend(() => (peerId === undefined ? refuse("registration timed out") : Effect.void))
+    )
+    yield* Effect.forkScoped(registerDeadline)
+    // a peer that vanished without closing (cable pulled) is dropped, so it stops receiving relays
+    let lastPong = Date.now()
+    yield* Effect.forkScoped(keepalive(ws, () => lastPong))
+    yield* socketEvents(ws).pipe(Stream.runForEach((event) => {
+      if (event._tag === "Pong") lastPong = Date.now()
+      return event._tag === "Message" ? handle(event.data) : Effect.void
+    }))
+    if (peerId !== undefined && peers.get(peerId) === ws) {
+      peers.delete(peerId)
+      yield* Effect.logInfo(`signaling: ${peerId} left (${peers.size} online)`)
+    }
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.sync(() => ws.terminate()))
+  )
+
+/**
+ * Run a signaling server for the life of the scope. It relays `{to, data}` from a registered
+ * peer to the peer registered under `to` (as `{from, data}`, `from` being the sender's proven
+ * id), answers `undeliverable` when nobody is, and closes every connection when the scope ends.
+ */
+export const serve = Effect.fn("SignalingServer.serve")(function*(options: SignalingServerOptions = {}) {
+  const host = options.host ?? "127.0.0.1"
+  const wss = yield* Effect.acquireRelease(
+    Effect.callback<WebSocketServer, SignalingError>((resume) => {
+      const server = new WebSocketServer({ host, port: options.port ?? 7777, maxPayload: MAX_MESSAGE_BYTES })
+      const onError = (error: Error) => {
+        server.close()
+        resume(Effect.fail(new SignalingError({ reason: `cannot listen on ${host}:${options.port ?? 7777}: ${error.message}` })))
+      }
+      server.once("error", onError)
+      server.once("listening", () => {
+        server.off("error", onError)
+        server.on("error", () => {})
+        resume(Effect.succeed(server))
+      })
+    }),
+    (server) =>
+      Effect.callback<void>((resume) => {
+        for (const client of server.clients) client.terminate()
+        server.close(() => resume(Effect.void))
+      })
+  )
+  const peers = new Map<string, WebSocket>()
+  const connections = Stream.callback<WebSocket>((queue) =>
+    Effect.acquireRelease(
+      Effect.sync(() =>
+        wss.on("connection", (ws) => {
+          if (!Queue.offerUnsafe(queue, ws)) ws.terminate()
+        })
+      ),
+      () => Effect.sync(() => wss.removeAllListeners("connection"))
+    ), { bufferSize: 256 })
+  const served = yield* FiberSet.make()
+  yield* Effect.forkScoped(connections.pipe(Stream.runForEach((ws) => FiberSet.run(served, serveConnection(ws, peers)))))
+  const port = (wss.address() as AddressInfo).port
+  const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host
+  const info: SignalingServerInfo = { url: `ws://${urlHost}:${port}`, host, port }
+  yield* Effect.logInfo(`signaling: listening on ${info.url}`)
+  return info
+}) satisfies (options?: SignalingServerOptions) => Effect.Effect<SignalingServerInfo, SignalingError, Scope.Scope>
+
+// ---- client ---------------------------------------------------------------------------------
+
+/** Not registered with the signaling server right now (it is down or restarting). */
+export class SignalingUnavailable extends Schema.TaggedError<SignalingUnavailable>()("SignalingUnavailable", {
+  url: Schema.String
+}) {}
+
+export type Inbound =
+  | { readonly _tag: "Relay"; readonly from: string; readonly data: unknown }
+  | { readonly _tag: "Undeliverable"; readonly to: string; readonly ref: string | undefined }
+
+export interface SignalingClientOptions {
+  readonly url: string
+  readonly identity: PeerIdentity
+  /** First reconnect delay; doubles up to `maxReconnectDelay`, with jitter. */
+  readonly reconnectDelay?: number | undefined
+  readonly maxReconnectDelay?: number | undefined
+}
+
+export interface SignalingClient {
+  /** Relay `data` to a peer; fails at once (nothing queued) when not registered right now. */
+  readonly send: (to: PeerId, data: unknown, ref?: string) => Effect.Effect<void, SignalingUnavailable>
+  /** Messages relayed to us and undeliverable notices; one consumer. */
+  readonly inbound: Queue.Dequeue<Inbound, Cause.Done>
+  /** Completes when registered (now, or at the next successful registration). */
+  readonly registered: Effect.Effect<void>
+  /** How many times this client has registered (reconnects count). */
+  readonly registrations: Effect.Effect<number>
+}
+
+/** Exponential backoff with ±25% jitter: `base * 2^failures`, capped. */
+export const backoffMillis = (failures: number, base: number, max: number): number => {
+  const raw = Math.min(max, base * 2 ** Math.min(failures, 20))
+  return Math.round(raw * (0.75 + Math.random() * 0.5))
+}
+
+/**
+ * Keep a registration with the signaling server for the life of the scope, reconnecting with
+ * backoff whenever the connection drops (the server restarting, the network going away).
+ */
+export const connect = Effect.fn("SignalingClient.connect")(function*(options: SignalingClientOptions) {
+  const { url, identity } = options
+  const base = options.reconnectDelay ?? 250
+  const max = options.maxReconnectDelay ?? 10_000
+  const inbound = yield* Queue.bounded<Inbound, Cause.Done>(256)
+  const ready = yield* Latch.make(false)
+  let current: WebSocket | undefined
+  let registrations = 0
+
+  /** One connection, from dial to close; true if it got registered. */
+  const session = Effect.gen(function*() {
+    const ws = yield* Effect.acquireRelease(
+      Effect.sync(() => new WebSocket(url, { handshakeTimeout: 5000, maxPayload: MAX_MESSAGE_BYTES })),
+      (ws) =>
+        Effect.sync(() => {
+          if (current === ws) current = undefined
+          ready.closeUnsafe()
+          ws.terminate()
+        })
+    )
+    let registered = false
+    let lastPong = Date.now()
+    yield* Effect.forkScoped(keepalive(ws, () => lastPong))
+    const handle = (event: SocketEvent): Effect.Effect<void> => {
+      if (event._tag === "Pong") {
+        lastPong = Date.now()
+        return Effect.void
+      }
+      if (event._tag === "Open") return Effect.void
+      const message = parseJson(decodeServer, event.data)
+      if (message === undefined) return Effect.logWarning(`signaling: ignored a malformed message from ${url}`)
+      switch (message.type) {
+        case "challenge": {
+          const signature = identity.sign(registrationBytes(message.nonce, identity.peerId))
+          sendJson(ws, {
+            type: "register",
+            peerId: identity.peerId,
+            publicKey: Buffer.from(identity.publicKey).toString("base64"),
+            signature: Buffer.from(signature).toString("base64")
+          })
+          return Effect.void
+        }
+        case "registered":
+          return Effect.suspend(() => {
+            registered = true
+            registrations++
+            current = ws
+            ready.openUnsafe()
+            return Effect.logInfo(`signaling: registered as ${identity.peerId} at ${url}`)
+          })
+        case "relay":
+          return Queue.offer(inbound, { _tag: "Relay", from: message.from, data: message.data })
+        case "undeliverable":
+          return Queue.offer(inbound, { _tag: "Undeliverable", to: message.to, ref: message.ref })
+        case "error":
+          return Effect.logWarning(`signaling: server says: ${message.message}`)
+      }
+    }
+    yield* socketEvents(ws).pipe(Stream.runForEach(handle))
+    return registered
+  }).pipe(Effect.scoped)
+
+  const loop = Effect.gen(function*() {
+    let failures = 0
+    while (true) {
+      const registered = yield* session
+      failures = registered ? 0 : failures + 1
+      const delay = backoffMillis(failures, base, max)
+      yield* Effect.logDebug(`signaling: disconnected from ${url}; reconnecting in ${delay} ms`)
+      yield* Effect.sleep(delay)
+    }
+  })
+  yield* Effect.forkScoped(loop)
+  yield* Effect.addFinalizer(() => Queue.end(inbound))
+
+  const client: SignalingClient = {
+    send: (to, data, ref) =>
+      Effect.suspend(() => {
+        const ws = current
+        if (ws === undefined) return Effect.fail(new SignalingUnavailable({ url }))
+        const message: ClientMessage = ref === undefined ? { type: "relay", to, data } : { type: "relay", to, data, ref }
+        return sendJson(ws, message) ? Effect.void : Effect.fail(new SignalingUnavailable({ url }))
+      }),
+    inbound,
+    registered: ready.await,
+    registrations: Effect.sync(() => registrations)
+  }
+  return client
+}) satisfies (options: SignalingClientOptions) => Effect.Effect<SignalingClient, never, Scope.Scope>

@@ -1,0 +1,160 @@
+/**
+ * The signaling server and client, and the signed signals they carry: relaying by peer id,
+ * registration only with proof of the key, end-to-end signatures a relay cannot forge or alter,
+ * and clients that register again after the server restarts. Real WebSockets on 127.0.0.1.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Queue, Result, Schedule, Scope } from "effect"
+import { WebSocket } from "ws"
+import { Identity } from "../src/Identity.ts"
+import * as Signal from "../src/Signal.ts"
+import * as Signaling from "../src/Signaling.ts"
+
+/** A raw WebSocket client speaking the server protocol by hand, to play a misbehaving peer. */
+const rawClient = (url: string) =>
+  Effect.acquireRelease(
+    Effect.callback<{ ws: WebSocket; messages: Array<Record<string, unknown>>; closed: Promise<number> }>((resume) => {
+      const ws = new WebSocket(url)
+      const messages: Array<Record<string, unknown>> = []
+      const closed = new Promise<number>((done) => ws.on("close", (code) => done(code)))
+      ws.on("message", (data) => messages.push(JSON.parse(String(data)) as Record<string, unknown>))
+      ws.on("open", () => resume(Effect.succeed({ ws, messages, closed })))
+    }),
+    ({ ws }) => Effect.sync(() => ws.terminate())
+  )
+
+const eventually = <A>(check: () => A | undefined, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      const value = check()
+      if (value !== undefined) return value
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+  })
+
+describe("Signaling server", () => {
+  it.live("relays a message between registered peers, stamped with the sender's proven id", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0 })
+      const alice = Identity.generate()
+      const bob = Identity.generate()
+      const a = yield* Signaling.connect({ url: server.url, identity: alice })
+      const b = yield* Signaling.connect({ url: server.url, identity: bob })
+      yield* Effect.all([a.registered, b.registered])
+      yield* a.send(bob.peerId, { hello: "bob" })
+      const received = yield* Queue.take(b.inbound)
+      expect(received).toEqual({ _tag: "Relay", from: alice.peerId, data: { hello: "bob" } })
+    }).pipe(Effect.scoped))
+
+  it.live("answers undeliverable, with the sender's reference, for a peer that is not registered", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0 })
+      const alice = Identity.generate()
+      const nobody = Identity.generate()
+      const a = yield* Signaling.connect({ url: server.url, identity: alice })
+      yield* a.registered
+      yield* a.send(nobody.peerId, { hello: "?" }, "session-7")
+      expect(yield* Queue.take(a.inbound)).toEqual({ _tag: "Undeliverable", to: nobody.peerId, ref: "session-7" })
+    }).pipe(Effect.scoped))
+
+  it.live("refuses to register an id without proof of its key, so nobody can take over another peer's id", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0 })
+      const alice = Identity.generate()
+      const mallory = Identity.generate()
+      const client = yield* rawClient(server.url)
+      const challenge = yield* eventually(() => client.messages.find((m) => m.type === "challenge"), "the challenge")
+      // mallory signs the challenge with her own key but claims alice's id
+      const signature = mallory.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, alice.peerId])))
+      client.ws.send(JSON.stringify({
+        type: "register",
+        peerId: alice.peerId,
+        publicKey: Buffer.from(mallory.publicKey).toString("base64"),
+        signature: Buffer.from(signature).toString("base64")
+      }))
+      const code = yield* Effect.promise(() => client.closed)
+      expect(code).toBe(4003)
+      expect(client.messages).toContainEqual({ type: "error", message: "registration proof does not verify" })
+      expect(client.messages.some((m) => m.type === "registered")).toBe(false)
+    }).pipe(Effect.scoped))
+
+  it.live("refuses to relay for a connection that has not registered", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0 })
+      const client = yield* rawClient(server.url)
+      client.ws.send(JSON.stringify({ type: "relay", to: Identity.generate().peerId, data: {} }))
+      yield* Effect.promise(() => client.closed)
+      expect(client.messages).toContainEqual({ type: "error", message: "register first" })
+    }).pipe(Effect.scoped))
+
+  it.live("clients register again after the server restarts on the same port", () =>
+    Effect.gen(function*() {
+      const first = yield* Scope.make()
+      const server = yield* Signaling.serve({ port: 0 }).pipe(Scope.provide(first))
+      const alice = Identity.generate()
+      const bob = Identity.generate()
+      const a = yield* Signaling.connect({ url: server.url, identity: alice, reconnectDelay: 50, maxReconnectDelay: 200 })
+      const b = yield* Signaling.connect({ url: server.url, identity: bob, reconnectDelay: 50, maxReconnectDelay: 200 })
+      yield* Effect.all([a.registered, b.registered])
+      yield* Scope.close(first, Exit.void)
+      // while it is down, sending fails at once instead of queueing
+      const down = yield* Effect.flip(a.send(bob.peerId, {})).pipe(
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 100 })
+      )
+      expect(down._tag).toBe("SignalingUnavailable")
+
+      yield* Signaling.serve({ port: server.port })
+      const registrations = Effect.all([a.registrations, b.registrations])
+      yield* registrations.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: ([x, y]) => x === 2 && y === 2, times: 200 })
+      )
+      expect(yield* registrations).toEqual([2, 2])
+      yield* a.send(bob.peerId, "after the restart")
+      expect(yield* Queue.take(b.inbound)).toEqual({ _tag: "Relay", from: alice.peerId, data: "after the restart" })
+    }).pipe(Effect.scoped))
+})
+
+describe("Signed signals", () => {
+  const alice = Identity.generate()
+  const bob = Identity.generate()
+  const mallory = Identity.generate()
+  const sdp = "v=0\r\na=fingerprint:sha-256 AA:BB\r\n"
+
+  it("verify for the addressee when nothing was altered", () => {
+    const signal = Signal.sign(alice, bob.peerId, "offer", "1.1", sdp)
+    const verified = Result.getOrThrow(Signal.verify(bob.peerId, alice.peerId, signal))
+    expect(verified).toMatchObject({ kind: "offer", sid: "1.1", from: alice.peerId, body: sdp })
+  })
+
+  const refusal = (signal: unknown, relayedFrom = alice.peerId) => {
+    const r = Signal.verify(bob.peerId, relayedFrom, signal)
+    return Result.isFailure(r) ? r.failure.reason : "accepted"
+  }
+
+  it("are refused when a relay alters the SDP (a substituted DTLS fingerprint)", () => {
+    const signal = Signal.sign(alice, bob.peerId, "offer", "1.1", sdp)
+    expect(refusal({ ...signal, body: sdp.replace("AA:BB", "EE:FF") })).toBe("the signature does not verify")
+  })
+
+  it("are refused when a relay re-signs them with its own key", () => {
+    const forged = Signal.sign(mallory, bob.peerId, "offer", "1.1", sdp)
+    expect(refusal({ ...forged, from: alice.peerId })).toBe(`the public key is not ${alice.peerId}'s`)
+  })
+
+  it("are refused when the signature, the kind, the session or the addressee was changed", () => {
+    const signal = Signal.sign(alice, bob.peerId, "offer", "1.1", sdp)
+    const sig = Buffer.from(signal.signature, "base64")
+    sig[5]! ^= 0x40
+    expect(refusal({ ...signal, signature: sig.toString("base64") })).toBe("the signature does not verify")
+    expect(refusal({ ...signal, kind: "answer" })).toBe("the signature does not verify")
+    expect(refusal({ ...signal, sid: "1.2" })).toBe("the signature does not verify")
+    expect(refusal(Signal.sign(alice, mallory.peerId, "offer", "1.1", sdp))).toBe(`addressed to ${mallory.peerId}, not to us`)
+  })
+
+  it("are refused when the server says they came from someone else, or when malformed", () => {
+    const signal = Signal.sign(alice, bob.peerId, "offer", "1.1", sdp)
+    expect(refusal(signal, mallory.peerId)).toBe(`relayed as coming from ${mallory.peerId}`)
+    expect(refusal({ hello: 1 })).toBe("malformed signal")
+  })
+})

@@ -1,0 +1,103 @@
+/**
+ * The signed strings of the can-sync protocol, written again for the browser because the node
+ * modules that define them also import node:crypto: signed signals (Signal.ts), the signaling
+ * registration proof (Signaling.ts), the AuthProof channel binding and the SDP fingerprint
+ * (WebRtcLink.ts, Native.ts). Byte for byte the same JSON; the interop test is what checks it.
+ */
+import type { BrowserIdentity, Bytes } from "./Identity.ts"
+import { fromBase64, isPeerId, peerIdOf, toBase64, verifySignature } from "./Identity.ts"
+
+export type SignalKind = "offer" | "answer" | "candidate" | "knock"
+export type Role = "offerer" | "answerer"
+
+/** As it travels through the signaling server. */
+export interface SignedSignal {
+  readonly v: 1
+  readonly kind: SignalKind
+  readonly sid: string
+  readonly from: string
+  readonly to: string
+  readonly publicKey: string
+  readonly body: string
+  readonly signature: string
+}
+
+export interface VerifiedSignal {
+  readonly kind: SignalKind
+  readonly sid: string
+  readonly from: string
+  readonly publicKey: Bytes
+  readonly body: string
+}
+
+const encode = (value: unknown): Bytes => new TextEncoder().encode(JSON.stringify(value))
+
+const signedBytes = (kind: SignalKind, sid: string, from: string, to: string, body: string): Bytes =>
+  encode(["can-sync/signal/v1", kind, sid, from, to, body])
+
+export const registrationBytes = (nonce: string, peerId: string): Bytes => encode(["can-sync/register/v1", nonce, peerId])
+
+export interface ChannelBinding {
+  readonly offerer: string
+  readonly answerer: string
+  readonly offererFingerprint: string
+  readonly answererFingerprint: string
+}
+
+export const bindingBytes = (binding: ChannelBinding, signer: Role): Bytes =>
+  encode([
+    "can-sync/auth/v1",
+    signer,
+    binding.offerer,
+    binding.answerer,
+    binding.offererFingerprint,
+    binding.answererFingerprint
+  ])
+
+/** The `a=fingerprint:` of an SDP, normalised ("sha-256 AB:CD:..."), or undefined. */
+export const fingerprintOf = (sdp: string): string | undefined => {
+  const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
+  return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
+}
+
+export const sign = async (identity: BrowserIdentity, to: string, kind: SignalKind, sid: string, body: string): Promise<SignedSignal> => ({
+  v: 1,
+  kind,
+  sid,
+  from: identity.peerId,
+  to,
+  publicKey: toBase64(identity.publicKey),
+  body,
+  signature: toBase64(await identity.sign(signedBytes(kind, sid, identity.peerId, to, body)))
+})
+
+const KINDS: ReadonlyArray<string> = ["offer", "answer", "candidate", "knock"]
+
+const field = (data: object, name: string): string | undefined => {
+  const value = (data as Record<string, unknown>)[name]
+  return typeof value === "string" ? value : undefined
+}
+
+/**
+ * Check a signal relayed to `self` as the agent does: well formed, addressed to us, from the peer
+ * the server says sent it, signed by a key that derives to that id. A string is the refusal.
+ */
+export const verify = async (self: string, relayedFrom: string, data: unknown): Promise<VerifiedSignal | string> => {
+  if (typeof data !== "object" || data === null || (data as Record<string, unknown>).v !== 1) return "malformed signal"
+  const [kind, sid, from, to, publicKeyText, body, signatureText] = ["kind", "sid", "from", "to", "publicKey", "body", "signature"]
+    .map((name) => field(data, name))
+  if (kind === undefined || !KINDS.includes(kind) || sid === undefined || from === undefined || to === undefined) return "malformed signal"
+  if (publicKeyText === undefined || body === undefined || signatureText === undefined) return "malformed signal"
+  if (!isPeerId(from)) return "the sender is not a peer id"
+  if (from !== relayedFrom) return `relayed as coming from ${relayedFrom}`
+  if (to !== self) return `addressed to ${to}, not to us`
+  const publicKey = fromBase64(publicKeyText)
+  const signature = fromBase64(signatureText)
+  if (publicKey === undefined || signature === undefined) return "malformed signal"
+  if (publicKey.length !== 32 || (await peerIdOf(publicKey)) !== from) return `the public key is not ${from}'s`
+  const signalKind = kind as SignalKind
+  if (!(await verifySignature(from, publicKey, signedBytes(signalKind, sid, from, to, body), signature))) {
+    return "the signature does not verify"
+  }
+  return { kind: signalKind, sid, from, publicKey, body }
+}
