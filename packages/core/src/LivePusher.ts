@@ -24,10 +24,17 @@ const digestOf = (r: AssetRecord): Proto.AssetDigest => ({
 
 type Item = { readonly _tag: "Event"; readonly event: StoreEvent } | { readonly _tag: "Poll" }
 
-export const run = Effect.fn("LivePusher")(function*(s: Session, limits: Limits, since: number) {
+export const run = Effect.fn("LivePusher")(function*(
+  s: Session,
+  limits: Limits,
+  since: number,
+  /** What the peer listed during reconcile: it has these, so a later edit needs no Offer. */
+  listedByPeer: ReadonlyArray<AssetHash> = []
+) {
   yield* Effect.annotateCurrentSpan({ peer: s.peer, since })
-  /** Hashes the peer is known to have: received from it, or already offered to it. */
+  /** Hashes the peer is known to have: listed or received from it, or already offered to it. */
   const peerHas = EchoFilter.make(s.config.echoCapacity)
+  for (const hash of listedByPeer) peerHas.add(hash)
   /** Hashes received from this peer (the echo Queue): pushing one back would be an echo. */
   const fromPeer = EchoFilter.make(s.config.echoCapacity)
   let pollCursor = since
@@ -123,6 +130,10 @@ export const run = Effect.fn("LivePusher")(function*(s: Session, limits: Limits,
           } else if (!peerHas.has(event.hash)) {
             peerHas.add(event.hash)
             added.push(event.hash)
+          } else {
+            // The peer has the content (it listed it, or another path brought it) but maybe not
+            // this metadata version, which arrived with the asset: send it (LWW makes it idempotent).
+            metas.push(event.hash)
           }
         } else if (event.origin === s.peer) {
           echoes++

@@ -130,17 +130,17 @@ const controller = (s: Session.Session, fibers: FiberSet.FiberSet<unknown, Sessi
     yield* FiberSet.run(fibers, Receiver.repairer(s))
     yield* FiberSet.run(fibers, Sender.run(s, limits))
     yield* FiberSet.run(fibers, Fetcher.run(s, limits))
-    yield* reconcilePhase(s, limits)
+    const peerHas = yield* reconcilePhase(s, limits)
     yield* Ref.set(s.state, "live")
     yield* Effect.acquireRelease(Metric.modify(Metrics.peersConnected, 1), () => Metric.modify(Metrics.peersConnected, -1))
-    return yield* LivePusher.run(s, limits, since)
+    return yield* LivePusher.run(s, limits, since, peerHas)
   })
 
 /** From the first digest to both Done frames: one span with the digest counts and wants each way. */
 const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: Session.Session, limits: Session.Limits) {
   const started = yield* Clock.currentTimeMillis
   const before = yield* Ref.get(s.stats) // counters are cumulative across restarts
-  const summary = yield* Reconcile.run(s, limits)
+  const { peerHas, summary } = yield* Reconcile.run(s, limits)
   yield* Deferred.await(s.sentDone)
   const peerDone = yield* Deferred.await(s.peerDone)
   const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
@@ -156,6 +156,7 @@ const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: Session.Ses
     assetsReceivedFromPeer: peerDone.assetsSent,
     seconds
   })
+  return peerHas
 })
 
 /** Tell the peer why we are ending the session (best effort, bounded in time). */

@@ -101,5 +101,5 @@ export const run = Effect.fn("Reconcile")(function*(s: Session, limits: Limits) 
   yield* bump(s.stats, { metaSent })
   const summary: ReconcileSummary = { localDigests: local.size, remoteDigests: remote.size, wanted: missing.length, metaSent }
   yield* Effect.annotateCurrentSpan({ ...summary })
-  return summary
+  return { summary, peerHas: [...remote.keys()] }
 })
