@@ -14,7 +14,7 @@ import * as PeerManager from "@can-sync/core/PeerManager"
 import type { AssetHash, PeerId } from "@can-sync/core"
 import * as AssetIndex from "@can-sync/store/AssetIndex"
 import { EmbeddedStore } from "@can-sync/store"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, writeFileSync } from "node:fs"
@@ -22,6 +22,10 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { content as pseudoRandom } from "../test/engine/harness.ts"
+
+/** Deterministic pseudo-random content in 1 MiB chunks (the engine tests' generator). */
+const content = (seed: number, size: number) => pseudoRandom(seed, size, MiB)
 
 const MiB = 1024 * 1024
 const TRANSFER_BYTES = Number(process.env.ENGINE_BENCH_MIB ?? 256) * MiB
@@ -35,31 +39,6 @@ const tempDir = (name: string): Effect.Effect<string, never, Scope.Scope> =>
     (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
   )
 
-/** Deterministic pseudo-random content, generated chunk by chunk. */
-const content = (seed: number, size: number): Stream.Stream<Uint8Array> =>
-  Stream.suspend(() => {
-    let x = (seed * 2654435761) >>> 0 || 1
-    let left = size
-    return Stream.fromIterable({
-      *[Symbol.iterator]() {
-        while (left > 0) {
-          const n = Math.min(MiB, left)
-          const out = new Uint8Array(n)
-          const words = new Uint32Array(out.buffer, 0, n >>> 2)
-          for (let i = 0; i < words.length; i++) {
-            x ^= x << 13
-            x >>>= 0
-            x ^= x >>> 17
-            x ^= x << 5
-            x >>>= 0
-            words[i] = x
-          }
-          left -= n
-          yield out
-        }
-      }
-    })
-  })
 
 const agent = (name: string, dir: string) =>
   Effect.gen(function*() {

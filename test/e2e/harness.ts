@@ -5,6 +5,7 @@
  * and removes the dir, also when the test failed. Waits are polls with a deadline, never sleeps,
  * and a timed-out wait reports the tail of every process's stderr.
  */
+import type { PeerStats } from "@can-sync/core"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createCipheriv, createHash } from "node:crypto"
 import { existsSync } from "node:fs"
@@ -52,25 +53,12 @@ export interface AssetRecord {
 }
 
 /** One peer in `GET /status` of an agent's admin port. */
-export interface PeerStatus {
+/** One peer in an agent's `/status`: the engine's counters plus the session's state. */
+export interface PeerStatus extends PeerStats {
   readonly peer: string
   readonly state: string
   readonly role: string
   readonly restarts: number
-  readonly sessions: number
-  readonly reconciles: number
-  readonly assetsSent: number
-  readonly bytesSent: number
-  readonly assetsReceived: number
-  readonly bytesReceived: number
-  readonly redundantReceives: number
-  readonly verificationFailures: number
-  readonly echoesSuppressed: number
-  readonly digestsOffered: number
-  readonly hashesWanted: number
-  readonly hashesWantedByPeer: number
-  readonly metaSent: number
-  readonly metaApplied: number
 }
 
 export interface AgentStatus {
