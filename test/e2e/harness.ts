@@ -305,6 +305,8 @@ export interface AgentOptions {
   readonly peersFile?: string
   readonly canUrl?: string
   readonly token?: string
+  /** More `sync` flags (e.g. `--mtu 4000` in the benchmark). */
+  readonly extraArgs?: ReadonlyArray<string>
 }
 
 /** A temp dir and the processes of one test; `close()` leaves nothing behind. */
@@ -413,7 +415,8 @@ export class Scenario {
       ...peers.flatMap((p) => ["--peer", p]),
       ...(options.peersFile !== undefined ? ["--peers-file", options.peersFile] : []),
       ...(options.canUrl !== undefined ? ["--can-url", options.canUrl] : []),
-      ...(options.token !== undefined ? ["--token", options.token] : [])
+      ...(options.token !== undefined ? ["--token", options.token] : []),
+      ...(options.extraArgs ?? [])
     ]
     const proc = this.spawn(name, args)
     // The admin port is picked by the OS (port 0) and announced in a log line.
