@@ -1,9 +1,8 @@
 /**
- * Transport throughput on loopback, two OS processes, all measured in one run so the figures can
- * be compared: plain TCP (the ceiling), a bare node-datachannel channel (the raw library) and the
- * full stack (Transport: signaling, AuthProofs, PeerLink with splitting, credit and heartbeat),
- * one-way and bidirectional, then the tuning knobs. Prints JSON and writes
- * bench/results/transport.json.   node bench/transport.ts [--mib 256] [--quick]
+ * Transport throughput on loopback, two OS processes, in one run: plain TCP (the ceiling), a bare
+ * node-datachannel channel (the raw library) and the full stack (Transport + PeerLink), one-way and
+ * bidirectional, then the tuning knobs. Prints JSON, writes bench/results/transport.json.
+ * Usage: node bench/transport.ts [--mib 256] [--quick] [--only REGEX] [--repeat N]
  */
 import { Effect, Exit, Fiber, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"

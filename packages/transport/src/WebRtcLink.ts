@@ -34,7 +34,7 @@ export interface LinkOptions {
  * The window must cover the credit loop: our channel buffer (high water), the peer's own outgoing
  * buffer that its Credit frames queue behind when traffic flows both ways, and the grant batch.
  * Measured on loopback (bench/transport.ts): with an 8 MiB window behind 4 MiB buffers, senders
- * waited for credit 50-60% of the time in bidirectional transfers; 16 MiB behind 2 MiB, ~1%.
+ * waited for credit 35-60% of the time in bidirectional transfers; 16 MiB behind 2 MiB, ~0-2%.
  */
 export const defaultLinkOptions: LinkOptions = {
   maxMessageBytes: 64 * 1024 + 1024,

@@ -7,6 +7,7 @@ export { Identity, IdentityError, isPeerId, peerIdOf, verifySignature } from "./
 export type { PeerIdentity } from "./Identity.ts"
 export { Transport, TransportError } from "./Transport.ts"
 export type { TransportConfig, TransportShape } from "./Transport.ts"
+export { LOOPBACK_MTU } from "./Native.ts"
 export type { RtcOptions } from "./Native.ts"
 export * as Signal from "./Signal.ts"
 export * as Signaling from "./Signaling.ts"
