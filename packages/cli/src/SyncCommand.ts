@@ -124,7 +124,7 @@ export const sync = Command.make("sync", {
     // Every authenticated, allowed link runs one session; a newer link replaces an older one.
     yield* Effect.forkScoped(Stream.runForEach(transport.links, (link) =>
       manager.disconnect(link.remotePeer).pipe(
-        Effect.andThen(manager.accept(link)),
+        Effect.andThen(manager.accept(link, link.role === "offerer" ? "dialer" : "acceptor")),
         Effect.catchTag("DuplicatePeer", (e) => Effect.logWarning(`refused a second session with ${e.peer}`))
       )))
 

@@ -198,7 +198,8 @@ export const run = Effect.fn("PeerActor.session")(function*(link: PeerLink, opti
     Effect.tapError((error) =>
       Effect.all([
         Effect.annotateCurrentSpan({ outcome: error._tag }),
-        Metrics.recordError(error._tag),
+        // A closed link is how sessions normally end (the transport counts its own link failures).
+        error._tag === "LinkClosed" ? Effect.void : Metrics.recordError(error._tag),
         Effect.logInfo("session ended", { peer, role, reason: describe(error) })
       ], { discard: true })
     ),

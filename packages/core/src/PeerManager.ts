@@ -36,7 +36,7 @@ export interface PeerManagerShape {
    */
   readonly dial: <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>) => Effect.Effect<void, DuplicatePeer>
   /** Run an inbound session on `link`; if its peer already has one, close the link and fail. */
-  readonly accept: (link: PeerLink) => Effect.Effect<void, DuplicatePeer>
+  readonly accept: (link: PeerLink, role?: Role) => Effect.Effect<void, DuplicatePeer>
   /** Stop the session with `peer` (and its restarts); its link is closed. */
   readonly disconnect: (peer: PeerId) => Effect.Effect<void>
   /** Every peer with a session (running, connecting or backing off). */
@@ -127,14 +127,15 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
       )
     })
 
-  const accept = (link: PeerLink) =>
+  /** `role` says which side connected, for spans and status (a transport may know it). */
+  const accept = (link: PeerLink, role: Role = "acceptor") =>
     Effect.gen(function*() {
       const peer = link.remotePeer
-      const entry = yield* register(peer, "acceptor").pipe(Effect.tapError(() => link.close))
+      const entry = yield* register(peer, role).pipe(Effect.tapError(() => link.close))
       yield* FiberMap.run(
         fibers,
         peer,
-        runSession(link, "acceptor", entry).pipe(
+        runSession(link, role, entry).pipe(
           Effect.catchCause((cause) => recordEnd(entry, cause)),
           Effect.ensuring(unregister(peer, entry))
         )

@@ -93,6 +93,8 @@ export interface LinkStats {
 }
 
 export interface WebRtcLink extends PeerLink {
+  /** Whether this side made the offer (the lower peer id always does). */
+  readonly role: Role
   /** Waits for the link to close and gives the reason (heartbeat timeout, closed by the peer, ...). */
   readonly closeReason: Effect.Effect<LinkClosed>
   readonly stats: Effect.Effect<LinkStats>
@@ -562,6 +564,7 @@ export const make = Effect.fn("WebRtcLink.make")(function*(params: LinkParams) {
   yield* Effect.forkScoped(core.heartbeat)
   const link: WebRtcLink = {
     remotePeer: params.remotePeer,
+    role: params.role,
     send: core.send,
     frames: Stream.fromEffectRepeat(core.take),
     closed: Effect.asVoid(core.closeReason),
