@@ -9,6 +9,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, ran
 import type { KeyObject } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import * as Base32 from "./Base32.ts"
 
 export const KEY_FILE = "identity.key"
 
@@ -27,32 +28,16 @@ export interface PeerIdentity {
   readonly sign: (bytes: Uint8Array) => Uint8Array
 }
 
-const BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 /** Bytes of SHA-256(publicKey) kept in a peer id: 160 bits, 32 base32 characters. */
 const PEER_ID_BYTES = 20
 const PEER_ID_PATTERN = /^[a-z2-7]{32}$/
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw key follows. */
 const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
 
-const base32 = (bytes: Uint8Array): string => {
-  let out = ""
-  let bits = 0
-  let value = 0
-  for (const byte of bytes) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31]
-  return out
-}
 
 /** The peer id of a raw Ed25519 public key: base32 of the first 20 bytes of its SHA-256. */
 export const peerIdOf = (publicKey: Uint8Array): PeerId =>
-  base32(createHash("sha256").update(publicKey).digest().subarray(0, PEER_ID_BYTES)) as PeerId
+  Base32.encode(createHash("sha256").update(publicKey).digest().subarray(0, PEER_ID_BYTES)) as PeerId
 
 /** True for strings shaped like a peer id (32 characters of lowercase base32). */
 export const isPeerId = (s: string): s is PeerId => PEER_ID_PATTERN.test(s)

@@ -72,8 +72,4 @@ export const peerConnection = (name: string, options: RtcOptions): Effect.Effect
     (pc) => Effect.sync(() => pc.close())
   )
 
-/** The `a=fingerprint:` of an SDP, normalised ("sha-256 AB:CD:..."), or undefined if it has none. */
-export const fingerprintOf = (sdp: string): string | undefined => {
-  const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
-  return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
-}
+export { fingerprintOf } from "./Binding.ts"

@@ -8,6 +8,8 @@ import { Cause, Deferred, Duration, Effect, Queue, Result, Semaphore, Stream } f
 import type { Scope } from "effect"
 import { Frame, LinkClosed } from "@can-sync/core"
 import type { PeerId, PeerLink } from "@can-sync/core"
+import { bindingBytes } from "./Binding.ts"
+import type { ChannelBinding, Role } from "./Binding.ts"
 import { ReceiveWindow, SendCredit } from "./FlowControl.ts"
 import { verifySignature } from "./Identity.ts"
 import type { PeerIdentity } from "./Identity.ts"
@@ -51,27 +53,8 @@ const MAX_CONTROL_FRAME_BYTES = 4096
 /** How long a graceful close waits for the peer's GOODBYE before closing anyway. */
 const GOODBYE_TIMEOUT = "1 second"
 
-export type Role = "offerer" | "answerer"
-
-/** What both AuthProofs sign: both peer ids and both DTLS fingerprints, from the signed SDPs. */
-export interface ChannelBinding {
-  readonly offerer: PeerId
-  readonly answerer: PeerId
-  readonly offererFingerprint: string
-  readonly answererFingerprint: string
-}
-
-export const bindingBytes = (binding: ChannelBinding, signer: Role): Uint8Array =>
-  new TextEncoder().encode(
-    JSON.stringify([
-      "can-sync/auth/v1",
-      signer,
-      binding.offerer,
-      binding.answerer,
-      binding.offererFingerprint,
-      binding.answererFingerprint
-    ])
-  )
+export type { ChannelBinding, Role } from "./Binding.ts"
+export { bindingBytes } from "./Binding.ts"
 
 export interface LinkStats {
   readonly framesSent: number

@@ -3,6 +3,7 @@
  * leaves the page (not extractable), and the peer id derived exactly as the node agent derives
  * it (packages/transport/src/Identity.ts): base32 of the first 20 bytes of SHA-256(raw key).
  */
+import * as Base32 from "../../../packages/transport/src/Base32.ts"
 
 export type Bytes = Uint8Array<ArrayBuffer>
 
@@ -14,25 +15,9 @@ export interface BrowserIdentity {
   readonly sign: (bytes: Bytes) => Promise<Bytes>
 }
 
-const BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 const PEER_ID_BYTES = 20
 const PEER_ID_PATTERN = /^[a-z2-7]{32}$/
 
-export const base32 = (bytes: Uint8Array): string => {
-  let out = ""
-  let bits = 0
-  let value = 0
-  for (const byte of bytes) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31]
-  return out
-}
 
 export const toBase64 = (bytes: Uint8Array): string => {
   let binary = ""
@@ -53,7 +38,7 @@ export const sha256 = async (bytes: Bytes): Promise<Bytes> => new Uint8Array(awa
 
 export const toHex = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
 
-export const peerIdOf = async (publicKey: Bytes): Promise<string> => base32((await sha256(publicKey)).subarray(0, PEER_ID_BYTES))
+export const peerIdOf = async (publicKey: Bytes): Promise<string> => Base32.encode((await sha256(publicKey)).subarray(0, PEER_ID_BYTES))
 
 export const isPeerId = (s: string): boolean => PEER_ID_PATTERN.test(s)
 

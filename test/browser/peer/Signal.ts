@@ -1,14 +1,14 @@
 /**
- * The signed strings of the can-sync protocol, written again for the browser because the node
- * modules that define them also import node:crypto: signed signals (Signal.ts), the signaling
- * registration proof (Signaling.ts), the AuthProof channel binding and the SDP fingerprint
- * (WebRtcLink.ts, Native.ts). Byte for byte the same JSON; the interop test is what checks it.
+ * The signed strings of the can-sync protocol that live in Node-only modules (they import
+ * node:crypto), written again for the browser: signed signals (Signal.ts) and the signaling
+ * registration proof (Signaling.ts), byte for byte the same JSON; the interop test checks it.
+ * The AuthProof channel binding and the SDP fingerprint come from the shared Binding.ts.
  */
 import type { BrowserIdentity, Bytes } from "./Identity.ts"
 import { fromBase64, isPeerId, peerIdOf, toBase64, verifySignature } from "./Identity.ts"
 
 export type SignalKind = "offer" | "answer" | "candidate" | "knock"
-export type Role = "offerer" | "answerer"
+export type { Role } from "../../../packages/transport/src/Binding.ts"
 
 /** As it travels through the signaling server. */
 export interface SignedSignal {
@@ -37,28 +37,8 @@ const signedBytes = (kind: SignalKind, sid: string, from: string, to: string, bo
 
 export const registrationBytes = (nonce: string, peerId: string): Bytes => encode(["can-sync/register/v1", nonce, peerId])
 
-export interface ChannelBinding {
-  readonly offerer: string
-  readonly answerer: string
-  readonly offererFingerprint: string
-  readonly answererFingerprint: string
-}
-
-export const bindingBytes = (binding: ChannelBinding, signer: Role): Bytes =>
-  encode([
-    "can-sync/auth/v1",
-    signer,
-    binding.offerer,
-    binding.answerer,
-    binding.offererFingerprint,
-    binding.answererFingerprint
-  ])
-
-/** The `a=fingerprint:` of an SDP, normalised ("sha-256 AB:CD:..."), or undefined. */
-export const fingerprintOf = (sdp: string): string | undefined => {
-  const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
-  return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
-}
+export type { ChannelBinding } from "../../../packages/transport/src/Binding.ts"
+export { bindingBytes, fingerprintOf } from "../../../packages/transport/src/Binding.ts"
 
 export const sign = async (identity: BrowserIdentity, to: string, kind: SignalKind, sid: string, body: string): Promise<SignedSignal> => ({
   v: 1,

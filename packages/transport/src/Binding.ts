@@ -1,0 +1,33 @@
+/**
+ * What both ends of a link sign in their AuthProofs: both peer ids and both DTLS fingerprints
+ * (read from the signed SDPs). No Node-only imports, so a browser peer uses this very module and
+ * the bytes cannot drift apart.
+ */
+
+export type Role = "offerer" | "answerer"
+
+/** Both peer ids and both DTLS fingerprints, from the signed SDPs. */
+export interface ChannelBinding {
+  readonly offerer: string
+  readonly answerer: string
+  readonly offererFingerprint: string
+  readonly answererFingerprint: string
+}
+
+export const bindingBytes = (binding: ChannelBinding, signer: Role): Uint8Array<ArrayBuffer> =>
+  new TextEncoder().encode(
+    JSON.stringify([
+      "can-sync/auth/v1",
+      signer,
+      binding.offerer,
+      binding.answerer,
+      binding.offererFingerprint,
+      binding.answererFingerprint
+    ])
+  )
+
+/** The `a=fingerprint:` of an SDP, normalised ("sha-256 AB:CD:..."), or undefined if it has none. */
+export const fingerprintOf = (sdp: string): string | undefined => {
+  const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
+  return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
+}
