@@ -125,16 +125,8 @@ export interface Session {
   readonly state: Ref.Ref<SessionState>
 }
 
-export interface SessionInput {
-  readonly peer: PeerId
-  readonly role: Role
-  readonly owner: Owner
-  readonly config: EngineConfig
-  readonly store: CanStoreShape
-  readonly inFlight: InFlight
-  readonly stats: Ref.Ref<PeerStats>
-  readonly state: Ref.Ref<SessionState>
-}
+/** What a session is made from; `make` adds its queues and signals. */
+export type SessionInput = Pick<Session, "peer" | "role" | "owner" | "config" | "store" | "inFlight" | "stats" | "state">
 
 export const make = (input: SessionInput): Effect.Effect<Session> =>
   Effect.gen(function*() {
