@@ -14,7 +14,10 @@ node -e '
   const fs = require("node:fs")
   let r = {}
   try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")) } catch {}
-  const passed = r.numPassedTests ?? 0, failed = (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0) - 0
+  // a file that failed without a failing test (it crashed, or did not import) counts as one failure
+  const brokenFiles = (r.testResults ?? []).filter((f) =>
+    f.status === "failed" && !(f.assertionResults ?? []).some((a) => a.status === "failed")).length
+  const passed = r.numPassedTests ?? 0, failed = (r.numFailedTests ?? 0) + brokenFiles
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
   console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""))
 ' "$report"

@@ -130,6 +130,10 @@ describe.skipIf(chromiumMissing)(
 
       s.note(`${role}: connected in ${report.connectMillis} ms, reconciled in ${report.reconcileMillis} ms; ` +
         `ICE ${JSON.stringify(report.path)}; ${report.knocks} knock(s); link ${JSON.stringify(report.link)}`)
+      // A failed attempt the page recovered from is worth seeing in every run, not only verbose ones.
+      if (report.failedAttempts.length > 0) {
+        console.warn(`the ${role} browser connected after ${report.failedAttempts.length} failed attempt(s): ${report.failedAttempts.join(" | ")}`)
+      }
       // Who offered follows the rule of the node transport: the lower peer id.
       expect(report.role).toBe(role)
       expect(report.peerId).toBe(peerId)

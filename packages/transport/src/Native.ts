@@ -1,12 +1,13 @@
 /**
  * The one place that touches node-datachannel's process-wide state: peer connections are created
- * here from our options, and the library's `cleanup()` runs once, when the last scope that used
- * the library closes (without it the process lingers ~8 s or never exits).
+ * here from our options, the library's own log (why ICE, DTLS or SCTP failed) goes to ours, and
+ * its `cleanup()` runs once, when the last scope that used the library closes (without it the
+ * process lingers ~8 s or never exits).
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import nodeDataChannel from "node-datachannel"
-import type { DataChannel, PeerConnection, RtcConfig } from "node-datachannel"
+import type { DataChannel, LogLevel, PeerConnection, RtcConfig } from "node-datachannel"
 
 export type { DataChannel, PeerConnection, RtcConfig }
 
@@ -37,15 +38,40 @@ export interface RtcOptions {
 /** The MTU worth setting for node-to-node links on one host: just under libjuice's 4096-byte buffer. */
 export const LOOPBACK_MTU = 4000
 
+/** libdatachannel's levels, most verbose first; its log is quiet at "Warning" when all goes well. */
+export const LIBRARY_LOG_LEVELS: ReadonlyArray<LogLevel> = ["Verbose", "Debug", "Info", "Warning", "Error", "Fatal"]
+export const isLibraryLogLevel = (s: string): s is LogLevel => (LIBRARY_LOG_LEVELS as ReadonlyArray<string>).includes(s)
+
+/** The library's log level: `CAN_SYNC_RTC_LOG` (e.g. "Info" to follow ICE and DTLS step by step), else "Warning". */
+const libraryLogLevel = (): LogLevel => {
+  const wanted = process.env.CAN_SYNC_RTC_LOG
+  return wanted !== undefined && isLibraryLogLevel(wanted) ? wanted : "Warning"
+}
+
 let users = 0
 
 /**
  * Use the native library for the life of the current scope; the last scope to close calls
- * `cleanup()`, after every connection opened inside it has been closed.
+ * `cleanup()`, after every connection opened inside it has been closed. While in use, the
+ * library's log lines become our log lines (annotated `component: "libdatachannel"`), written
+ * with the first user's logger.
  */
 export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => {
+  Effect.gen(function*() {
     users++
+    if (users > 1) return
+    const context = yield* Effect.context<never>()
+    const level = libraryLogLevel()
+    nodeDataChannel.initLogger(level, (at, message) => {
+      const line = `libdatachannel: ${message}`
+      // below Warning only when asked for with CAN_SYNC_RTC_LOG, so written at Info to be seen
+      const log = at === "Error" || at === "Fatal"
+        ? Effect.logError(line)
+        : at === "Warning"
+        ? Effect.logWarning(line)
+        : Effect.logInfo(line)
+      Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
+    })
   }),
   () =>
     Effect.sync(() => {

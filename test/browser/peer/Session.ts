@@ -22,6 +22,8 @@ export interface ConnectParams {
   readonly timeoutMs: number
   readonly link: Omit<LinkParams, "identity" | "role" | "remotePeer" | "binding" | "remotePublicKey">
   readonly log: (line: string) => void
+  /** Sessions of earlier, failed attempts: their late offers are not answered. */
+  readonly staleSids?: ReadonlySet<string> | undefined
 }
 
 export interface Connection {
@@ -45,7 +47,32 @@ const parseCandidate = (body: string): { readonly candidate: string; readonly mi
   return undefined
 }
 
-/** Connect to `agent` and authenticate the link; rejects (and closes everything) on failure or timeout. */
+/** One attempt failed; `sid` is its session, if an offer was made or answered. */
+export class AttemptFailed extends Error {
+  readonly sid: string | undefined
+  constructor(message: string, sid: string | undefined) {
+    super(message)
+    this.sid = sid
+  }
+}
+
+/** What the browser knows of a failed connection: ICE and DTLS states, candidate pairs and candidates. */
+const iceDetail = async (pc: RTCPeerConnection): Promise<string> => {
+  try {
+    const stats: Array<Record<string, unknown>> = []
+    ;(await pc.getStats()).forEach((s: Record<string, unknown>) => stats.push(s))
+    const transport = stats.find((s) => s.type === "transport")
+    const pairs = stats.filter((s) => s.type === "candidate-pair").map((p) => `${String(p.state)}${p.nominated === true ? "*" : ""}`)
+    const candidates = stats
+      .filter((s) => s.type === "local-candidate" || s.type === "remote-candidate")
+      .map((c) => `${c.type === "local-candidate" ? "local" : "remote"} ${String(c.candidateType)} ${String(c.protocol)} ${String(c.address ?? c.ip)}:${String(c.port)}`)
+    return `ice ${pc.iceConnectionState}, dtls ${String(transport?.dtlsState)}, pairs [${pairs.join(", ")}], candidates [${candidates.join("; ")}]`
+  } catch (error) {
+    return `no stats: ${String(error)}`
+  }
+}
+
+/** Connect to `agent` and authenticate the link; rejects with AttemptFailed (and closes everything) on failure or timeout. */
 export const connect = async (params: ConnectParams): Promise<Connection> => {
   const { identity, signaling, agent, log } = params
   const role = identity.peerId < agent ? "offerer" : "answerer"
@@ -128,6 +155,7 @@ export const connect = async (params: ConnectParams): Promise<Connection> => {
       case "offer":
         if (role === "offerer") return log("ignored an offer: the lower peer id makes the offers")
         if (sid !== undefined) return log(`ignored a second offer ${signal.sid}`)
+        if (params.staleSids?.has(signal.sid) === true) return log(`ignored the offer ${signal.sid} of a failed attempt`)
         return answerOffer(signal)
       case "answer":
         if (role !== "offerer" || signal.sid !== sid || remoteSet) return
@@ -193,8 +221,9 @@ export const connect = async (params: ConnectParams): Promise<Connection> => {
   try {
     await link.authenticated
   } catch (error) {
+    const detail = await iceDetail(pc)
     pc.close()
-    throw error
+    throw new AttemptFailed(`${error instanceof Error ? error.message : String(error)} (${detail})`, sid)
   } finally {
     clearTimeout(deadline)
     clearInterval(knocker)

@@ -10,7 +10,7 @@ import type { BrowserIdentity } from "./Identity.ts"
 import { generate } from "./Identity.ts"
 import type { LinkStats } from "./Link.ts"
 import type { Connection } from "./Session.ts"
-import { connect } from "./Session.ts"
+import { AttemptFailed, connect } from "./Session.ts"
 import { SignalingClient } from "./Signaling.ts"
 
 /** The page's receive window: smaller than the test asset, so the agent must wait for credit grants. */
@@ -36,6 +36,8 @@ export interface SyncReport {
   readonly role: "offerer" | "answerer"
   readonly sid: string
   readonly knocks: number
+  /** Why earlier attempts failed (the page retries, as the agent does, until its deadline). */
+  readonly failedAttempts: ReadonlyArray<string>
   readonly signalsRefused: ReadonlyArray<string>
   readonly offererFingerprint: string
   readonly answererFingerprint: string
@@ -124,22 +126,43 @@ const sync: CanSyncPeer["sync"] = async ({ signalUrl, agent, timeoutMs }) => {
   if (identity === undefined) throw new Error("createIdentity first")
   const self = identity
   const started = Date.now()
-  signaling = await SignalingClient.connect(signalUrl, self, timeoutMs)
+  const connectBy = started + timeoutMs
+  const client = (signaling = await SignalingClient.connect(signalUrl, self, timeoutMs))
   note(`registered with ${signalUrl} as ${self.peerId}`)
-  const conn = await connect({
-    identity: self,
-    signaling,
-    agent,
-    timeoutMs,
-    log: note,
-    link: {
-      receiveWindowBytes: RECEIVE_WINDOW_BYTES,
-      maxFrameBytes: RECEIVE_WINDOW_BYTES / 2,
-      maxMessageBytes: 64 * 1024,
-      heartbeatIntervalMs: 1000,
-      heartbeatTimeoutMs: 4000
+  // Like the agent, retry a failed attempt with a fresh connection, backing off, until the deadline.
+  const failedAttempts: Array<string> = []
+  const staleSids = new Set<string>()
+  const attempt = async (): Promise<Connection> => {
+    try {
+      return await connect({
+        identity: self,
+        signaling: client,
+        agent,
+        timeoutMs: Math.max(1, connectBy - Date.now()),
+        log: note,
+        staleSids,
+        link: {
+          receiveWindowBytes: RECEIVE_WINDOW_BYTES,
+          maxFrameBytes: RECEIVE_WINDOW_BYTES / 2,
+          maxMessageBytes: 64 * 1024,
+          heartbeatIntervalMs: 1000,
+          heartbeatTimeoutMs: 4000
+        }
+      })
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error)
+      if (error instanceof AttemptFailed && error.sid !== undefined) staleSids.add(error.sid)
+      failedAttempts.push(reason)
+      const delay = Math.min(4000, 500 * 2 ** (failedAttempts.length - 1))
+      if (Date.now() + delay >= connectBy) {
+        throw new Error(`${failedAttempts.length} attempt(s) failed: ${failedAttempts.join(" | ")}`)
+      }
+      note(`attempt ${failedAttempts.length} failed: ${reason}; retrying in ${delay} ms`)
+      await new Promise((resolve) => setTimeout(resolve, delay))
+      return attempt()
     }
-  })
+  }
+  const conn = await attempt()
   connection = conn
   conn.link.closed.then((reason) => {
     closeReason = reason
@@ -156,6 +179,7 @@ const sync: CanSyncPeer["sync"] = async ({ signalUrl, agent, timeoutMs }) => {
     role: conn.role,
     sid: conn.sid,
     knocks: conn.knocks,
+    failedAttempts,
     signalsRefused: conn.signalsRefused,
     offererFingerprint: conn.offererFingerprint,
     answererFingerprint: conn.answererFingerprint,
