@@ -1,6 +1,6 @@
 /**
  * Embedded store benchmark (`node bench/store.ts`): 1 GiB ingest against `sha256sum` on the same
- * file (and the ingesting process's peak RSS), small-ingest rate with full fsyncs, and `list` /
+ * file (and the ingesting process's peak RSS, for the store alone and for a whole `can-sync add`), small-ingest rate with full fsyncs, and `list` /
  * `events` query times on a store of 100k assets. Prints one JSON line and writes
  * `bench/results/store.json`.
  */
@@ -8,7 +8,7 @@ import type { AssetHash } from "@can-sync/core"
 import { Effect, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { closeSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs"
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -19,6 +19,8 @@ import { pseudoRandomChunks, pseudoRandomStream } from "../packages/store/test/f
 
 const here = dirname(fileURLToPath(import.meta.url))
 const IngestFixture = join(here, "..", "packages", "store", "test", "fixtures", "ingest.ts")
+const CliMain = join(here, "..", "packages", "cli", "src", "main.ts")
+const GnuTime = "/usr/bin/time"
 const BigBytes = 1024 * 1024 * 1024
 const ManyAssets = 100_000
 const SmallIngests = 500
@@ -89,6 +91,25 @@ const bigIngest = Effect.fn("bench.bigIngest")(function*(dir: string) {
     ingestRuns.push({ ...report, wallMs })
     yield* Effect.promise(() => rm(storeDir, { recursive: true, force: true }))
   }
+  // The user's path: a whole `can-sync add` process (CLI, store, ingestFile), its peak RSS read
+  // by GNU time (`/usr/bin/time -f %M`, KiB) where the machine has it.
+  const cliRuns: Array<{ wallMs: number; maxRssBytes: number | undefined; hash: string }> = []
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const storeDir = join(dir, `cli-${attempt}`)
+    const command = [process.execPath, CliMain, "add", "--data", storeDir, file]
+    const withTime = existsSync(GnuTime)
+    const [child, wallMs] = timed(() =>
+      withTime
+        ? spawnSync(GnuTime, ["-f", "maxrss-kib %M", ...command], { encoding: "utf8" })
+        : spawnSync(command[0]!, command.slice(1), { encoding: "utf8" })
+    )
+    if (child.status !== 0) return yield* Effect.fail(new Error(`can-sync add failed: ${child.stderr}`))
+    const kib = /maxrss-kib (\d+)/.exec(child.stderr)?.[1]
+    cliRuns.push({ wallMs, maxRssBytes: kib === undefined ? undefined : Number(kib) * 1024, hash: child.stdout.split(" ")[0] ?? "" })
+    yield* Effect.promise(() => rm(storeDir, { recursive: true, force: true }))
+  }
+  const cliBest = cliRuns.reduce((a, b) => (b.wallMs < a.wallMs ? b : a))
+  const cliPeaks = cliRuns.flatMap((r) => (r.maxRssBytes === undefined ? [] : [r.maxRssBytes]))
   const sha256sumMs = Math.min(...sha256sumRuns)
   const best = ingestRuns.reduce((a, b) => (b.ms < a.ms ? b : a))
   return {
@@ -104,7 +125,11 @@ const bigIngest = Effect.fn("bench.bigIngest")(function*(dir: string) {
     ingestOverSha256sum: Math.round((best.ms / sha256sumMs) * 100) / 100,
     ingestPeakRssMiB: mib(Math.max(...ingestRuns.map((r) => r.maxRssBytes))),
     ingestRssAtStartMiB: mib(best.rssAtStartBytes),
-    hashMatchesSha256sum: ingestRuns.every((r) => r.hash === sha256sumHash)
+    hashMatchesSha256sum: ingestRuns.every((r) => r.hash === sha256sumHash) && cliRuns.every((r) => r.hash === sha256sumHash),
+    cliAddWallMs: round(cliBest.wallMs),
+    cliAddMBps: Math.round(mib(BigBytes) / (cliBest.wallMs / 1000)),
+    cliAddPeakRssMiB: cliPeaks.length === 0 ? null : mib(Math.max(...cliPeaks)),
+    cliAddPeakRssMB: cliPeaks.length === 0 ? null : Math.round(Math.max(...cliPeaks) / 1e5) / 10
   }
 })
 

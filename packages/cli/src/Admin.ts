@@ -4,7 +4,7 @@
  * Docker, Kubernetes or a load balancer hit it every few seconds, so its requests make no spans.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Scope } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { HttpServerError } from "effect/http"

@@ -2,7 +2,8 @@
  * The one place that reads configuration: flags first, then environment (`CAN_SYNC_DATA`,
  * `CAN_SYNC_TOKEN`, ...), then per-user defaults. Commands receive plain resolved values.
  */
-import { Config, Option } from "effect"
+import * as Config from "effect/Config"
+import * as Option from "effect/Option"
 import { Flag } from "effect/cli"
 import { homedir } from "node:os"
 import { join } from "node:path"

@@ -1,8 +1,9 @@
 /**
  * Human durations for flags: "30s", "500ms", "2m", "1h", or a bare number of seconds.
  */
-import { Duration, Effect } from "effect"
-import { InvalidInput } from "@can-sync/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { InvalidInput } from "@can-sync/core/CanStore"
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 

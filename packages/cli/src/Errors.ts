@@ -2,7 +2,7 @@
  * Turns any failure a command can meet into one clear line for stderr. Commands fail with the
  * typed errors of the modules they call; this is the only place that words them for people.
  */
-import { Cause } from "effect"
+import * as Cause from "effect/Cause"
 
 /** A command's own verdict (e.g. verify found damage): its message is the whole line. */
 export class CliFailure extends Error {}

@@ -3,7 +3,12 @@
  * `json: true`), a readable line on a terminal. Both carry the current trace and span ids, so a
  * log line leads to its trace. Logs go to stderr: stdout belongs to command output (`ls --json`).
  */
-import { Cause, Context, Layer, Logger, References, Tracer } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import * as Tracer from "effect/Tracer"
 import type { LogLevel } from "effect"
 
 export interface Options {

@@ -4,7 +4,9 @@
  * its state changes and a summary every `every` (default 30 s), for journald and `--json` logs.
  */
 import type { PeerManagerShape, SessionInfo } from "@can-sync/core/PeerManager"
-import { Duration, Effect, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 

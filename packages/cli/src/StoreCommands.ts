@@ -1,15 +1,22 @@
 /**
  * The store commands: `serve`, `add`, `ls`, `cat`, `meta`, `verify`. Each opens the embedded store
  * of `--data` for the length of the command; output formats here are a contract users script against.
+ * Imports are by module, not package index, and the HTTP service loads only for `serve`: a
+ * one-shot command starts in a fraction of the time and memory of the agent.
  */
-import { NodeSink, NodeStream } from "@effect/platform-node"
-import { AssetHash, InvalidInput, type AssetRecord, type CanStoreShape } from "@can-sync/core"
-import { EmbeddedStore } from "@can-sync/store"
-import * as HttpService from "@can-sync/store/HttpService"
-import { Console, Effect, Option, Schema, Stream } from "effect"
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import { InvalidInput } from "@can-sync/core/CanStore"
+import type { CanStoreShape } from "@can-sync/core/CanStore"
+import { AssetHash } from "@can-sync/core/Domain"
+import type { AssetRecord } from "@can-sync/core/Domain"
+import * as EmbeddedStore from "@can-sync/store/EmbeddedStore"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
-import { createReadStream } from "node:fs"
 import { dataFlag, jsonFlag, tokenFlag } from "./Config.ts"
 import { CliFailure } from "./Errors.ts"
 
@@ -20,12 +27,6 @@ const parseHash = (input: string) =>
   Schema.decodeUnknownEffect(AssetHash)(input.trim().toLowerCase()).pipe(
     Effect.mapError(() => new InvalidInput({ message: `not an asset hash (64 hex characters): ${input}` }))
   )
-
-const readFile = (path: string) =>
-  NodeStream.fromReadable<Uint8Array, InvalidInput>({
-    evaluate: () => createReadStream(path, { highWaterMark: 1024 * 1024 }),
-    onError: (error) => new InvalidInput({ message: `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}` })
-  })
 
 /** Every record of the store, page by page in change order. */
 export const allRecords = (store: CanStoreShape): Stream.Stream<AssetRecord, unknown> =>
@@ -49,6 +50,7 @@ export const serve = Command.make("serve", {
     const bearer = Option.getOrElse(token, () => randomBytes(24).toString("base64url"))
     if (Option.isNone(token)) yield* Console.error(`can-sync: no --token given; this run's token: ${bearer}`)
     const store = yield* EmbeddedStore.make({ dataDir: data })
+    const HttpService = yield* Effect.promise(() => import("@can-sync/store/HttpService"))
     const server = yield* HttpService.serve(store, { host, port, token: bearer })
     yield* Console.log(`serving ${data} at ${server.url}`)
     return yield* Effect.never
@@ -62,7 +64,7 @@ export const add = Command.make("add", {
 }, ({ data, files, description, tags }) =>
   withStore(data, (store) =>
     Effect.forEach(files, (file) =>
-      store.ingest(readFile(file), {
+      store.ingestFile(file, {
         description: Option.getOrUndefined(description),
         tags: tags.length > 0 ? tags : undefined
       }).pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`))), { discard: true }))

@@ -6,7 +6,13 @@
  */
 import type { MetricData, MetricProducer } from "@opentelemetry/sdk-metrics"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Config, Context, Data, Duration, Effect, Layer, Option } from "effect"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { hostname } from "node:os"
 
 /** An `OTEL_*` variable holds a value the layer cannot use. */

@@ -3,8 +3,8 @@
  * (run the WebSocket signaling server that relays offers, answers and candidates by peer id).
  */
 import { Identity } from "@can-sync/transport/Identity"
-import * as Signaling from "@can-sync/transport/Signaling"
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 import { Command, Flag } from "effect/cli"
 import { dataFlag } from "./Config.ts"
 
@@ -17,6 +17,7 @@ export const signal = Command.make("signal", {
   port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7777))
 }, ({ host, port }) =>
   Effect.scoped(Effect.gen(function*() {
+    const Signaling = yield* Effect.promise(() => import("@can-sync/transport/Signaling"))
     const server = yield* Signaling.serve({ host, port })
     yield* Console.log(`signaling at ${server.url}`)
     return yield* Effect.never

@@ -3,8 +3,12 @@
  * `can-sync`: the command-line entry point. Wires the subcommands, renders any failure as one
  * line on stderr with a non-zero exit, and exits 0 on SIGINT/SIGTERM after a clean shutdown.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { CliError, Command } from "effect/cli"
 import { describeCause } from "./Errors.ts"
 import * as Logging from "./Logging.ts"

@@ -3,7 +3,8 @@
  * whether embedded (SQLite + files) or remote (the CAN HTTP service). Implementations live in
  * `@can-sync/store`; one contract test suite runs against all of them.
  */
-import { Context, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
 import type { Effect, Option, Stream } from "effect"
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, MetaPatch, StoreEvent } from "./Domain.ts"
 

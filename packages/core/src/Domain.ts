@@ -3,7 +3,7 @@
  * its last-writer-wins version, digests (what a peer knows without the content), and the change
  * events a store emits. Every other module speaks in these types.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** SHA-256 of an asset's content: 64 lowercase hex characters. */
 export const AssetHash = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/)).pipe(Schema.brand("AssetHash"))

@@ -3,7 +3,8 @@
  * (version, flow-control windows) beside them. PeerActor, PeerManager and the tests read only
  * this; the CLI builds one from its flags and config file.
  */
-import { Duration, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Schedule from "effect/Schedule"
 import type { PeerId } from "./Domain.ts"
 import { DEFAULT_MAX_FRAME_BYTES } from "./Frame.ts"
 

@@ -4,7 +4,10 @@
  * the shared InFlight registry, so an asset already arriving from another peer is not fetched
  * twice. `Want` with `last = true` closes a round: the reconcile's wants, then one per Offer.
  */
-import { Effect, FiberSet, Queue, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import type { AssetHash } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import type { Limits, Session, WantInput } from "./Session.ts"

@@ -4,7 +4,10 @@
  * does not decode each give a typed FrameError; the claimed length is checked before anything is
  * allocated for it. `FrameDecoder` reassembles frames from arbitrary byte chunks.
  */
-import { Effect, Result, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire"
 import * as Proto from "./proto/sync.ts"
 

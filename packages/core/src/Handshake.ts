@@ -4,7 +4,7 @@
  * peer than the transport authenticated ends the session with a typed error (and a fatal Error
  * frame to the peer); otherwise it settles the frame sizes both sides can accept.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { AGENT, PROTOCOL_VERSION } from "./EngineConfig.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import * as Frame from "./Frame.ts"

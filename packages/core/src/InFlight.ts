@@ -5,7 +5,8 @@
  * asks its own peer only if that transfer failed. It also holds metadata edits that arrive for an
  * asset still in transit, to be merged once the asset is stored.
  */
-import { Deferred, Effect } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
 import type { AssetMeta } from "./Domain.ts"
 import { metaWins } from "./Domain.ts"
 

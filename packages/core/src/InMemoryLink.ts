@@ -4,7 +4,11 @@
  * slowly, exactly as over a real transport; backpressure bugs show up here as deadlocks.
  * Closing either end closes both: frames already buffered are still delivered, then the streams end.
  */
-import { Cause, Deferred, Effect, Queue, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { PeerId } from "./Domain.ts"
 import { LinkClosed } from "./PeerLink.ts"

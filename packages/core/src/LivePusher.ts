@@ -4,7 +4,12 @@
  * before listing, so nothing is missed), with a fallback poll every `pollInterval` for dropped
  * events. Never pushes a change whose origin is this peer, nor a hash received from it.
  */
-import { Effect, Metric, Option, Queue, Semaphore, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import type { AssetHash, AssetRecord, StoreEvent } from "./Domain.ts"
 import * as EchoFilter from "./EchoFilter.ts"
 import * as Frame from "./Frame.ts"

@@ -4,7 +4,8 @@
  * as `cansync_transfer_bytes_total`). docs/observability.md lists them with units and attributes;
  * the Grafana dashboard queries only these.
  */
-import { Effect, Metric } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 
 export type Direction = "sent" | "received"
 

@@ -5,7 +5,16 @@
  * its scope interrupts every child and closes the link. `run` never succeeds: it ends when the
  * link closes or an error ends the session, and the PeerManager decides what happens next.
  */
-import { Clock, Deferred, Effect, FiberSet, Metric, Queue, Ref, Result, Semaphore, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Result from "effect/Result"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { CanStoreShape } from "./CanStore.ts"
 import type { EngineConfig } from "./EngineConfig.ts"

@@ -3,7 +3,7 @@
  * (in-memory pair in tests, WebRTC data channel in production). Frames travel as encoded bytes,
  * one whole frame per `send` and per received element; the link does any splitting it needs.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { Effect, Stream } from "effect"
 import type { PeerId } from "./Domain.ts"
 

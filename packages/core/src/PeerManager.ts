@@ -4,7 +4,13 @@
  * `accept` runs an inbound one; a second session with the same peer is refused. All sessions share
  * one InFlight registry. Closing the manager's scope stops every session and closes every link.
  */
-import { Cause, Context, Effect, FiberMap, Layer, Ref, Schedule } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import type { Scope } from "effect"
 import { CanStore } from "./CanStore.ts"
 import type { CanStoreShape } from "./CanStore.ts"

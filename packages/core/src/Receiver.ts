@@ -4,7 +4,17 @@
  * answered with a non-fatal Error). Merges the peer's metadata (last writer wins, read repair when
  * ours is newer) and feeds received hashes to the pusher's echo Queue.
  */
-import { Cause, Clock, Data, Effect, Fiber, FiberSet, Metric, Option, Queue, Semaphore, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import type { Result } from "effect"
 import type { AssetTooLarge, HashMismatch, StoreError } from "./CanStore.ts"
 import type { AssetHash, AssetMeta } from "./Domain.ts"

@@ -5,7 +5,9 @@
  * (handed to the fetcher as its first want list) and which shared assets carry newer metadata
  * here (sent as MetaUpdate). Memory is one small version record per digest, never content.
  */
-import { Effect, Option, Queue } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import type { AssetHash } from "./Domain.ts"
 import { compareMetaVersion } from "./Domain.ts"
 import * as Frame from "./Frame.ts"

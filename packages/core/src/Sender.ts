@@ -4,7 +4,11 @@
  * chunk each, are read a few assets ahead). A hash it cannot serve is answered with a non-fatal
  * Error naming it, so the peer's window moves on. Sends Done once the reconcile wants are served.
  */
-import { Deferred, Effect, Option, Queue, Stream } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import type { AssetHash, AssetRecord } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"

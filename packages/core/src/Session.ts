@@ -4,7 +4,11 @@
  * counters, and what was negotiated in the handshake. Children receive a Session and talk only
  * through it; docs/architecture.md draws the graph and says why each Queue cannot deadlock.
  */
-import { Deferred, Effect, Queue, Ref, Semaphore } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Semaphore from "effect/Semaphore"
 import type { CanStoreShape } from "./CanStore.ts"
 import type { AssetHash, PeerId } from "./Domain.ts"
 import type { EngineConfig } from "./EngineConfig.ts"

@@ -3,7 +3,7 @@
  * the Error-frame code each one is reported to the peer with. A session never "succeeds": it runs
  * until its link closes or one of these fails it; the PeerManager decides whether to restart.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AssetTooLarge, HashMismatch, InvalidInput, StoreUnavailable } from "./CanStore.ts"
 import type { FrameError } from "./Frame.ts"
 import type { LinkClosed } from "./PeerLink.ts"

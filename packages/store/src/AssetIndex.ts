@@ -6,7 +6,8 @@
  */
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
 import type { StoreUnavailable } from "@can-sync/core"
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { randomBytes } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import type { SQLOutputValue } from "node:sqlite"

@@ -4,9 +4,12 @@
  * flight. A write streams into a temp file while hashing, is fsynced, renamed into place and the
  * directory fsynced, so a crash leaves the whole file or only a temp file that the next open removes.
  */
-import type { AssetHash } from "@can-sync/core"
-import { AssetTooLarge, StoreUnavailable } from "@can-sync/core"
-import { Effect, Fiber, Option, Stream } from "effect"
+import { AssetTooLarge, StoreUnavailable } from "@can-sync/core/CanStore"
+import type { AssetHash } from "@can-sync/core/Domain"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import type { FileHandle } from "node:fs/promises"
@@ -198,6 +201,97 @@ export const stage = <E>(
     yield* Effect.tryPromise({ try: () => handle.sync(), catch: unavailable("fsync temp file") })
     return { hash, size, path }
   })
+
+/**
+ * Stages a file from disk, as `stage` does a stream, but reading straight into the two write
+ * buffers: while one is written to the temp file the next is read and hashed, and nothing else
+ * is allocated, so memory stays at two buffers whatever the file size. `onReadError` describes a
+ * failure to read the source (the caller's problem, not the store's).
+ */
+export const stageFile = <E>(
+  layout: Layout,
+  source: string,
+  maxBytes: number | undefined,
+  onReadError: (error: unknown) => E
+): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const input = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
+      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+    )
+    const path = join(layout.tmp, tempName())
+    const output = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
+      (handle) =>
+        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
+          Effect.andThen(removeIfPresent(path)),
+          Effect.ignore
+        )
+    )
+    const buffers = yield* Effect.acquireRelease(
+      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
+      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
+    )
+    const hasher = createHash("sha256")
+    let size = 0
+    let current = 0
+    let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
+    const settle = Effect.suspend(() => (inFlight === undefined ? Effect.void : Fiber.join(inFlight)))
+    for (;;) {
+      // buffers[current] was last written two rounds ago, and that write was settled last round
+      const buffer = buffers[current]
+      const filled = yield* Effect.tryPromise({ try: () => readFully(input, buffer, size), catch: onReadError })
+      if (filled === 0) break
+      size += filled
+      if (maxBytes !== undefined && size > maxBytes) return yield* new AssetTooLarge({ limit: maxBytes, size })
+      const bytes = buffer.subarray(0, filled)
+      hasher.update(bytes)
+      yield* settle
+      inFlight = yield* Effect.forkChild(
+        Effect.tryPromise({ try: () => writeFully(output, bytes), catch: unavailable("write temp file") })
+      )
+      current = 1 - current
+      if (filled < buffer.byteLength) break // end of file
+    }
+    yield* settle
+    yield* Effect.tryPromise({ try: () => output.sync(), catch: unavailable("fsync temp file") })
+    return { hash: hasher.digest("hex") as AssetHash, size, path }
+  })
+
+/** The hash and size of a file on disk, storing nothing (for content already present). */
+export const digestFile = <E>(
+  source: string,
+  maxBytes: number | undefined,
+  onReadError: (error: unknown) => E
+): Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge> =>
+  Effect.scoped(Effect.gen(function*() {
+    const input = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
+      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+    )
+    const buffer = yield* Effect.acquireRelease(Effect.sync(takeWriteBuffer), (b) => Effect.sync(() => returnWriteBuffer(b)))
+    const hasher = createHash("sha256")
+    let size = 0
+    for (;;) {
+      const filled = yield* Effect.tryPromise({ try: () => readFully(input, buffer, size), catch: onReadError })
+      size += filled
+      if (maxBytes !== undefined && size > maxBytes) return yield* new AssetTooLarge({ limit: maxBytes, size })
+      hasher.update(buffer.subarray(0, filled))
+      if (filled < buffer.byteLength) break
+    }
+    return { hash: hasher.digest("hex") as AssetHash, size }
+  }))
+
+/** Fills `buffer` from `position` on; fewer bytes only at the end of the file. */
+const readFully = async (handle: FileHandle, buffer: Buffer, position: number): Promise<number> => {
+  let filled = 0
+  while (filled < buffer.byteLength) {
+    const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, position + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled
+}
 
 /**
  * Write buffers kept for reuse. A buffer goes back when its staging scope closes; a write still

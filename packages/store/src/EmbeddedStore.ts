@@ -4,27 +4,18 @@
  * directory at once; `events` follows the index's change table, woken by this process's writes
  * and by a cheap poll every `watchInterval` for writes made by other processes.
  */
-import {
-  AssetNotFound,
-  CanStore,
-  HashMismatch,
-  InvalidInput,
-  isAssetHash,
-  LocalOrigin,
-  metaWins,
-  StoreUnavailable
-} from "@can-sync/core"
-import type {
-  AssetHash,
-  AssetMeta,
-  AssetTooLarge,
-  CanStoreShape,
-  IngestOptions,
-  MetaPatch,
-  StoreError,
-  StoreEvent
-} from "@can-sync/core"
-import { Clock, Duration, Effect, Layer, Option, PubSub, Stream } from "effect"
+// By module, not the package index: `can-sync add` loads this without the sync engine.
+import { AssetNotFound, CanStore, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
+import type { AssetTooLarge, CanStoreShape, IngestOptions, StoreError } from "@can-sync/core/CanStore"
+import { isAssetHash, LocalOrigin, metaWins } from "@can-sync/core/Domain"
+import type { AssetHash, AssetMeta, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import * as AssetIndex from "./AssetIndex.ts"
 import * as ContentFiles from "./ContentFiles.ts"
@@ -39,9 +30,24 @@ export interface EmbeddedStoreOptions {
 
 export interface EmbeddedStoreShape extends CanStoreShape {
   readonly dataDir: string
+  /**
+   * `ingest` of a file on this machine, read straight into the store's write buffers: the lean
+   * path `can-sync add` takes (memory stays at two 1 MiB buffers whatever the file size). A file
+   * that cannot be read fails with InvalidInput.
+   */
+  readonly ingestFile: (
+    path: string,
+    options?: IngestOptions
+  ) => Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly alreadyExisted: boolean }, InvalidInput | HashMismatch | AssetTooLarge | StoreUnavailable>
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreError>
   /** Rehash every asset: one element per asset. */
   readonly verify: Stream.Stream<{ readonly hash: AssetHash; readonly ok: boolean; readonly problem?: string }, StoreError>
+}
+
+/** Content to receive: how to only hash it, and how to stage it into a temp file. */
+interface Content<E> {
+  readonly digest: Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge>
+  readonly stage: Effect.Effect<ContentFiles.Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope>
 }
 
 /** Largest page `list` returns, whatever the caller asks for. */
@@ -79,24 +85,30 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
     const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
     const notify = PubSub.publish(written, undefined)
 
+    /** Content as a stream (from a peer, an HTTP body, ...). */
+    const streamed = <E>(content: Stream.Stream<Uint8Array, E>): Content<E> => ({
+      digest: ContentFiles.digest(content, maxAssetBytes),
+      stage: ContentFiles.stage(layout, content, maxAssetBytes)
+    })
+
     /**
      * Receives content: hashes it, and when it is new stores the file and indexes it with what
      * `describe` says. Content already indexed is only hashed (no file written) when its hash is
      * known up front; otherwise its temp file is dropped, unless it repairs a missing file.
      */
     const receive = <E>(
-      content: Stream.Stream<Uint8Array, E>,
+      content: Content<E>,
       expected: AssetHash | undefined,
       describe: (now: number) => { readonly meta: AssetMeta; readonly origin: string }
     ): Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly stored: boolean }, E | HashMismatch | AssetTooLarge | StoreUnavailable> =>
       Effect.gen(function*() {
         const known = expected === undefined ? Option.none() : yield* index.find(expected)
         if (Option.isSome(known) && (yield* ContentFiles.present(layout, known.value.hash, known.value.size))) {
-          const { hash, size } = yield* ContentFiles.digest(content, maxAssetBytes)
+          const { hash, size } = yield* content.digest
           if (hash !== expected) return yield* new HashMismatch({ expected: known.value.hash, actual: hash })
           return { hash, size, stored: false }
         }
-        const staged = yield* ContentFiles.stage(layout, content, maxAssetBytes)
+        const staged = yield* content.stage
         if (expected !== undefined && staged.hash !== expected) {
           return yield* new HashMismatch({ expected, actual: staged.hash })
         }
@@ -156,7 +168,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       return yield* updateMeta(valid, (current) => metaWins(meta, current) ? meta : undefined, origin)
     })
 
-    const ingest = <E>(content: Stream.Stream<Uint8Array, E>, ingestOptions?: IngestOptions) =>
+    const ingestContent = <E>(content: Content<E>, ingestOptions: IngestOptions | undefined) =>
       Effect.gen(function*() {
         const expected = ingestOptions?.expectedHash === undefined
           ? undefined
@@ -181,12 +193,24 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
           )
         }
         return { hash: received.hash, size: received.size, alreadyExisted: !received.stored }
-      }).pipe(Effect.withSpan("EmbeddedStore.ingest"))
+      })
+
+    const ingest = <E>(content: Stream.Stream<Uint8Array, E>, ingestOptions?: IngestOptions) =>
+      ingestContent(streamed(content), ingestOptions).pipe(Effect.withSpan("EmbeddedStore.ingest"))
+
+    const ingestFile = (path: string, ingestOptions?: IngestOptions) => {
+      const unreadable = (error: unknown) =>
+        new InvalidInput({ message: `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}` })
+      return ingestContent({
+        digest: ContentFiles.digestFile(path, maxAssetBytes, unreadable),
+        stage: ContentFiles.stageFile(layout, path, maxAssetBytes, unreadable)
+      }, ingestOptions).pipe(Effect.withSpan("EmbeddedStore.ingestFile", { attributes: { path } }))
+    }
 
     const push = <E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
       Effect.gen(function*() {
         const valid = yield* validHash(hash, "hash")
-        const received = yield* receive(content, valid, () => ({ meta, origin }))
+        const received = yield* receive(streamed(content), valid, () => ({ meta, origin }))
         if (!received.stored) {
           yield* mergeMeta(valid, meta, origin).pipe(
             Effect.catchTag("AssetNotFound", () =>
@@ -258,6 +282,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       storeId,
       dataDir: options.dataDir,
       ingest,
+      ingestFile,
       has,
       stat,
       read,

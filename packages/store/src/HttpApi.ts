@@ -4,7 +4,7 @@
  * `HttpStore` speaks exactly this, so neither side hard-codes a path, a header or a field name.
  */
 import { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** The port the service listens on when none is given. */
 export const DefaultPort = 7650

@@ -14,7 +14,14 @@ import type {
   StoreUnavailable
 } from "@can-sync/core"
 import { NodeHttpServer } from "@effect/platform-node"
-import { ByteSize, Deferred, Duration, Effect, Option, Schema, Scope, Stream } from "effect"
+import * as ByteSize from "effect/ByteSize"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { Sse } from "effect/encoding"
 import {
   Headers,

@@ -3,7 +3,7 @@
  * failed plus a message a user can act on (a full disk says the disk is full, a locked database
  * says another process holds it). The embedded store's modules all translate errors here.
  */
-import { StoreUnavailable } from "@can-sync/core"
+import { StoreUnavailable } from "@can-sync/core/CanStore"
 
 const field = (error: unknown, key: string): unknown =>
   typeof error === "object" && error !== null && key in error ? (error as Record<string, unknown>)[key] : undefined

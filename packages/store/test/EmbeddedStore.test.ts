@@ -33,6 +33,8 @@ const tempDir = Effect.acquireRelease(
 const openStore = (dataDir: string, options: Partial<EmbeddedStore.EmbeddedStoreOptions> = {}) =>
   EmbeddedStore.make({ dataDir, watchInterval: "50 millis", ...options })
 
+const failureText = (error: { readonly message?: unknown }) => String(error.message)
+
 const tmpEntries = (dataDir: string) => Effect.promise(() => readdir(join(dataDir, "tmp")))
 
 /** Polls `check` every 10 ms, at most `attempts` times; fails with `what` if it never holds. */
@@ -248,6 +250,63 @@ describe("EmbeddedStore", () => {
 
       const atLimit = yield* store.ingest(Stream.make(new Uint8Array(1000).fill(3)))
       assert.strictEqual(atLimit.size, 1000, "exactly the limit is accepted")
+    }))
+
+  it.live("ingestFile stores a file as ingest does a stream, across the write-buffer boundaries", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const source = yield* tempDir
+      const store = yield* openStore(join(dir, "store"))
+      const mib = 1024 * 1024
+      // empty, small, exactly one and two write buffers, and a ragged tail after several
+      for (const size of [0, 1, 4096, mib - 1, mib, mib + 1, 2 * mib, 3 * mib + 12_345]) {
+        const content = Uint8Array.from({ length: size }, (_, i) => (i * 31 + size) & 255)
+        const path = join(source, `file-${size}`)
+        yield* Effect.promise(() => writeFile(path, content))
+        const added = yield* store.ingestFile(path, { description: `size ${size}`, tags: ["file"] })
+        assert.deepStrictEqual(added, { hash: sha256(content), size, alreadyExisted: false }, `size ${size}`)
+        const stored = yield* Effect.promise(() => readFile(join(dir, "store", "objects", added.hash.slice(0, 2), added.hash)))
+        assert.isTrue(Buffer.from(content).equals(stored), `content of size ${size}`)
+        const record = Option.getOrThrow(yield* store.stat(added.hash))
+        assert.strictEqual(record.meta.description, `size ${size}`)
+        // the same bytes as a stream are the same asset
+        const again = yield* store.ingest(Stream.make(content))
+        assert.deepStrictEqual(again, { hash: added.hash, size, alreadyExisted: true })
+      }
+      assert.deepStrictEqual(yield* tmpEntries(join(dir, "store")), [])
+    }))
+
+  it.live("ingestFile: an unreadable path is InvalidInput, a wrong expected hash or size limit stores nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const store = yield* openStore(join(dir, "store"), { maxAssetBytes: 2 * 1024 * 1024 })
+      const missing = yield* Effect.flip(store.ingestFile(join(dir, "no-such-file")))
+      assert.strictEqual(missing._tag, "InvalidInput")
+      assert.match(failureText(missing), /cannot read .*no-such-file: .*ENOENT/)
+      const directory = yield* Effect.flip(store.ingestFile(dir))
+      assert.strictEqual(directory._tag, "InvalidInput")
+      assert.match(failureText(directory), /EISDIR/)
+
+      const path = join(dir, "three-mib")
+      yield* Effect.promise(() => writeFile(path, new Uint8Array(3 * 1024 * 1024).fill(9)))
+      const tooLarge = yield* Effect.flip(store.ingestFile(path))
+      assert.strictEqual(tooLarge._tag, "AssetTooLarge")
+
+      const small = join(dir, "small")
+      yield* Effect.promise(() => writeFile(small, "small"))
+      const wrong = yield* Effect.flip(store.ingestFile(small, { expectedHash: sha256(bytes("other")) }))
+      assert.strictEqual(wrong._tag, "HashMismatch")
+      assert.strictEqual(yield* store.currentSeq, 0)
+      assert.deepStrictEqual(yield* tmpEntries(join(dir, "store")), [])
+
+      // with the right expected hash, and again once present (hashed only, nothing written)
+      const right = yield* store.ingestFile(small, { expectedHash: sha256(bytes("small")) })
+      assert.deepStrictEqual(right, { hash: sha256(bytes("small")), size: 5, alreadyExisted: false })
+      const present = yield* store.ingestFile(small, { expectedHash: sha256(bytes("small")) })
+      assert.isTrue(present.alreadyExisted)
+      yield* Effect.promise(() => writeFile(small, "changed"))
+      const changed = yield* Effect.flip(store.ingestFile(small, { expectedHash: sha256(bytes("small")) }))
+      assert.strictEqual(changed._tag, "HashMismatch")
     }))
 
   it.live("verify reports a damaged and a missing content file, and passes the whole ones", () =>

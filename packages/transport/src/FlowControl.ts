@@ -4,7 +4,7 @@
  * credit for. The receiver holds at most one window of unconsumed bytes; a sender exceeding its
  * credit is a protocol violation, so memory stays bounded whatever the peer does. Pure state.
  */
-import { Result } from "effect"
+import * as Result from "effect/Result"
 import { ProtocolViolation } from "./Wire.ts"
 
 export class ReceiveWindow {

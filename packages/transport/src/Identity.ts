@@ -3,7 +3,10 @@
  * created 0600 on first use; a key readable by group or others is refused, as ssh does) and the
  * peer id derived from the public key. `verifySignature` also checks a key derives to its id.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import type { PeerId } from "@can-sync/core"
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto"
 import type { KeyObject } from "node:crypto"

@@ -4,7 +4,7 @@
  * its `cleanup()` runs once, when the last scope that used the library closes (without it the
  * process lingers ~8 s or never exits).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Scope } from "effect"
 import nodeDataChannel from "node-datachannel"
 import type { DataChannel, LogLevel, PeerConnection, RtcConfig } from "node-datachannel"

@@ -4,7 +4,9 @@
  * link once both sides have proved their keys over it. The transport routes this session's
  * verified signals into `inbox`; the session and everything it opened close with its scope.
  */
-import { Effect, Queue, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import type { Duration, Scope } from "effect"
 import type { PeerId } from "@can-sync/core"
 import type { PeerIdentity } from "./Identity.ts"

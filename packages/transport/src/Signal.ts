@@ -4,7 +4,8 @@
  * sender's peer id and public key and an Ed25519 signature over kind, session, both ids and
  * body, so a signaling server in the middle can drop messages but not forge or alter them.
  */
-import { Result, Schema } from "effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import type { PeerId } from "@can-sync/core"
 import type { PeerIdentity } from "./Identity.ts"
 import { isPeerId, peerIdOf, verifySignature } from "./Identity.ts"

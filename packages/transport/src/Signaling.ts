@@ -4,7 +4,14 @@
  * restart). Registering means signing the server's challenge, so nobody takes over another's id;
  * the server holds no secret, and relayed signals are signed end to end (Signal.ts).
  */
-import { Cause, Effect, FiberSet, Latch, Queue, Result, Schema, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Latch from "effect/Latch"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { PeerId } from "@can-sync/core"
 import { randomBytes } from "node:crypto"

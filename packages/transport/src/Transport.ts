@@ -4,7 +4,16 @@
  * peer id always offers; the higher one knocks ("please offer") when it has no link, so there is
  * one connection per pair. Bad signatures and peers off the allow-list get a log line, no answer.
  */
-import { Cause, Context, Duration, Effect, FiberHandle, Layer, Queue, Result, Schema, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberHandle from "effect/FiberHandle"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { Metrics } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"

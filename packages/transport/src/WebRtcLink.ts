@@ -4,7 +4,14 @@
  * Ping/Pong heartbeat, graceful GOODBYE close, and the AuthProof exchange binding both peer ids to
  * both DTLS fingerprints. Transport frames are consumed here and never reach the engine.
  */
-import { Cause, Deferred, Duration, Effect, Queue, Result, Semaphore, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { Frame, LinkClosed } from "@can-sync/core"
 import type { PeerId, PeerLink } from "@can-sync/core"

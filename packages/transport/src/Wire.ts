@@ -5,7 +5,8 @@
  * frame, or GOODBYE: "nothing more from me", answered in kind before the channel is closed, so
  * everything sent before a close is delivered. Pure functions, tested without a network.
  */
-import { Result, Schema } from "effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 
 export const MORE = 0x00
 export const LAST = 0x01
