@@ -64,11 +64,13 @@ export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquir
     const level = libraryLogLevel()
     nodeDataChannel.initLogger(level, (at, message) => {
       const line = `libdatachannel: ${message}`
-      // below Warning only when asked for with CAN_SYNC_RTC_LOG, so written at Info to be seen
+      // The library's errors are a connection's failures, which the transport retries: warnings
+      // here. Its warnings are mostly benign (a stream reset on a closing association): debug.
+      // Lower levels come only when asked for with CAN_SYNC_RTC_LOG, so they are shown at info.
       const log = at === "Error" || at === "Fatal"
-        ? Effect.logError(line)
-        : at === "Warning"
         ? Effect.logWarning(line)
+        : at === "Warning"
+        ? Effect.logDebug(line)
         : Effect.logInfo(line)
       Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
     })
