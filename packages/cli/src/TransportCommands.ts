@@ -5,6 +5,7 @@
 import { Identity } from "@can-sync/transport/Identity"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import { dataFlag } from "./Config.ts"
 
@@ -14,11 +15,24 @@ export const id = Command.make("id", { data: dataFlag }, ({ data }) =>
 
 export const signal = Command.make("signal", {
   host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
-  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7777))
-}, ({ host, port }) =>
+  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7777)),
+  maxConnections: Flag.Int("max-connections").pipe(
+    Flag.withDescription("Connections open at once; more are refused (default 10000)"),
+    Flag.optional
+  ),
+  relaysPerSecond: Flag.Int("relays-per-second").pipe(
+    Flag.withDescription("Signals one connection may relay per second, twice that in a burst (default 100)"),
+    Flag.optional
+  )
+}, ({ host, port, maxConnections, relaysPerSecond }) =>
   Effect.scoped(Effect.gen(function*() {
     const Signaling = yield* Effect.promise(() => import("@can-sync/transport/Signaling"))
-    const server = yield* Signaling.serve({ host, port })
+    const server = yield* Signaling.serve({
+      host,
+      port,
+      maxConnections: Option.getOrUndefined(maxConnections),
+      relaysPerSecond: Option.getOrUndefined(relaysPerSecond)
+    })
     yield* Console.log(`signaling at ${server.url}`)
     return yield* Effect.never
   }))

@@ -139,6 +139,36 @@ export interface SignalingServerOptions {
   readonly host?: string | undefined
   /** TCP port; 0 picks a free one. Default 7777. */
   readonly port?: number | undefined
+  /** Connections open at once, registered or not; one more is refused (close code 1013). Default 10,000. */
+  readonly maxConnections?: number | undefined
+  /**
+   * Relays one connection may send per second, sustained; twice as many in a burst. Past that
+   * they are dropped and the sender is told, once per second. A connection attempt takes a few
+   * dozen (description and candidates). Default 100.
+   */
+  readonly relaysPerSecond?: number | undefined
+}
+
+export const DEFAULT_MAX_CONNECTIONS = 10_000
+export const DEFAULT_RELAYS_PER_SECOND = 100
+/** Close code for a connection refused because the server is full ("try again later"). */
+export const CLOSE_FULL = 1013
+
+/** A token bucket: `rate` per second, holding at most `2 * rate`; `take` says whether one was left. */
+const tokenBucket = (rate: number) => {
+  const capacity = 2 * rate
+  let tokens = capacity
+  let refilledAt = Date.now()
+  return {
+    take: (): boolean => {
+      const now = Date.now()
+      tokens = Math.min(capacity, tokens + ((now - refilledAt) / 1000) * rate)
+      refilledAt = now
+      if (tokens < 1) return false
+      tokens -= 1
+      return true
+    }
+  }
 }
 
 export interface SignalingServerInfo {
@@ -147,10 +177,13 @@ export interface SignalingServerInfo {
   readonly port: number
 }
 
-const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>): Effect.Effect<void> =>
+const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>, relaysPerSecond: number): Effect.Effect<void> =>
   Effect.gen(function*() {
     const nonce = randomBytes(16).toString("base64")
     let peerId: string | undefined
+    const relays = tokenBucket(relaysPerSecond)
+    let droppedSince = 0
+    let toldAt = 0
     sendJson(ws, { type: "challenge", nonce })
     const refuse = (message: string, code = 4002) =>
       Effect.sync(() => {
@@ -184,6 +217,16 @@ const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>): Effect.E
         })
       }
       if (peerId === undefined) return refuse("register first")
+      if (!relays.take()) {
+        droppedSince++
+        const now = Date.now()
+        if (now - toldAt < 1000) return Effect.void
+        toldAt = now
+        const dropped = droppedSince
+        droppedSince = 0
+        sendJson(ws, { type: "error", message: `rate limited: more than ${relaysPerSecond} relays per second; ${dropped} dropped` })
+        return Effect.logWarning(`signaling: ${peerId} is over ${relaysPerSecond} relays per second; dropped ${dropped}`)
+      }
       const target = peers.get(message.to)
       if (target === undefined || target.readyState !== WebSocket.OPEN || target.bufferedAmount > MAX_SOCKET_BACKLOG) {
         sendJson(ws, message.ref === undefined ? { type: "undeliverable", to: message.to } : { type: "undeliverable", to: message.to, ref: message.ref })
@@ -220,6 +263,14 @@ const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>): Effect.E
  */
 export const serve = Effect.fn("SignalingServer.serve")(function*(options: SignalingServerOptions = {}) {
   const host = options.host ?? "127.0.0.1"
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const relaysPerSecond = options.relaysPerSecond ?? DEFAULT_RELAYS_PER_SECOND
+  if (!(Number.isSafeInteger(maxConnections) && maxConnections > 0)) {
+    return yield* new SignalingError({ reason: `maxConnections must be a positive integer, got ${maxConnections}` })
+  }
+  if (!(Number.isFinite(relaysPerSecond) && relaysPerSecond > 0)) {
+    return yield* new SignalingError({ reason: `relaysPerSecond must be positive, got ${relaysPerSecond}` })
+  }
   const wss = yield* Effect.acquireRelease(
     Effect.callback<WebSocketServer, SignalingError>((resume) => {
       const server = new WebSocketServer({ host, port: options.port ?? 7777, maxPayload: MAX_MESSAGE_BYTES })
@@ -245,13 +296,19 @@ export const serve = Effect.fn("SignalingServer.serve")(function*(options: Signa
     Effect.acquireRelease(
       Effect.sync(() =>
         wss.on("connection", (ws) => {
+          // `clients` already counts this one
+          if (wss.clients.size > maxConnections) {
+            sendJson(ws, { type: "error", message: `server full: ${maxConnections} connections` })
+            ws.close(CLOSE_FULL, "server full")
+            return
+          }
           if (!Queue.offerUnsafe(queue, ws)) ws.terminate()
         })
       ),
       () => Effect.sync(() => wss.removeAllListeners("connection"))
     ), { bufferSize: 256 })
   const served = yield* FiberSet.make()
-  yield* Effect.forkScoped(connections.pipe(Stream.runForEach((ws) => FiberSet.run(served, serveConnection(ws, peers)))))
+  yield* Effect.forkScoped(connections.pipe(Stream.runForEach((ws) => FiberSet.run(served, serveConnection(ws, peers, relaysPerSecond)))))
   const port = (wss.address() as AddressInfo).port
   const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host
   const info: SignalingServerInfo = { url: `ws://${urlHost}:${port}`, host, port }

@@ -88,6 +88,59 @@ describe("Signaling server", () => {
       expect(client.messages).toContainEqual({ type: "error", message: "register first" })
     }).pipe(Effect.scoped))
 
+  it.live("refuses a connection past maxConnections with close code 1013, and takes one again once a slot frees", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0, maxConnections: 2 })
+      const first = yield* rawClient(server.url)
+      yield* rawClient(server.url)
+      const third = yield* rawClient(server.url)
+      expect(yield* Effect.promise(() => third.closed)).toBe(Signaling.CLOSE_FULL)
+      expect(third.messages).toContainEqual({ type: "error", message: "server full: 2 connections" })
+      expect(third.messages.find((m) => m.type === "challenge")).toBeUndefined()
+      first.ws.close()
+      yield* Effect.promise(() => first.closed)
+      const fourth = yield* rawClient(server.url)
+      yield* eventually(() => fourth.messages.find((m) => m.type === "challenge"), "a challenge for the connection that took the freed slot")
+    }).pipe(Effect.scoped))
+
+  it.live("drops relays past the per-connection rate, tells the sender, and still relays within it", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0, relaysPerSecond: 10 })
+      const alice = Identity.generate()
+      const bob = Identity.generate()
+      const b = yield* Signaling.connect({ url: server.url, identity: bob })
+      yield* b.registered
+      // alice by hand, to see the server's error message
+      const a = yield* rawClient(server.url)
+      const challenge = yield* eventually(() => a.messages.find((m) => m.type === "challenge"), "the challenge")
+      const proof = alice.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, alice.peerId])))
+      a.ws.send(JSON.stringify({
+        type: "register",
+        peerId: alice.peerId,
+        publicKey: Buffer.from(alice.publicKey).toString("base64"),
+        signature: Buffer.from(proof).toString("base64")
+      }))
+      yield* eventually(() => a.messages.find((m) => m.type === "registered"), "registration")
+      // a burst of 100 at once: the bucket holds 20
+      const started = Date.now()
+      for (let i = 0; i < 100; i++) a.ws.send(JSON.stringify({ type: "relay", to: bob.peerId, data: { i } }))
+      const error = yield* eventually(() => a.messages.find((m) => m.type === "error"), "the rate-limit error")
+      expect(String(error.message)).toMatch(/^rate limited: more than 10 relays per second; \d+ dropped$/)
+      yield* Effect.sleep("300 millis")
+      const received = yield* Queue.takeAll(b.inbound)
+      // the burst allowance, plus at most what refilled (10 a second) while the burst was arriving
+      const refilled = Math.ceil(((Date.now() - started) / 1000) * 10)
+      expect(received.length).toBeGreaterThanOrEqual(20)
+      expect(received.length).toBeLessThanOrEqual(20 + refilled)
+      expect(received.map((r) => (r._tag === "Relay" ? (r.data as { i: number }).i : -1))).toEqual(
+        Array.from({ length: received.length }, (_, i) => i)
+      )
+      // a second later the bucket has refilled: relays flow again
+      yield* Effect.sleep("1100 millis")
+      a.ws.send(JSON.stringify({ type: "relay", to: bob.peerId, data: { after: true } }))
+      expect(yield* Queue.take(b.inbound).pipe(Effect.timeout("5 seconds"))).toEqual({ _tag: "Relay", from: alice.peerId, data: { after: true } })
+    }).pipe(Effect.scoped))
+
   it.live("clients register again after the server restarts on the same port", () =>
     Effect.gen(function*() {
       const first = yield* Scope.make()
