@@ -131,6 +131,9 @@ export const meta = Command.make("meta", {
     }))
 ).pipe(Command.withDescription("Show or edit an asset's metadata (description, tags, trashed)"))
 
+/** A content file in no index entry is an orphan once it is this old (younger: an add in progress). */
+const OrphanAge = "10 minutes"
+
 export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
   withStore(data, (store) =>
     Effect.gen(function*() {
@@ -144,6 +147,10 @@ export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
           return Console.log(`DAMAGED  ${r.hash}  ${r.problem ?? ""}`.trimEnd())
         }))
       yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
+      const orphans = yield* store.sweepOrphans(OrphanAge)
+      if (orphans.files > 0) {
+        yield* Console.log(`${orphans.files} orphaned content file(s) removed (${orphans.bytes} bytes, left by interrupted adds)`)
+      }
       if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
     }))
-).pipe(Command.withDescription("Rehash every asset; exits non-zero if any is damaged or missing"))
+).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing) and remove orphaned content files"))

@@ -361,6 +361,43 @@ export const readFile = (path: string, operation: string): Stream.Stream<Uint8Ar
       )))
   }))
 
+/** An object file found on disk: its hash (the file name), size and last write. */
+export interface ObjectFile {
+  readonly hash: AssetHash
+  readonly path: string
+  readonly size: number
+  readonly modifiedAt: number
+}
+
+/**
+ * Every object file under `objects/`, shard by shard (for the orphan sweep: a process killed
+ * between moving content into place and indexing it leaves a file no index row names).
+ * Names that are not a SHA-256 hash are not ours and are skipped.
+ */
+export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnavailable> =>
+  Stream.fromEffect(Effect.tryPromise({ try: () => readdir(layout.objects), catch: unavailable("list objects") })).pipe(
+    Stream.flatMap((shards) => Stream.fromIterable(shards.filter((shard) => /^[0-9a-f]{2}$/.test(shard)))),
+    Stream.mapEffect((shard) =>
+      Effect.tryPromise({
+        try: async () => {
+          const dir = join(layout.objects, shard)
+          const files: Array<ObjectFile> = []
+          for (const name of await readdir(dir)) {
+            if (!/^[0-9a-f]{64}$/.test(name) || !name.startsWith(shard)) continue
+            const path = join(dir, name)
+            const info = await stat(path).catch(() => undefined)
+            if (info?.isFile() === true) files.push({ hash: name as AssetHash, path, size: info.size, modifiedAt: info.mtimeMs })
+          }
+          return files
+        },
+        catch: unavailable("list objects")
+      })),
+    Stream.flatMap((files) => Stream.fromIterable(files))
+  )
+
+/** Removes an object file (gone already is fine). */
+export const removeObject = (path: string): Effect.Effect<void, StoreUnavailable> => removeIfPresent(path)
+
 /** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
 export const check = Effect.fn("ContentFiles.check")(function*(layout: Layout, hash: AssetHash, size: number) {
   const path = objectPath(layout, hash)

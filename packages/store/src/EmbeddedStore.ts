@@ -42,6 +42,12 @@ export interface EmbeddedStoreShape extends CanStoreShape {
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreError>
   /** Rehash every asset: one element per asset. */
   readonly verify: Stream.Stream<{ readonly hash: AssetHash; readonly ok: boolean; readonly problem?: string }, StoreError>
+  /**
+   * Removes content files that no index entry names and that were last written before
+   * `olderThan` ago: what a process killed between moving content into place and indexing it
+   * leaves behind. Younger ones may be an add in progress in another process and are kept.
+   */
+  readonly sweepOrphans: (olderThan: Duration.Input) => Effect.Effect<{ readonly files: number; readonly bytes: number }, StoreError>
 }
 
 /** Content to receive: how to only hash it, and how to stage it into a temp file. */
@@ -278,6 +284,21 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
           }))))
       )
 
+    const sweepOrphans = Effect.fn("EmbeddedStore.sweepOrphans")(function*(olderThan: Duration.Input) {
+      const cutoff = (yield* Clock.currentTimeMillis) - Duration.toMillis(Duration.fromInputUnsafe(olderThan))
+      let files = 0
+      let bytes = 0
+      yield* ContentFiles.objectFiles(layout).pipe(Stream.runForEach((file) =>
+        Effect.gen(function*() {
+          if (file.modifiedAt >= cutoff || Option.isSome(yield* index.find(file.hash))) return
+          yield* ContentFiles.removeObject(file.path)
+          files++
+          bytes += file.size
+          yield* Effect.logInfo(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
+        })))
+      return { files, bytes }
+    })
+
     const store: EmbeddedStoreShape = {
       storeId,
       dataDir: options.dataDir,
@@ -293,7 +314,8 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       mergeMeta,
       events,
       stats: index.stats,
-      verify
+      verify,
+      sweepOrphans
     }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))

@@ -10,9 +10,9 @@ import { Effect, Fiber, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { EmbeddedStore } from "../src/index.ts"
 import { failureMessage } from "../src/StoreFailure.ts"
@@ -337,6 +337,39 @@ describe("EmbeddedStore", () => {
       assert.isTrue(again.alreadyExisted)
       const repaired = Array.from(yield* Stream.runCollect(store.verify)).find((r) => r.hash === missing!.hash)
       assert.deepStrictEqual(repaired, { hash: missing!.hash, ok: true })
+    }))
+
+  it.live("sweepOrphans removes old content files no index entry names, and keeps young ones and indexed ones", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const store = yield* openStore(dir)
+      const kept = yield* store.ingest(Stream.make(bytes("indexed")))
+      const pathOf = (hash: string) => join(dir, "objects", hash.slice(0, 2), hash)
+      // what a process killed between moving content into place and indexing it leaves behind
+      const orphan = sha256(bytes("orphan"))
+      const young = sha256(bytes("young orphan"))
+      yield* Effect.promise(async () => {
+        for (const [hash, text] of [[orphan, "orphan"], [young, "young orphan"]] as const) {
+          await mkdir(dirname(pathOf(hash)), { recursive: true })
+          await writeFile(pathOf(hash), text)
+        }
+        const hourAgo = new Date(Date.now() - 3_600_000)
+        await utimes(pathOf(orphan), hourAgo, hourAgo)
+        await utimes(pathOf(kept.hash), hourAgo, hourAgo) // old, but indexed
+        await writeFile(join(dir, "objects", "not-ours.txt"), "left alone")
+      })
+      const swept = yield* store.sweepOrphans("10 minutes")
+      assert.deepStrictEqual(swept, { files: 1, bytes: "orphan".length })
+      const exists = (path: string) => Effect.promise(() => stat(path).then(() => true, () => false))
+      assert.isFalse(yield* exists(pathOf(orphan)))
+      assert.isTrue(yield* exists(pathOf(young)))
+      assert.isTrue(yield* exists(pathOf(kept.hash)))
+      assert.isTrue(yield* exists(join(dir, "objects", "not-ours.txt")))
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(store.verify)), [{ hash: kept.hash, ok: true }])
+      // the same content added later is stored again, whole
+      const again = yield* store.ingest(Stream.make(bytes("orphan")))
+      assert.deepStrictEqual(again, { hash: orphan, size: 6, alreadyExisted: false })
+      assert.strictEqual(yield* Effect.promise(() => readFile(pathOf(orphan), "utf8")), "orphan")
     }))
 
   it.live("a data directory that cannot be created fails with StoreUnavailable", () =>
