@@ -109,6 +109,29 @@ export interface Staged {
 }
 
 /**
+ * A new temp file, removed when the scope closes unless promoted first, and two write buffers:
+ * one fills (hashing on this thread) while the other is written (libuv pool). They come from a
+ * small pool: thousands of small assets would otherwise allocate 2 MiB each.
+ */
+const stagingFile = (layout: Layout) =>
+  Effect.gen(function*() {
+    const path = join(layout.tmp, tempName())
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
+      (handle) =>
+        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
+          Effect.andThen(removeIfPresent(path)),
+          Effect.ignore
+        )
+    )
+    const buffers = yield* Effect.acquireRelease(
+      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
+      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
+    )
+    return { path, handle, buffers }
+  })
+
+/**
  * Hashes a content stream chunk by chunk, refusing it as soon as it exceeds `maxBytes`. `sink`
  * sees every chunk after it is hashed; the stream is pulled only as fast as the sink completes.
  */
@@ -142,21 +165,7 @@ export const stage = <E>(
   maxBytes: number | undefined
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const path = join(layout.tmp, tempName())
-    const handle = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
-      (handle) =>
-        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
-          Effect.andThen(removeIfPresent(path)),
-          Effect.ignore
-        )
-    )
-    // Two buffers: one fills (hashing on this thread) while the other is written (libuv pool).
-    // They come from a small pool: thousands of small assets would otherwise allocate 2 MiB each.
-    const buffers = yield* Effect.acquireRelease(
-      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
-      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
-    )
+    const { path, handle, buffers } = yield* stagingFile(layout)
     let current = 0
     let filled = 0
     let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
@@ -219,19 +228,7 @@ export const stageFile = <E>(
       Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
       (handle) => Effect.promise(() => handle.close().catch(() => undefined))
     )
-    const path = join(layout.tmp, tempName())
-    const output = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
-      (handle) =>
-        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
-          Effect.andThen(removeIfPresent(path)),
-          Effect.ignore
-        )
-    )
-    const buffers = yield* Effect.acquireRelease(
-      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
-      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
-    )
+    const { path, handle: output, buffers } = yield* stagingFile(layout)
     const hasher = createHash("sha256")
     let size = 0
     let current = 0
