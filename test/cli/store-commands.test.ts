@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, utimes, writeFile } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -364,7 +364,7 @@ describe("can-sync store commands", () => {
     expect(restored!.seq).toBeGreaterThan(trashed!.seq)
   })
 
-  it("verify passes a healthy store and names every damaged asset with a non-zero exit", async () => {
+  it("verify passes a healthy store, removes old orphaned content files, and names every damaged asset with a non-zero exit", async () => {
     const dir = await testDir("verify")
     const data = join(dir, "store")
     const contents = ["healthy", "overwritten", "truncated", "removed"].map((name) => ({ name, bytes: randomBytes(2048) }))
@@ -372,7 +372,23 @@ describe("can-sync store commands", () => {
     await ok(["add", "--data", data, ...contents.map((c) => c.name)], { cwd: dir })
     const [healthy, overwritten, truncated, removed] = contents.map((c) => sha256(c.bytes))
 
-    expect(await ok(["verify", "--data", data])).toBe("4 assets checked, 0 damaged\n")
+    // Content files no index entry names: one left by a killed add long ago, one of an add in progress.
+    const orphan = Buffer.from("moved into place, then the process was killed")
+    const young = Buffer.from("an add still in progress")
+    for (const bytes of [orphan, young]) {
+      await mkdir(join(data, "objects", sha256(bytes).slice(0, 2)), { recursive: true })
+      await writeFile(objectPath(data, sha256(bytes)), bytes)
+    }
+    const longAgo = new Date(Date.now() - 20 * 60_000)
+    await utimes(objectPath(data, sha256(orphan)), longAgo, longAgo)
+
+    const sound = await canSync(["verify", "--data", data])
+    expect({ code: sound.code, stdout: sound.stdout }).toEqual({
+      code: 0,
+      stdout: `4 assets checked, 0 damaged\n1 orphaned content file(s) removed (${orphan.length} bytes, left by interrupted adds)\n`
+    })
+    expect(sound.stderr).not.toContain("can-sync:")
+    expect(await objectFiles(data)).toEqual([...contents.map((c) => c.bytes), young].map((b) => join(sha256(b).slice(0, 2), sha256(b))).sort())
 
     const replacement = randomBytes(2048)
     await writeFile(objectPath(data, overwritten!), replacement)
@@ -405,8 +421,8 @@ describe("can-sync store commands", () => {
     const dir = await testDir("config")
     const fromEnv = join(dir, "from-env")
     const fromFlag = join(dir, "from-flag")
-    const xdg = join(dir, "xdg")
-    const home = join(dir, "home")
+    const xdg = join(dir, "xdg-data-home")
+    const home = join(dir, "home-dir")
     const files = ["env", "flag", "xdg", "home"].map((name) => ({ name, bytes: Buffer.from(`stored via ${name}\n`) }))
     await Promise.all(files.map((f) => writeFile(join(dir, f.name), f.bytes)))
     const [viaEnv, viaFlag, viaXdg, viaHome] = files.map((f) => sha256(f.bytes))
