@@ -351,7 +351,7 @@ describe("can-sync store commands", () => {
     expect(trashed!.meta).toEqual({ ...edited!.meta, trashed: true, updatedAt: trashed!.meta.updatedAt })
     expect(trashed!.meta.updatedAt).toBeGreaterThan(edited!.meta.updatedAt)
     expect(trashedJson).toEqual({ hash, ...trashed!.meta })
-    expect(await ok(["ls", "--data", data])).toBe(`${hash}  ${bytes.length}  ${iso(added!.meta.createdAt)} [trashed]  final cut #x #y\n`)
+    expect(await ok(["ls", "--data", data])).toBe(`${hash}  ${bytes.length}  ${iso(added!.meta.createdAt)}  [trashed]  final cut #x #y\n`)
 
     // Trashing what is in the trash is not a new version.
     expect(await ok(["meta", "--data", data, hash, "--trash"])).toBe(`${hash}  [trashed]  final cut #x #y\n`)
@@ -477,6 +477,51 @@ describe("can-sync store commands", () => {
     expect(await lsJson(data)).toEqual(records)
     expect(await objectFiles(data)).toEqual(objects)
     expect(await readdir(join(data, "tmp"))).toEqual([])
+  })
+
+  it("add checks every file first: one missing file among good ones adds none of them", async () => {
+    const dir = await testDir("add-all-or-none")
+    const data = join(dir, "store")
+    await writeFile(join(dir, "good-1"), "good one")
+    await writeFile(join(dir, "good-2"), "good two")
+    const ran = await canSync(["add", "--data", data, "good-1", "missing", "good-2"], { cwd: dir })
+    expectErrorLine(ran, "can-sync: cannot read missing: ENOENT")
+    expect(await lsJson(data)).toEqual([])
+  })
+
+  it("add reads a pipe (as from `<(cmd)`) as a stream", async () => {
+    const dir = await testDir("add-pipe")
+    const data = join(dir, "store")
+    const fifo = join(dir, "pipe")
+    const made = spawn("mkfifo", [fifo], { stdio: "ignore" })
+    expect(await new Promise((done) => made.once("close", done))).toBe(0)
+    const content = randomBytes(3 * 1024 * 1024 + 17)
+    const adding = canSync(["add", "--data", data, fifo])
+    await writeFile(fifo, content) // blocks until the CLI opens the pipe, ends when it is written
+    const ran = await adding
+    expect({ code: ran.code, stdout: ran.stdout, stderr: ran.stderr }).toEqual({ code: 0, stdout: `${sha256(content)}  ${fifo}\n`, stderr: "" })
+    expect((await canSync(["cat", "--data", data, sha256(content)])).bytes.equals(content)).toBe(true)
+  })
+
+  it("a command line that does not parse is one can-sync: line naming the problem and the help to read", async () => {
+    const dir = await testDir("parse")
+    const data = join(dir, "store")
+    const [noHash, noFile, badFlag, noSignal, unknownCommand] = await Promise.all([
+      canSync(["cat", "--data", data]),
+      canSync(["add", "--data", data]),
+      canSync(["ls", "--data", data, "--bogus"]),
+      canSync(["sync", "--data", data]),
+      canSync(["nosuch"])
+    ])
+    expectErrorLine(noHash!, "can-sync: Missing required argument: hash (see `can-sync cat --help`)\n")
+    expectErrorLine(noFile!, "can-sync: Missing required argument: file (see `can-sync add --help`)\n")
+    expectErrorLine(badFlag!, "can-sync: Unrecognized flag: --bogus")
+    expectErrorLine(noSignal!, "can-sync: Missing required flag: --signal (see `can-sync sync --help`)\n")
+    expectErrorLine(unknownCommand!, "can-sync: Unknown subcommand \"nosuch\"")
+    // asking for help is not an error: it goes to stdout
+    const help = await canSync(["add", "--help"])
+    expect({ code: help.code, stderr: help.stderr }).toEqual({ code: 0, stderr: "" })
+    expect(help.stdout).toContain("--description")
   })
 
   it("serve --token: /healthz is open, every other route needs the bearer token, assets download byte for byte; SIGTERM stops it", async () => {

@@ -5,6 +5,7 @@
  * one-shot command starts in a fraction of the time and memory of the agent.
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { InvalidInput } from "@can-sync/core/CanStore"
 import type { CanStoreShape } from "@can-sync/core/CanStore"
 import { AssetHash } from "@can-sync/core/Domain"
@@ -17,6 +18,8 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
+import { constants, createReadStream } from "node:fs"
+import { access, stat } from "node:fs/promises"
 import { dataFlag, jsonFlag, tokenFlag } from "./Config.ts"
 import { CliFailure } from "./Errors.ts"
 
@@ -62,19 +65,54 @@ export const add = Command.make("add", {
   description: Flag.String("description").pipe(Flag.withDescription("Description of the assets"), Flag.optional),
   tags: tagsFlag
 }, ({ data, files, description, tags }) =>
-  withStore(data, (store) =>
-    Effect.forEach(files, (file) =>
-      store.ingestFile(file, {
-        description: Option.getOrUndefined(description),
-        tags: tags.length > 0 ? tags : undefined
-      }).pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`))), { discard: true }))
+  // every file is checked before any is added: a typo in the last one adds none of them
+  Effect.forEach(files, readable).pipe(
+    Effect.flatMap((kinds) =>
+      withStore(data, (store) =>
+        Effect.forEach(files, (file, i) => {
+          const options = { description: Option.getOrUndefined(description), tags: tags.length > 0 ? tags : undefined }
+          // a regular file is read straight into the store's buffers; a pipe (`<(cmd)`) streams
+          const added = kinds[i] === "file" ? store.ingestFile(file, options) : store.ingest(readStream(file), options)
+          return added.pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`)))
+        }, { discard: true }))
+    )
+  )
 ).pipe(Command.withDescription("Add files to the store; prints \"<hash>  <file>\" per file"))
 
-const formatRecord = (r: AssetRecord): string => {
-  const flags = r.meta.trashed ? " [trashed]" : ""
-  const tags = r.meta.tags.length > 0 ? ` #${r.meta.tags.join(" #")}` : ""
-  return `${r.hash}  ${r.size}  ${new Date(r.meta.createdAt).toISOString()}${flags}  ${r.meta.description}${tags}`.trimEnd()
+const unreadable = (file: string) => (error: unknown) =>
+  new InvalidInput({ message: `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` })
+
+/** "file" for a regular file, "stream" for a pipe or device; InvalidInput if it cannot be read. */
+const readable = (file: string): Effect.Effect<"file" | "stream", InvalidInput> =>
+  Effect.tryPromise({
+    try: async () => {
+      await access(file, constants.R_OK)
+      return await stat(file)
+    },
+    catch: unreadable(file)
+  }).pipe(Effect.flatMap((info) =>
+    info.isFile()
+      ? Effect.succeed("file" as const)
+      : info.isDirectory()
+      ? Effect.fail(new InvalidInput({ message: `cannot read ${file}: EISDIR: it is a directory` }))
+      : Effect.succeed("stream" as const)
+  ))
+
+const readStream = (file: string) =>
+  NodeStream.fromReadable<Uint8Array, InvalidInput>({
+    evaluate: () => createReadStream(file, { highWaterMark: 1024 * 1024 }),
+    onError: unreadable(file)
+  })
+
+/** `[trashed]  description #tag #tag`, each part only when there is one. */
+const formatMeta = (meta: AssetRecord["meta"]): ReadonlyArray<string> => {
+  const label = [meta.description, ...meta.tags.map((tag) => `#${tag}`)].filter((part) => part !== "").join(" ")
+  return [meta.trashed ? "[trashed]" : "", label].filter((part) => part !== "")
 }
+
+/** One `ls` line: `hash  size  created  [trashed]  description #tags`. */
+const formatRecord = (r: AssetRecord): string =>
+  [r.hash, String(r.size), new Date(r.meta.createdAt).toISOString(), ...formatMeta(r.meta)].join("  ")
 
 export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data, json }) =>
   withStore(data, (store) =>
@@ -127,7 +165,7 @@ export const meta = Command.make("meta", {
       const m = record.meta
       yield* Console.log(json
         ? JSON.stringify({ hash: h, ...m })
-        : `${h}  ${m.trashed ? "[trashed]  " : ""}${m.description}${m.tags.length > 0 ? ` #${m.tags.join(" #")}` : ""}`.trimEnd())
+        : [h, ...formatMeta(m)].join("  "))
     }))
 ).pipe(Command.withDescription("Show or edit an asset's metadata (description, tags, trashed)"))
 

@@ -294,7 +294,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
           yield* ContentFiles.removeObject(file.path)
           files++
           bytes += file.size
-          yield* Effect.logInfo(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
+          yield* Effect.logDebug(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
         })))
       return { files, bytes }
     })
