@@ -122,7 +122,8 @@ const bigIngest = Effect.fn("bench.bigIngest")(function*(dir: string) {
     ingestRunsMs: ingestRuns.map((r) => round(r.ms)),
     ingestProcessWallMs: round(best.wallMs),
     ingestMBps: Math.round(mib(BigBytes) / (best.ms / 1000)),
-    ingestOverSha256sum: Math.round((best.ms / sha256sumMs) * 100) / 100,
+    // the goal's ratio: ingest throughput over sha256sum's (≥ 0.7), i.e. sha256sum's time over ingest's
+    ingestSpeedOverSha256sum: Math.round((sha256sumMs / best.ms) * 100) / 100,
     ingestPeakRssMiB: mib(Math.max(...ingestRuns.map((r) => r.maxRssBytes))),
     ingestRssAtStartMiB: mib(best.rssAtStartBytes),
     hashMatchesSha256sum: ingestRuns.every((r) => r.hash === sha256sumHash) && cliRuns.every((r) => r.hash === sha256sumHash),
