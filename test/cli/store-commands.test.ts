@@ -362,6 +362,11 @@ describe("can-sync store commands", () => {
     expect(restored!.meta).toEqual({ ...edited!.meta, trashed: false, updatedAt: restored!.meta.updatedAt })
     expect(restored!.meta.updatedAt).toBeGreaterThan(trashed!.meta.updatedAt)
     expect(restored!.seq).toBeGreaterThan(trashed!.seq)
+
+    // --clear-tags removes them all; with --tag it is refused
+    expect(await ok(["meta", "--data", data, hash, "--clear-tags"])).toBe(`${hash}  final cut\n`)
+    expect((await lsJson(data))[0]!.meta.tags).toEqual([])
+    expectErrorLine(await canSync(["meta", "--data", data, hash, "--clear-tags", "--tag", "z"]), "can-sync: --clear-tags and --tag exclude each other\n")
   })
 
   it("verify passes a healthy store, removes old orphaned content files, and names every damaged asset with a non-zero exit", async () => {

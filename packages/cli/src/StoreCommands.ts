@@ -144,15 +144,17 @@ export const meta = Command.make("meta", {
   tags: tagsFlag,
   trash: Flag.Boolean("trash").pipe(Flag.withDescription("Move to trash"), Flag.withDefault(false)),
   untrash: Flag.Boolean("untrash").pipe(Flag.withDescription("Take out of the trash"), Flag.withDefault(false)),
+  clearTags: Flag.Boolean("clear-tags").pipe(Flag.withDescription("Remove every tag (--tag replaces them)"), Flag.withDefault(false)),
   json: jsonFlag
-}, ({ data, hash, description, tags, trash, untrash, json }) =>
+}, ({ data, hash, description, tags, trash, untrash, clearTags, json }) =>
   withStore(data, (store) =>
     Effect.gen(function*() {
       if (trash && untrash) return yield* new InvalidInput({ message: "--trash and --untrash exclude each other" })
+      if (clearTags && tags.length > 0) return yield* new InvalidInput({ message: "--clear-tags and --tag exclude each other" })
       const h = yield* parseHash(hash)
       const patch = {
         description: Option.getOrUndefined(description),
-        tags: tags.length > 0 ? tags : undefined,
+        tags: tags.length > 0 ? tags : clearTags ? [] : undefined,
         trashed: trash ? true : untrash ? false : undefined
       }
       const changes = patch.description !== undefined || patch.tags !== undefined || patch.trashed !== undefined
