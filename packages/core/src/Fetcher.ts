@@ -40,6 +40,9 @@ const hashQueue = () => {
   }
 }
 
+const UNAVAILABLE_RETRY_MILLIS = 1000
+const UNAVAILABLE_RETRY_MAX_MILLIS = 30_000
+
 export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
   const pending = hashQueue()
   const outstanding = new Set<AssetHash>()
@@ -48,6 +51,20 @@ export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
   let reconcile: "waiting" | "open" | "closed" = "waiting"
   let answersOwed = 0
   const waiters = yield* FiberSet.make<void>()
+  /** Hashes the peer holds but could not read, and how many times in a row that happened. */
+  const unavailable = new Map<AssetHash, number>()
+
+  /** The peer's store failed reading it: ask again after a backoff (1 s, doubling, up to 30 s). */
+  const retryLater = (hash: AssetHash, size: number) =>
+    Effect.suspend(() => {
+      const attempts = (unavailable.get(hash) ?? 0) + 1
+      unavailable.set(hash, attempts)
+      const delay = Math.min(UNAVAILABLE_RETRY_MAX_MILLIS, UNAVAILABLE_RETRY_MILLIS * 2 ** Math.min(attempts - 1, 10))
+      return FiberSet.run(waiters, Effect.sleep(delay).pipe(Effect.andThen(Queue.offer(s.retries, { hash, size })))).pipe(
+        Effect.andThen(Effect.logInfo(`the peer could not read ${hash}; asking again in ${delay} ms`, { peer: s.peer })),
+        Effect.asVoid
+      )
+    })
 
   const handle = (input: WantInput): Effect.Effect<void> => {
     switch (input._tag) {
@@ -76,8 +93,11 @@ export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
         })
       case "Answered":
         return Effect.suspend(() => {
+          const size = sizeOf.get(input.hash) ?? 0
           outstanding.delete(input.hash)
           sizeOf.delete(input.hash)
+          if (input.outcome === "unavailable") return retryLater(input.hash, size)
+          unavailable.delete(input.hash)
           // Tell the peer its content was refused (informational; the session goes on).
           return input.code === undefined
             ? Effect.void

@@ -87,7 +87,7 @@ const peerError = Effect.fn("Receiver.peerError")(function*(s: Session, error: P
   if ((error.code === ErrorCode.AssetNotFound || error.code === ErrorCode.StoreFailed) && hash !== undefined) {
     if (yield* s.inFlight.isOwner(hash, s.owner)) {
       yield* s.inFlight.settle(hash, s.owner, false)
-      yield* answered(s, hash, "not-found")
+      yield* answered(s, hash, error.code === ErrorCode.StoreFailed ? "unavailable" : "not-found")
     }
     return
   }
@@ -190,7 +190,7 @@ const finishAsset = Effect.fn("Receiver.commit")(function*(s: Session, received:
       return yield* answered(s, hash, "refused", refusalCode(error))
     case "TransferAborted":
       yield* Effect.annotateCurrentSpan({ outcome: "aborted" })
-      return yield* answered(s, hash, "not-found")
+      return yield* answered(s, hash, error.code === ErrorCode.StoreFailed ? "unavailable" : "not-found")
     default:
       return yield* Effect.fail(error)
   }

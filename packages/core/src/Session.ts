@@ -87,8 +87,11 @@ export type SendJob =
   | { readonly _tag: "Asset"; readonly hash: AssetHash }
   | { readonly _tag: "ReconcileWantsEnd" }
 
-/** How a wanted hash was answered. */
-export type Outcome = "stored" | "refused" | "not-found"
+/**
+ * How a wanted asset's transfer ended: stored, refused by our store (hash, size), not held by the
+ * peer, or held but not readable right now (the peer's store failed; worth asking again later).
+ */
+export type Outcome = "stored" | "refused" | "not-found" | "unavailable"
 
 /** Input of the fetcher (the side that asks the peer for what we lack). */
 export type WantInput =
