@@ -78,4 +78,44 @@ describe("can-sync sync --can-url", () => {
     }
     for (const data of [service, b]) expect((await s.verify(data)).code).toBe(0)
   }, TEST_TIMEOUT)
+
+  it("the CAN service going down while the agent runs: the agent keeps running, retries, and converges once it is back", async () => {
+    const s = (scenario = await Scenario.create("can-url-down"))
+    const service = s.path("service")
+    const a = s.path("a")
+    const b = s.path("b")
+    const token = "e2e-token-down"
+    const [before, whileDownAtB, whileDownAtService] = await Promise.all([
+      s.smallFiles("before", "can-url-down/before", 5),
+      s.smallFiles("down-b", "can-url-down/b", 4),
+      s.smallFiles("down-s", "can-url-down/s", 3)
+    ])
+    await s.add(service, before.map((f) => f.path))
+    const [signal, first, idA, idB] = await Promise.all([s.signal(), s.serve(service, token), s.id(a), s.id(b)])
+    const port = Number(new URL(first.url).port)
+    const [agentA, agentB] = await Promise.all([
+      s.agent("A (service)", { data: a, signal: signal.url, peers: [idB], canUrl: first.url, token }),
+      s.agent("B (embedded)", { data: b, signal: signal.url, peers: [idA] })
+    ])
+    await s.converged([service, b], { expected: hashesOf(before) })
+
+    // The service stops; both sides change meanwhile (the service's data dir through the CLI).
+    expect((await first.proc.stop()).code).toBe(0)
+    await Promise.all([
+      s.add(b, whileDownAtB.map((f) => f.path), { description: "added at B while the service was down" }),
+      s.add(service, whileDownAtService.map((f) => f.path), { description: "added to the service's store while it was down" })
+    ])
+    await s.wait("A to notice that its store is down", async () =>
+      agentA.proc.messages(/service unreachable/).length > 0 ? true : undefined, ARRIVES_WITHIN, 100)
+    expect(agentA.proc.running).toBe(true)
+
+    // Back on the same port: everything converges, nothing partial anywhere.
+    await s.serve(service, token, port)
+    await s.converged([service, b], { expected: union(hashesOf(before), hashesOf(whileDownAtB), hashesOf(whileDownAtService)), timeout: 60_000 })
+    expect(agentA.proc.running && agentB.proc.running).toBe(true)
+    for (const data of [service, b]) {
+      expect((await s.verify(data)).code).toBe(0)
+      expect(await s.tmpFiles(data)).toEqual([])
+    }
+  }, TEST_TIMEOUT)
 })

@@ -395,9 +395,9 @@ export class Scenario {
     return { url: match[1]!, proc }
   }
 
-  /** `can-sync serve`: a CAN HTTP service on `data`; returns its URL. */
-  async serve(data: string, token: string): Promise<{ readonly url: string; readonly proc: Proc }> {
-    const proc = this.spawn(`serve ${data.slice(this.root.length + 1)}`, ["serve", "--data", data, "--host", "127.0.0.1", "--port", "0", "--token", token])
+  /** `can-sync serve`: a CAN HTTP service on `data` (on `port`, else a free one); returns its URL. */
+  async serve(data: string, token: string, port = 0): Promise<{ readonly url: string; readonly proc: Proc }> {
+    const proc = this.spawn(`serve ${data.slice(this.root.length + 1)}`, ["serve", "--data", data, "--host", "127.0.0.1", "--port", String(port), "--token", token])
     const match = await proc.waitForOutput("stdout", /serving .* at (http:\/\/\S+)/, STARTUP_TIMEOUT)
     return { url: match[1]!, proc }
   }
