@@ -118,6 +118,19 @@ const run = (
         Effect.catchTag("SignalingUnavailable", () => fail("the signaling server is unreachable"))
       )
 
+    // Remote candidates wait until a remote description is set.
+    let remoteSet = false
+    const early: Array<Candidate> = []
+    /**
+     * The offerer's own candidates wait until the answer is applied. libdatachannel hands the
+     * answer to ICE before it records it as the remote description, so a check from the answerer
+     * landing in between connects ICE, and the DTLS handshake that follows finds no fingerprint to
+     * check the answerer's certificate against: it refuses it ("DTLS alert: unknown CA" at the
+     * answerer) and the attempt fails. Seen on loopback under load, in a few attempts in a hundred.
+     * An answerer that does not know our address cannot send that check.
+     */
+    const held: Array<string> = []
+
     // Local events: sign and send our description and candidates; a failed connection fails the link.
     yield* Effect.forkScoped(
       forEachQueued(events, (event) => {
@@ -132,8 +145,14 @@ const run = (
               return send("answer", event.sdp)
             }
             return Effect.void
-          case "Candidate":
-            return send("candidate", JSON.stringify({ candidate: event.candidate, mid: event.mid }))
+          case "Candidate": {
+            const body = JSON.stringify({ candidate: event.candidate, mid: event.mid })
+            if (role === "offerer" && !remoteSet) {
+              if (held.length < 64) held.push(body)
+              return Effect.void
+            }
+            return send("candidate", body)
+          }
           case "State":
             return event.state === "failed" || event.state === "closed"
               ? fail(`the peer connection ${event.state}`)
@@ -142,9 +161,7 @@ const run = (
       })
     )
 
-    // Remote signals: the answer, then candidates (queued until a remote description is set).
-    let remoteSet = false
-    const early: Array<Candidate> = []
+
     const addCandidate = (c: Candidate) =>
       Effect.sync(() => {
         try {
@@ -162,7 +179,9 @@ const run = (
         }
         remoteSet = true
         const queued = early.splice(0)
-        return Effect.forEach(queued, addCandidate, { discard: true })
+        return Effect.forEach(queued, addCandidate, { discard: true }).pipe(
+          Effect.andThen(Effect.forEach(held.splice(0), (body) => send("candidate", body), { discard: true }))
+        )
       })
 
     if (role === "answerer") {
