@@ -9,7 +9,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = dirname(fileURLToPath(import.meta.url))
-const all = ["store", "engine", "transport", "sync"]
+const all = ["store", "engine", "transport", "sync", "reconnect"]
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
 const results: Record<string, unknown> = {}
 let failed = false
