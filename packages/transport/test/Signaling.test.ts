@@ -33,6 +33,23 @@ const eventually = <A>(check: () => A | undefined, what: string) =>
     return yield* Effect.die(new Error(`timed out waiting for ${what}`))
   })
 
+/** Answer the server's challenge by hand: claim `peerId`, proving it with `signer`'s key. */
+const registerByHand = (
+  client: { readonly ws: WebSocket; readonly messages: ReadonlyArray<Record<string, unknown>> },
+  peerId: string,
+  signer: ReturnType<typeof Identity.generate>
+) =>
+  Effect.gen(function*() {
+    const challenge = yield* eventually(() => client.messages.find((m) => m.type === "challenge"), "the challenge")
+    const signature = signer.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, peerId])))
+    client.ws.send(JSON.stringify({
+      type: "register",
+      peerId,
+      publicKey: Buffer.from(signer.publicKey).toString("base64"),
+      signature: Buffer.from(signature).toString("base64")
+    }))
+  })
+
 describe("Signaling server", () => {
   it.live("relays a message between registered peers, stamped with the sender's proven id", () =>
     Effect.gen(function*() {
@@ -64,15 +81,8 @@ describe("Signaling server", () => {
       const alice = Identity.generate()
       const mallory = Identity.generate()
       const client = yield* rawClient(server.url)
-      const challenge = yield* eventually(() => client.messages.find((m) => m.type === "challenge"), "the challenge")
       // mallory signs the challenge with her own key but claims alice's id
-      const signature = mallory.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, alice.peerId])))
-      client.ws.send(JSON.stringify({
-        type: "register",
-        peerId: alice.peerId,
-        publicKey: Buffer.from(mallory.publicKey).toString("base64"),
-        signature: Buffer.from(signature).toString("base64")
-      }))
+      yield* registerByHand(client, alice.peerId, mallory)
       const code = yield* Effect.promise(() => client.closed)
       expect(code).toBe(4003)
       expect(client.messages).toContainEqual({ type: "error", message: "registration proof does not verify" })
@@ -112,14 +122,7 @@ describe("Signaling server", () => {
       yield* b.registered
       // alice by hand, to see the server's error message
       const a = yield* rawClient(server.url)
-      const challenge = yield* eventually(() => a.messages.find((m) => m.type === "challenge"), "the challenge")
-      const proof = alice.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, alice.peerId])))
-      a.ws.send(JSON.stringify({
-        type: "register",
-        peerId: alice.peerId,
-        publicKey: Buffer.from(alice.publicKey).toString("base64"),
-        signature: Buffer.from(proof).toString("base64")
-      }))
+      yield* registerByHand(a, alice.peerId, alice)
       yield* eventually(() => a.messages.find((m) => m.type === "registered"), "registration")
       // a burst of 100 at once: the bucket holds 20
       const started = Date.now()
