@@ -109,11 +109,18 @@ export interface Staged {
 }
 
 /**
- * A new temp file, removed when the scope closes unless promoted first, and two write buffers:
- * one fills (hashing on this thread) while the other is written (libuv pool). They come from a
- * small pool: thousands of small assets would otherwise allocate 2 MiB each.
+ * Write buffers from a small pool (thousands of small assets would otherwise allocate 2 MiB
+ * each), returned when the scope closes. Acquire them before the file handles that read into or
+ * write from them: scopes close in reverse, and a handle's close waits for its pending read or
+ * write, so a buffer goes back only once no operation still uses it, even after an interruption.
  */
-const stagingFile = (layout: Layout) =>
+const writeBuffers = Effect.acquireRelease(
+  Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
+  (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
+)
+
+/** A new temp file, removed when the scope closes unless promoted first. */
+const tempFile = (layout: Layout) =>
   Effect.gen(function*() {
     const path = join(layout.tmp, tempName())
     const handle = yield* Effect.acquireRelease(
@@ -124,11 +131,7 @@ const stagingFile = (layout: Layout) =>
           Effect.ignore
         )
     )
-    const buffers = yield* Effect.acquireRelease(
-      Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
-      (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
-    )
-    return { path, handle, buffers }
+    return { path, handle }
   })
 
 /**
@@ -165,7 +168,9 @@ export const stage = <E>(
   maxBytes: number | undefined
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const { path, handle, buffers } = yield* stagingFile(layout)
+    // two buffers: one fills (hashing on this thread) while the other is written (libuv pool)
+    const buffers = yield* writeBuffers
+    const { path, handle } = yield* tempFile(layout)
     let current = 0
     let filled = 0
     let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
@@ -224,11 +229,12 @@ export const stageFile = <E>(
   onReadError: (error: unknown) => E
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
+    const buffers = yield* writeBuffers
     const input = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
       (handle) => Effect.promise(() => handle.close().catch(() => undefined))
     )
-    const { path, handle: output, buffers } = yield* stagingFile(layout)
+    const { path, handle: output } = yield* tempFile(layout)
     const hasher = createHash("sha256")
     let size = 0
     let current = 0
@@ -262,11 +268,11 @@ export const digestFile = <E>(
   onReadError: (error: unknown) => E
 ): Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge> =>
   Effect.scoped(Effect.gen(function*() {
+    const [buffer] = yield* writeBuffers
     const input = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
       (handle) => Effect.promise(() => handle.close().catch(() => undefined))
     )
-    const buffer = yield* Effect.acquireRelease(Effect.sync(takeWriteBuffer), (b) => Effect.sync(() => returnWriteBuffer(b)))
     const hasher = createHash("sha256")
     let size = 0
     for (;;) {
@@ -290,10 +296,7 @@ const readFully = async (handle: FileHandle, buffer: Buffer, position: number): 
   return filled
 }
 
-/**
- * Write buffers kept for reuse. A buffer goes back when its staging scope closes; a write still
- * in flight after an interruption only reads from it, into a temp file that is being removed.
- */
+/** Write buffers kept for reuse (see `writeBuffers` for when one goes back). */
 const writeBufferPool: Array<Buffer> = []
 const MaxPooledWriteBuffers = 8
 const takeWriteBuffer = (): Buffer => writeBufferPool.pop() ?? Buffer.allocUnsafe(WriteBufferSize)
@@ -364,6 +367,7 @@ export interface ObjectFile {
   readonly path: string
   readonly size: number
   readonly modifiedAt: number
+  readonly inode: number
 }
 
 /**
@@ -383,7 +387,9 @@ export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnav
             if (!/^[0-9a-f]{64}$/.test(name) || !name.startsWith(shard)) continue
             const path = join(dir, name)
             const info = await stat(path).catch(() => undefined)
-            if (info?.isFile() === true) files.push({ hash: name as AssetHash, path, size: info.size, modifiedAt: info.mtimeMs })
+            if (info?.isFile() === true) {
+              files.push({ hash: name as AssetHash, path, size: info.size, modifiedAt: info.mtimeMs, inode: info.ino })
+            }
           }
           return files
         },
@@ -392,8 +398,31 @@ export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnav
     Stream.flatMap((files) => Stream.fromIterable(files))
   )
 
-/** Removes an object file (gone already is fine). */
-export const removeObject = (path: string): Effect.Effect<void, StoreUnavailable> => removeIfPresent(path)
+/**
+ * Removes an orphaned object file, unless another process has just moved a fresh copy of the
+ * same content into its place (an add or a push in progress, about to index it): the file is
+ * first renamed into tmp/ (a dead process's leftovers there are removed at the next open), and
+ * put back if it turns out not to be the one that was found. True if it was removed.
+ */
+export const removeOrphan = (layout: Layout, file: ObjectFile): Effect.Effect<boolean, StoreUnavailable> =>
+  Effect.tryPromise({
+    try: async () => {
+      const quarantine = join(layout.tmp, tempName())
+      try {
+        await rename(file.path, quarantine)
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") return false
+        throw error
+      }
+      if ((await stat(quarantine)).ino !== file.inode) {
+        await rename(quarantine, file.path) // same content whatever is there now: a hash names it
+        return false
+      }
+      await unlink(quarantine)
+      return true
+    },
+    catch: unavailable("remove orphaned content file")
+  })
 
 /** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
 export const check = Effect.fn("ContentFiles.check")(function*(layout: Layout, hash: AssetHash, size: number) {

@@ -291,7 +291,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       yield* ContentFiles.objectFiles(layout).pipe(Stream.runForEach((file) =>
         Effect.gen(function*() {
           if (file.modifiedAt >= cutoff || Option.isSome(yield* index.find(file.hash))) return
-          yield* ContentFiles.removeObject(file.path)
+          if (!(yield* ContentFiles.removeOrphan(layout, file))) return
           files++
           bytes += file.size
           yield* Effect.logDebug(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)

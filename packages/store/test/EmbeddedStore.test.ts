@@ -10,11 +10,12 @@ import { Effect, Fiber, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, utimes, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { EmbeddedStore } from "../src/index.ts"
+import * as ContentFiles from "../src/ContentFiles.ts"
 import { failureMessage } from "../src/StoreFailure.ts"
 import { canStoreContract } from "./contract.ts"
 import { pseudoRandomSha256 } from "./fixtures/pseudoRandom.ts"
@@ -370,6 +371,34 @@ describe("EmbeddedStore", () => {
       const again = yield* store.ingest(Stream.make(bytes("orphan")))
       assert.deepStrictEqual(again, { hash: orphan, size: 6, alreadyExisted: false })
       assert.strictEqual(yield* Effect.promise(() => readFile(pathOf(orphan), "utf8")), "orphan")
+    }))
+
+  it.live("an orphan replaced by a fresh copy between listing and removal is put back, not removed", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      yield* openStore(dir) // lays out the directory
+      const layout = ContentFiles.layout(dir)
+      const hash = sha256(bytes("raced"))
+      const path = join(dir, "objects", hash.slice(0, 2), hash)
+      yield* Effect.promise(async () => {
+        await mkdir(dirname(path), { recursive: true })
+        await writeFile(path, "raced")
+      })
+      const [found] = Array.from(yield* Stream.runCollect(ContentFiles.objectFiles(layout)))
+      assert.strictEqual(found?.hash, hash)
+      // another process moves a fresh copy of the same content into place (a new inode)
+      yield* Effect.promise(async () => {
+        await writeFile(join(dir, "tmp", "fresh"), "raced")
+        await rename(join(dir, "tmp", "fresh"), path)
+      })
+      assert.isFalse(yield* ContentFiles.removeOrphan(layout, found!))
+      assert.strictEqual(yield* Effect.promise(() => readFile(path, "utf8")), "raced")
+      assert.deepStrictEqual(yield* tmpEntries(dir), [])
+      // the copy that is there now, found again, is removed (into tmp/ and gone)
+      const [again] = Array.from(yield* Stream.runCollect(ContentFiles.objectFiles(layout)))
+      assert.isTrue(yield* ContentFiles.removeOrphan(layout, again!))
+      assert.isFalse(yield* Effect.promise(() => stat(path).then(() => true, () => false)))
+      assert.deepStrictEqual(yield* tmpEntries(dir), [])
     }))
 
   it.live("a data directory that cannot be created fails with StoreUnavailable", () =>
