@@ -14,6 +14,7 @@ import * as EmbeddedStore from "@can-sync/store/EmbeddedStore"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
@@ -106,7 +107,7 @@ const readStream = (file: string) =>
 
 /** `[trashed]  description #tag #tag`, each part only when there is one. */
 const formatMeta = (meta: AssetRecord["meta"]): ReadonlyArray<string> => {
-  const label = [meta.description, ...meta.tags.map((tag) => `#${tag}`)].filter((part) => part !== "").join(" ")
+  const label = [meta.description.trim(), ...meta.tags.map((tag) => `#${tag}`)].filter((part) => part !== "").join(" ")
   return [meta.trashed ? "[trashed]" : "", label].filter((part) => part !== "")
 }
 
@@ -187,10 +188,13 @@ export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
           return Console.log(`DAMAGED  ${r.hash}  ${r.problem ?? ""}`.trimEnd())
         }))
       yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
-      const orphans = yield* store.sweepOrphans(OrphanAge)
-      if (orphans.files > 0) {
-        yield* Console.log(`${orphans.files} orphaned content file(s) removed (${orphans.bytes} bytes, left by interrupted adds)`)
+      const swept = yield* Effect.result(store.sweepOrphans(OrphanAge))
+      if (Result.isSuccess(swept) && swept.success.files > 0) {
+        const { files, bytes } = swept.success
+        yield* Console.log(`${files} orphaned content file(s) removed (${bytes} bytes, left by interrupted adds)`)
       }
+      // damage is the verdict that matters: a failing sweep does not hide it
       if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
+      if (Result.isFailure(swept)) return yield* Effect.fail(swept.failure)
     }))
 ).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing) and remove orphaned content files"))

@@ -21,7 +21,7 @@ export const signal = Command.make("signal", {
     Flag.optional
   ),
   relaysPerSecond: Flag.Int("relays-per-second").pipe(
-    Flag.withDescription("Signals one connection may relay per second, twice that in a burst (default 100)"),
+    Flag.withDescription("Signals one connection may relay per second, twice that in a burst (default 200)"),
     Flag.optional
   )
 }, ({ host, port, maxConnections, relaysPerSecond }) =>

@@ -42,6 +42,8 @@ const hashQueue = () => {
 
 const UNAVAILABLE_RETRY_MILLIS = 1000
 const UNAVAILABLE_RETRY_MAX_MILLIS = 30_000
+/** 1 + 2 + 4 + 8 + 16 + 30 × 5 s: about 3 minutes of asking. */
+const UNAVAILABLE_RETRIES = 10
 
 export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
   const pending = hashQueue()
@@ -54,14 +56,22 @@ export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
   /** Hashes the peer holds but could not read, and how many times in a row that happened. */
   const unavailable = new Map<AssetHash, number>()
 
-  /** The peer's store failed reading it: ask again after a backoff (1 s, doubling, up to 30 s). */
+  /**
+   * The peer's store failed reading it: ask again after a backoff (1 s, doubling, up to 30 s),
+   * `UNAVAILABLE_RETRIES` times; after that only the next reconcile asks again.
+   */
   const retryLater = (hash: AssetHash, size: number) =>
     Effect.suspend(() => {
       const attempts = (unavailable.get(hash) ?? 0) + 1
+      if (attempts > UNAVAILABLE_RETRIES) {
+        unavailable.delete(hash)
+        return Effect.logWarning(`the peer could not read ${hash} ${UNAVAILABLE_RETRIES} times; not asking again until the next reconcile`, { peer: s.peer })
+      }
       unavailable.set(hash, attempts)
-      const delay = Math.min(UNAVAILABLE_RETRY_MAX_MILLIS, UNAVAILABLE_RETRY_MILLIS * 2 ** Math.min(attempts - 1, 10))
+      const delay = Math.min(UNAVAILABLE_RETRY_MAX_MILLIS, UNAVAILABLE_RETRY_MILLIS * 2 ** (attempts - 1))
+      const log = attempts === 1 ? Effect.logInfo : Effect.logDebug
       return FiberSet.run(waiters, Effect.sleep(delay).pipe(Effect.andThen(Queue.offer(s.retries, { hash, size })))).pipe(
-        Effect.andThen(Effect.logInfo(`the peer could not read ${hash}; asking again in ${delay} ms`, { peer: s.peer })),
+        Effect.andThen(log(`the peer could not read ${hash}; asking again in ${delay} ms`, { peer: s.peer })),
         Effect.asVoid
       )
     })

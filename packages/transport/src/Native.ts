@@ -62,7 +62,7 @@ export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquir
     if (users > 1) return
     const context = yield* Effect.context<never>()
     const level = libraryLogLevel()
-    nodeDataChannel.initLogger(level, (at, message) => {
+    const forward = (at: LogLevel, message: string) => {
       const line = `libdatachannel: ${message}`
       // The library's errors are a connection's failures, which the transport retries: warnings
       // here. Its warnings are mostly benign (a stream reset on a closing association): debug.
@@ -73,7 +73,13 @@ export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquir
         ? Effect.logDebug(line)
         : Effect.logInfo(line)
       Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
-    })
+    }
+    try {
+      nodeDataChannel.initLogger(level, forward)
+    } catch (error) {
+      // only the log is lost; `users` is counted, so cleanup() still runs at the end
+      yield* Effect.logWarning(`libdatachannel's log is not available: ${error instanceof Error ? error.message : String(error)}`)
+    }
   }),
   () =>
     Effect.sync(() => {

@@ -143,14 +143,15 @@ export interface SignalingServerOptions {
   readonly maxConnections?: number | undefined
   /**
    * Relays one connection may send per second, sustained; twice as many in a burst. Past that
-   * they are dropped and the sender is told, once per second. A connection attempt takes a few
-   * dozen (description and candidates). Default 100.
+   * they are dropped and the sender is told, once per second. A connection attempt takes up to a
+   * few dozen (description and candidates), and an agent may connect to many peers at once.
+   * Default 200.
    */
   readonly relaysPerSecond?: number | undefined
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000
-export const DEFAULT_RELAYS_PER_SECOND = 100
+export const DEFAULT_RELAYS_PER_SECOND = 200
 /** Close code for a connection refused because the server is full ("try again later"). */
 export const CLOSE_FULL = 1013
 
@@ -268,8 +269,8 @@ export const serve = Effect.fn("SignalingServer.serve")(function*(options: Signa
   if (!(Number.isSafeInteger(maxConnections) && maxConnections > 0)) {
     return yield* new SignalingError({ reason: `maxConnections must be a positive integer, got ${maxConnections}` })
   }
-  if (!(Number.isFinite(relaysPerSecond) && relaysPerSecond > 0)) {
-    return yield* new SignalingError({ reason: `relaysPerSecond must be positive, got ${relaysPerSecond}` })
+  if (!(Number.isFinite(relaysPerSecond) && relaysPerSecond >= 1)) {
+    return yield* new SignalingError({ reason: `relaysPerSecond must be at least 1, got ${relaysPerSecond}` })
   }
   const wss = yield* Effect.acquireRelease(
     Effect.callback<WebSocketServer, SignalingError>((resume) => {
