@@ -7,6 +7,7 @@
 import { Effect, Exit, Fiber, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -17,6 +18,19 @@ import { Transport } from "../packages/transport/src/Transport.ts"
 import type { LinkOptions } from "../packages/transport/src/WebRtcLink.ts"
 import * as Native from "../packages/transport/src/Native.ts"
 import { library as nodeDataChannel } from "../packages/transport/src/Native.ts"
+
+/** The npm package's own version (getLibraryVersion() is the bundled libdatachannel's). */
+const nodeDataChannelVersion = (): string => {
+  try {
+    const require = createRequire(new URL("../packages/transport/package.json", import.meta.url))
+    // the package's exports hide package.json: find it beside its resolved entry point
+    let dir = path.dirname(require.resolve("node-datachannel"))
+    while (!fs.existsSync(path.join(dir, "package.json"))) dir = path.dirname(dir)
+    return (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { version: string }).version
+  } catch {
+    return "?"
+  }
+}
 import type { DataChannel, RtcConfig, RtcOptions } from "../packages/transport/src/Native.ts"
 
 const SELF = fileURLToPath(import.meta.url)
@@ -539,7 +553,7 @@ const main = async () => {
   const report = {
     bench: "transport",
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "?", node: process.version, nodeDataChannel: nodeDataChannel.getLibraryVersion() },
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? "?", node: process.version, libdatachannel: nodeDataChannel.getLibraryVersion(), nodeDataChannel: nodeDataChannelVersion() },
     mibPerDirection: mib,
     frameBytes: FRAME_BYTES,
     headline: {
