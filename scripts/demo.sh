@@ -2,14 +2,15 @@
 # Quick-start demo: a signaling server and two sync agents ("alice" and "bob") on this machine,
 # each with its own embedded store under .data/demo/. They reconcile what each other lacks, then
 # a file added to alice with `can-sync add` (another process) reaches bob live, and a metadata
-# edit on bob reaches alice. `--keep` leaves the agents running until Ctrl-C.
+# edit on bob reaches alice. `--keep` leaves the agents running until Ctrl-C. CAN_SYNC_DEMO_DIR
+# puts its stores and logs elsewhere (the test of this script does).
 set -euo pipefail
 source "$(dirname "$0")/toolchain.sh"
 cd "$ROOT"
 keep=false
 [ "${1:-}" = "--keep" ] && keep=true
 
-demo="$ROOT/.data/demo"
+demo="${CAN_SYNC_DEMO_DIR:-$ROOT/.data/demo}"
 rm -rf "$demo" && mkdir -p "$demo/files"
 main="$ROOT/packages/cli/src/main.ts"
 cli() { node "$main" "$@"; }
