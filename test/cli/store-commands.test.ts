@@ -4,14 +4,15 @@
  * directory, and stdout, stderr and exit codes are compared exactly with what the README promises,
  * against hashes computed here from the content.
  */
+import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, utimes, writeFile } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { AssetRecord } from "../e2e/harness.ts"
+import { freePort } from "../observability/Processes.ts"
 
 const repoRoot = resolve(import.meta.dirname, "..", "..")
 const cliMain = join(repoRoot, "packages", "cli", "src", "main.ts")
@@ -132,18 +133,6 @@ const objectFiles = async (data: string): Promise<ReadonlyArray<string>> =>
 const objectPath = (data: string, hash: string) => join(data, "objects", hash.slice(0, 2), hash)
 
 const iso = (millis: number) => new Date(millis).toISOString()
-
-/** A port that was free a moment ago. */
-const freePort = (): Promise<number> =>
-  new Promise((done, fail) => {
-    const server = createServer()
-    server.once("error", fail)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => done(port))
-    })
-  })
 
 /** A running `can-sync serve`, with its output so far. */
 class Served {
@@ -590,7 +579,7 @@ describe("can-sync store commands", () => {
 
   it("serve takes its token from CAN_SYNC_TOKEN and listens on the --port given", async () => {
     const data = join(await testDir("serve-env"), "store")
-    const port = await freePort()
+    const port = await Effect.runPromise(freePort)
     const served = new Served(["--data", data, "--port", String(port)], { env: { CAN_SYNC_TOKEN: "from-the-environment" } })
     const url = await served.url(data)
     expect(url).toBe(`http://127.0.0.1:${port}`)

@@ -21,8 +21,6 @@ import { errorCode, unavailable } from "./StoreFailure.ts"
 export const ReadChunkSize = 64 * 1024
 /** Incoming chunks are gathered up to this size before each write to the temp file. */
 const WriteBufferSize = 1024 * 1024
-/** Chunk size used when rehashing a file. */
-const HashChunkSize = 1024 * 1024
 
 export interface Layout {
   readonly root: string
@@ -426,34 +424,15 @@ export const removeOrphan = (layout: Layout, file: ObjectFile): Effect.Effect<bo
 
 /** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
 export const check = Effect.fn("ContentFiles.check")(function*(layout: Layout, hash: AssetHash, size: number) {
-  const path = objectPath(layout, hash)
-  return yield* Effect.tryPromise({
-    try: async (): Promise<Option.Option<string>> => {
-      let handle: FileHandle
-      try {
-        handle = await open(path, "r")
-      } catch (error) {
-        if (errorCode(error) === "ENOENT") return Option.some("content file is missing")
-        return Promise.reject(error)
-      }
-      try {
-        const hasher = createHash("sha256")
-        const buffer = Buffer.allocUnsafe(HashChunkSize)
-        let total = 0
-        for (;;) {
-          const { bytesRead } = await handle.read(buffer, 0, HashChunkSize, total)
-          if (bytesRead === 0) break
-          hasher.update(buffer.subarray(0, bytesRead))
-          total += bytesRead
-        }
-        const actual = hasher.digest("hex")
-        if (total !== size) return Option.some(`content file has ${total} bytes, the index says ${size}`)
-        if (actual !== hash) return Option.some(`content is damaged: it hashes to ${actual}`)
-        return Option.none()
-      } finally {
-        await handle.close()
-      }
-    },
-    catch: unavailable("verify")
-  })
+  const found = yield* digestFile(objectPath(layout, hash), undefined, (error) => error).pipe(
+    Effect.map(Option.some),
+    Effect.catch((error) =>
+      errorCode(error) === "ENOENT" ? Effect.succeed(Option.none()) : Effect.fail(unavailable("verify")(error))
+    )
+  )
+  if (Option.isNone(found)) return Option.some("content file is missing")
+  const actual = found.value
+  if (actual.size !== size) return Option.some(`content file has ${actual.size} bytes, the index says ${size}`)
+  if (actual.hash !== hash) return Option.some(`content is damaged: it hashes to ${actual.hash}`)
+  return Option.none<string>()
 })

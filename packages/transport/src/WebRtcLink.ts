@@ -383,47 +383,40 @@ class ChannelLink {
 
   private waitCredit(bytes: number): Effect.Effect<void, LinkClosed> {
     if (this.state !== "closed" && this.credit.tryUse(bytes)) return Effect.void
-    const since = Date.now()
-    return Effect.callback<void, LinkClosed>((resume) => {
-      const attempt = () => {
-        if (this.state === "closed") {
-          this.creditWaiter = undefined
-          resume(Effect.fail(this.closedError()))
-        } else if (this.credit.tryUse(bytes)) {
-          this.creditWaiter = undefined
-          resume(Effect.void)
-        }
-      }
-      this.creditWaiter = attempt
-      attempt()
-      return Effect.sync(() => {
-        this.creditWaiter = undefined
-      })
-    }).pipe(Effect.ensuring(Effect.sync(() => {
-      this.creditWaitMillis += Date.now() - since
-    })))
+    return this.waitUntil("credit", () => this.credit.tryUse(bytes))
   }
 
   /** Suspends until the channel has drained to the low-water mark (or the link closes). */
   private waitBuffer(): Effect.Effect<void, LinkClosed> {
+    return this.waitUntil("buffer", () => this.channel!.bufferedAmount() <= this.params.options.highWaterBytes)
+  }
+
+  /**
+   * Suspends until `ready()` holds, checked now and each time the `which` waiter is woken (credit
+   * granted, buffer drained), or fails once the link closes; the time spent is counted.
+   */
+  private waitUntil(which: "credit" | "buffer", ready: () => boolean): Effect.Effect<void, LinkClosed> {
     const since = Date.now()
+    const setWaiter = (waiter: (() => void) | undefined) => {
+      if (which === "credit") this.creditWaiter = waiter
+      else this.bufferWaiter = waiter
+    }
     return Effect.callback<void, LinkClosed>((resume) => {
       const attempt = () => {
         if (this.state === "closed") {
-          this.bufferWaiter = undefined
+          setWaiter(undefined)
           resume(Effect.fail(this.closedError()))
-        } else if (this.channel!.bufferedAmount() <= this.params.options.highWaterBytes) {
-          this.bufferWaiter = undefined
+        } else if (ready()) {
+          setWaiter(undefined)
           resume(Effect.void)
         }
       }
-      this.bufferWaiter = attempt
+      setWaiter(attempt)
       attempt()
-      return Effect.sync(() => {
-        this.bufferWaiter = undefined
-      })
+      return Effect.sync(() => setWaiter(undefined))
     }).pipe(Effect.ensuring(Effect.sync(() => {
-      this.bufferWaitMillis += Date.now() - since
+      if (which === "credit") this.creditWaitMillis += Date.now() - since
+      else this.bufferWaitMillis += Date.now() - since
     })))
   }
 
