@@ -3,6 +3,7 @@
  * deterministic content, peers wired with in-memory links, and "wait until every store holds the
  * same assets with the same metadata" with a deadline instead of sleeps.
  */
+import * as Backoff from "@can-sync/core/Backoff"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
@@ -165,7 +166,7 @@ export interface Peer {
 }
 
 export const engineConfig = (id: PeerId, overrides?: Partial<EngineConfig.EngineConfigInput>) =>
-  EngineConfig.make({ localPeerId: id, pollInterval: "1 hour", restartBackoff: EngineConfig.defaultBackoff("20 millis", "500 millis"), ...overrides })
+  EngineConfig.make({ localPeerId: id, pollInterval: "1 hour", restartBackoff: Backoff.exponential({ base: "20 millis", cap: "500 millis" }), ...overrides })
 
 /** A peer: a temp store and a PeerManager over it, both closed with the scope. */
 export const makePeer = (name: string, overrides?: Partial<EngineConfig.EngineConfigInput>) =>

@@ -5,6 +5,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schedule from "effect/Schedule"
+import * as Backoff from "./Backoff.ts"
 import type { PeerId } from "./Domain.ts"
 import { DEFAULT_MAX_FRAME_BYTES } from "./Frame.ts"
 
@@ -57,12 +58,6 @@ export interface EngineConfig {
   readonly restartBackoff: Schedule.Schedule<Duration.Duration, unknown>
 }
 
-/** Exponential backoff from 200 ms, doubled each time, capped at 30 s, with ±20 % jitter. */
-export const defaultBackoff = (
-  base: Duration.Input = "200 millis",
-  cap: Duration.Input = "30 seconds"
-): Schedule.Schedule<Duration.Duration, unknown> =>
-  Schedule.min([Schedule.exponential(base, 2), Schedule.spaced(cap)]).pipe(Schedule.jittered)
 
 export const defaults: Omit<EngineConfig, "localPeerId"> = {
   pollInterval: Duration.seconds(30),
@@ -75,7 +70,7 @@ export const defaults: Omit<EngineConfig, "localPeerId"> = {
   offerWindow: MAX_UNANSWERED_OFFERS,
   echoCapacity: 100_000,
   maxRemoteDigests: 10_000_000,
-  restartBackoff: defaultBackoff()
+  restartBackoff: Backoff.exponential()
 }
 
 export interface EngineConfigInput extends Partial<Omit<EngineConfig, "localPeerId" | "pollInterval">> {
