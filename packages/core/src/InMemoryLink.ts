@@ -2,7 +2,8 @@
  * InMemoryLink: two PeerLinks joined back to back inside one process, for tests and benchmarks.
  * Each direction is a bounded Queue of encoded frames, so a sender suspends when its peer reads
  * slowly, exactly as over a real transport; backpressure bugs show up here as deadlocks.
- * Closing either end closes both: frames already buffered are still delivered, then the streams end.
+ * Closing either end closes both: frames already buffered are still delivered, then the streams end;
+ * a send fails with `ClosedLocally` on the end that closed, `ClosedByPeer` on the other.
  */
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -35,22 +36,25 @@ export const makePair = Effect.fnUntraced(function*(a: PeerId, b: PeerId, capaci
   const aToB = yield* Queue.bounded<Uint8Array, Cause.Done>(capacity)
   const bToA = yield* Queue.bounded<Uint8Array, Cause.Done>(capacity)
   const closed = Deferred.makeUnsafe<void>()
-  const close = Effect.suspend(() => {
-    if (!Deferred.doneUnsafe(closed, Effect.void)) return Effect.void
-    return Effect.all([Queue.end(aToB), Queue.end(bToA)], { discard: true })
-  })
+  let closedBy: PeerId | undefined
+  const closeFrom = (self: PeerId) =>
+    Effect.suspend(() => {
+      if (!Deferred.doneUnsafe(closed, Effect.void)) return Effect.void
+      closedBy = self
+      return Effect.all([Queue.end(aToB), Queue.end(bToA)], { discard: true })
+    })
   const end = (self: PeerId, remote: PeerId, outbound: Queue.Queue<Uint8Array, Cause.Done>, inbound: Queue.Queue<Uint8Array, Cause.Done>): PeerLink => {
-    const linkClosed = new LinkClosed({ peer: remote, reason: `in-memory link ${self}→${remote} closed` })
+    const error = () => new LinkClosed({ peer: remote, reason: { _tag: closedBy === self ? "ClosedLocally" : "ClosedByPeer" } })
     const send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
       Effect.suspend(() => {
-        if (Deferred.isDoneUnsafe(closed)) return Effect.fail(linkClosed)
+        if (Deferred.isDoneUnsafe(closed)) return Effect.fail(error())
         if (Queue.offerUnsafe(outbound, frame)) return Effect.void
         // Full: wait for room, or for the link to close while waiting (then the offer is withdrawn).
         return Effect.raceFirst(
           Queue.offer(outbound, frame).pipe(
-            Effect.flatMap((accepted) => (accepted ? Effect.void : Effect.fail(linkClosed)))
+            Effect.flatMap((accepted) => (accepted ? Effect.void : Effect.fail(error())))
           ),
-          Deferred.await(closed).pipe(Effect.andThen(Effect.fail(linkClosed)))
+          Deferred.await(closed).pipe(Effect.andThen(Effect.suspend(() => Effect.fail(error()))))
         )
       })
     return {
@@ -58,7 +62,7 @@ export const makePair = Effect.fnUntraced(function*(a: PeerId, b: PeerId, capaci
       send,
       frames: Stream.fromQueue(inbound),
       closed: Deferred.await(closed),
-      close
+      close: closeFrom(self)
     }
   }
   return [end(a, b, aToB, bToA), end(b, a, bToA, aToB)] as const

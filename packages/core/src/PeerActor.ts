@@ -117,7 +117,7 @@ const reader = (s: Session.Session, link: PeerLink) =>
     }
 
     yield* link.frames.pipe(Stream.runForEach(route))
-    return yield* new LinkClosed({ peer: s.peer, reason: "closed by peer" })
+    return yield* new LinkClosed({ peer: s.peer, reason: { _tag: "ClosedByPeer" } })
   }).pipe(Effect.withSpan("PeerActor.reader"))
 
 /** writer: outbox → encode → link, suspending while the link's buffer is full. */

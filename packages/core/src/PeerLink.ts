@@ -2,16 +2,61 @@
  * PeerLink: what the sync engine needs from a connection to one peer, whatever carries it
  * (in-memory pair in tests, WebRTC data channel in production). Frames travel as encoded bytes,
  * one whole frame per `send` and per received element; the link does any splitting it needs.
+ * `LinkClosed` says why a link closed as a tagged reason: callers match on tags, never on text.
  */
 import * as Schema from "effect/Schema"
 import type { Effect, Stream } from "effect"
 import type { PeerId } from "./Domain.ts"
 
+/** Why a link closed; the engine, the transport and the `errors` metric match on `_tag`. */
+export const LinkCloseReason = Schema.TaggedUnion({
+  /** This side closed it (close(), or its scope ended). */
+  ClosedLocally: {},
+  /** The peer closed it in an orderly way (in memory: the other end closed). */
+  ClosedByPeer: {},
+  /** Nothing heard from the peer for `silentMillis` (more than the heartbeat timeout). */
+  HeartbeatTimeout: { silentMillis: Schema.Number },
+  /** The channel's proof did not show the expected peer, key or binding. */
+  AuthFailed: { detail: Schema.String },
+  /** The peer broke the link's own (framing, credit) protocol; the engine's is `ProtocolViolation`. */
+  LinkProtocolViolation: { detail: Schema.String },
+  /** The channel or connection went away without a goodbye (channel error, send failed, ICE failed). */
+  ConnectionLost: { detail: Schema.String },
+  /** A newer connection with the same peer (it restarted) replaced this one. */
+  Replaced: {}
+})
+export type LinkCloseReason = typeof LinkCloseReason.Type
+
+/** One line for logs. */
+export const describeLinkCloseReason = (reason: LinkCloseReason): string => {
+  switch (reason._tag) {
+    case "ClosedLocally":
+      return "closed locally"
+    case "ClosedByPeer":
+      return "closed by the peer"
+    case "HeartbeatTimeout":
+      return `heartbeat timeout: nothing heard from the peer for ${reason.silentMillis} ms`
+    case "AuthFailed":
+      return `authentication failed: ${reason.detail}`
+    case "LinkProtocolViolation":
+      return `link protocol violation: ${reason.detail}`
+    case "ConnectionLost":
+      return `connection lost: ${reason.detail}`
+    case "Replaced":
+      return "replaced by a newer connection from the same peer"
+  }
+}
+
 /** The link is closed (by either side, or because the connection died). */
 export class LinkClosed extends Schema.TaggedError<LinkClosed>()("LinkClosed", {
   peer: Schema.String,
-  reason: Schema.String
-}) {}
+  reason: LinkCloseReason,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `link to ${this.peer} closed: ${describeLinkCloseReason(this.reason)}`
+  }
+}
 
 export interface PeerLink {
   /** The authenticated id of the peer at the other end. */

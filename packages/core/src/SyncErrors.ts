@@ -109,7 +109,7 @@ export const describe = (error: SessionError): string => {
     case "RemoteFailure":
       return `peer ${error.peer} failed the session: ${error.code} ${error.reason}`
     case "LinkClosed":
-      return `link to ${error.peer} closed: ${error.reason}`
+      return error.message
     case "StoreUnavailable":
       return `store failed (${error.operation}): ${error.message}`
     case "InvalidInput":
