@@ -91,7 +91,7 @@ export const allDigests = (store: CanStoreShape) =>
 export const hashSet = (store: CanStoreShape) =>
   allDigests(store).pipe(Effect.map((ds) => new Set<string>(ds.map((d) => d.hash))))
 
-/** hash → "description|tags|trashed|updatedAt|origin": what must be identical everywhere. */
+/** hash → JSON of [description, tags, trashed, updatedAt, origin]: what must be identical everywhere. */
 export const snapshot = (store: CanStoreShape) =>
   Effect.gen(function*() {
     const out = new Map<string, string>()
@@ -99,7 +99,7 @@ export const snapshot = (store: CanStoreShape) =>
       const rec = yield* store.stat(d.hash)
       if (rec._tag === "Some") {
         const m = rec.value.meta
-        out.set(d.hash, `${m.description}|${m.tags.join(",")}|${m.trashed}|${m.updatedAt}|${m.origin}`)
+        out.set(d.hash, JSON.stringify([m.description, m.tags, m.trashed, m.updatedAt, m.origin]))
       }
     }
     return out

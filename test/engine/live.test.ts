@@ -108,7 +108,7 @@ describe("live sync", () => {
         const ra = yield* a.store.stat(h)
         const rb = yield* b.store.stat(h)
         expect(ra._tag === "Some" && ra.value.meta).toEqual(rb._tag === "Some" && rb.value.meta)
-        expect(snap.get(h)).toMatch(/^(a2|b2)-/)
+        expect(snap.get(h)).toMatch(/^\["(a2|b2)-/)
       }
     }).pipe(Effect.scoped))
 

@@ -10,9 +10,9 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { AssetHash } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
-import type { Limits, Session, WantInput } from "./Session.ts"
-import { bump } from "./Session.ts"
-import { chunksOf } from "./Wire.ts"
+import type { Limits, ActorWiring, WantInput } from "./ActorWiring.ts"
+import { bump } from "./ActorWiring.ts"
+import { chunksOf } from "./ProtoDomain.ts"
 
 /** A FIFO of distinct hashes with O(1) push, shift and membership. */
 const hashQueue = () => {
@@ -45,7 +45,7 @@ const UNAVAILABLE_RETRY_MAX_MILLIS = 30_000
 /** 1 + 2 + 4 + 8 + 16 + 30 × 5 s: about 3 minutes of asking. */
 const UNAVAILABLE_RETRIES = 10
 
-export const run = Effect.fn("Fetcher")(function*(s: Session, limits: Limits) {
+export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits) {
   const pending = hashQueue()
   const outstanding = new Set<AssetHash>()
   /** Announced content sizes of pending and outstanding hashes (for the bytesWanted counter). */

@@ -9,7 +9,7 @@ import { AGENT, PROTOCOL_VERSION } from "./EngineConfig.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import * as Frame from "./Frame.ts"
 import type * as Proto from "./proto/sync.ts"
-import type { Limits } from "./Session.ts"
+import type { Limits } from "./ActorWiring.ts"
 import { PeerMismatch, ProtocolVersionMismatch } from "./SyncErrors.ts"
 
 /** Frame overhead around an AssetChunk's data (type, length, hash field, bytes field header). */

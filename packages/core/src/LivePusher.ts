@@ -15,9 +15,9 @@ import * as EchoFilter from "./EchoFilter.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
-import type { Limits, Session } from "./Session.ts"
-import { bump } from "./Session.ts"
-import { chunksOf, toWireMeta } from "./Wire.ts"
+import type { Limits, ActorWiring } from "./ActorWiring.ts"
+import { bump } from "./ActorWiring.ts"
+import { chunksOf, toWireMeta } from "./ProtoDomain.ts"
 
 const digestOf = (r: AssetRecord): Proto.AssetDigest => ({
   hash: r.hash,
@@ -30,7 +30,7 @@ const digestOf = (r: AssetRecord): Proto.AssetDigest => ({
 type Item = { readonly _tag: "Event"; readonly event: StoreEvent } | { readonly _tag: "Poll" }
 
 export const run = Effect.fn("LivePusher")(function*(
-  s: Session,
+  s: ActorWiring,
   limits: Limits,
   since: number,
   /** What the peer listed during reconcile: it has these, so a later edit needs no Offer. */

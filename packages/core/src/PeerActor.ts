@@ -1,7 +1,7 @@
 /**
  * PeerActor: one sync session with one connected peer, as one scoped fiber tree — reader,
  * writer, controller (handshake → reconcile → live), fetcher, sender, receiver and live pusher —
- * joined by the bounded Queues of a Session. The first child to fail fails the actor; closing
+ * joined by the bounded Queues of an ActorWiring. The first child to fail fails the actor; closing
  * its scope interrupts every child and closes the link. `run` never succeeds: it ends when the
  * link closes or an error ends the session, and the PeerManager decides what happens next.
  */
@@ -29,11 +29,11 @@ import { LinkClosed } from "./PeerLink.ts"
 import * as Receiver from "./Receiver.ts"
 import * as Reconcile from "./Reconcile.ts"
 import * as Sender from "./Sender.ts"
-import * as Session from "./Session.ts"
-import type { PeerStats, Role, SessionState } from "./Session.ts"
+import * as ActorWiring from "./ActorWiring.ts"
+import type { PeerStats, Role, SessionState } from "./ActorWiring.ts"
 import type { SessionError } from "./SyncErrors.ts"
 import { describe, fatalCode, frameInvalid, ProtocolViolation, RemoteFailure } from "./SyncErrors.ts"
-import { asHashes } from "./Wire.ts"
+import { asHashes } from "./ProtoDomain.ts"
 
 export interface RunOptions {
   readonly config: EngineConfig
@@ -48,7 +48,7 @@ export interface RunOptions {
 }
 
 /** reader: link frames → decode → route to the children's mailboxes. Never waits on the link. */
-const reader = (s: Session.Session, link: PeerLink) =>
+const reader = (s: ActorWiring.ActorWiring, link: PeerLink) =>
   Effect.gen(function*() {
     let helloSeen = false
     let peerDigestsDone = false
@@ -74,11 +74,11 @@ const reader = (s: Session.Session, link: PeerLink) =>
         case "Want": {
           const hashes = asHashes(frame.message.hashes)
           if (hashes === undefined) return violation("Want", "malformed hash")
-          const jobs: Array<Session.SendJob> = hashes.map((hash) => ({ _tag: "Asset", hash }))
+          const jobs: Array<ActorWiring.SendJob> = hashes.map((hash) => ({ _tag: "Asset", hash }))
           if (frame.message.last && !peerReconcileWantsDone) jobs.push({ _tag: "ReconcileWantsEnd" })
           // The peer keeps at most MAX_OUTSTANDING_WANTS unanswered, so this fits; if not, it broke the protocol.
           if (Queue.offerAllUnsafe(s.sendQueue, jobs).length > 0) return violation("Want", "more wants outstanding than the protocol allows")
-          const counted = hashes.length > 0 ? Session.bump(s.stats, { hashesWantedByPeer: hashes.length }) : Effect.void
+          const counted = hashes.length > 0 ? ActorWiring.bump(s.stats, { hashesWantedByPeer: hashes.length }) : Effect.void
           if (!frame.message.last) return counted
           if (!peerReconcileWantsDone) {
             peerReconcileWantsDone = true
@@ -121,14 +121,14 @@ const reader = (s: Session.Session, link: PeerLink) =>
   }).pipe(Effect.withSpan("PeerActor.reader"))
 
 /** writer: outbox → encode → link, suspending while the link's buffer is full. */
-const writer = (s: Session.Session, link: PeerLink) =>
+const writer = (s: ActorWiring.ActorWiring, link: PeerLink) =>
   Stream.fromQueue(s.outbox).pipe(
     Stream.runForEach((frame) => link.send(Frame.encode(frame))),
     Effect.withSpan("PeerActor.writer")
   )
 
 /** controller: handshake, then reconcile (children started as needed), then live pushing. */
-const controller = (s: Session.Session, fibers: FiberSet.FiberSet<unknown, SessionError>) =>
+const controller = (s: ActorWiring.ActorWiring, fibers: FiberSet.FiberSet<unknown, SessionError>) =>
   Effect.gen(function*() {
     yield* Ref.set(s.state, "handshake")
     const limits = yield* Handshake.check(s.config, s.peer, yield* Deferred.await(s.hello))
@@ -146,7 +146,7 @@ const controller = (s: Session.Session, fibers: FiberSet.FiberSet<unknown, Sessi
   })
 
 /** From the first digest to both Done frames: one span with the digest counts and wants each way. */
-const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: Session.Session, limits: Session.Limits) {
+const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: ActorWiring.ActorWiring, limits: ActorWiring.Limits) {
   const started = yield* Clock.currentTimeMillis
   const before = yield* Ref.get(s.stats) // counters are cumulative across restarts
   const { peerHas, summary } = yield* Reconcile.run(s, limits)
@@ -155,7 +155,7 @@ const reconcilePhase = Effect.fn("PeerActor.reconcile")(function*(s: Session.Ses
   const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
   yield* Metric.update(Metrics.reconcileDuration, seconds)
   const stats = yield* Ref.get(s.stats)
-  yield* Session.bump(s.stats, { reconciles: 1 })
+  yield* ActorWiring.bump(s.stats, { reconciles: 1 })
   yield* Effect.annotateCurrentSpan({
     peer: s.peer,
     localDigests: summary.localDigests,
@@ -176,7 +176,7 @@ const reportFatal = (link: PeerLink, error: SessionError) => {
   return link.send(Frame.encode(frame)).pipe(Effect.timeout("1 second"), Effect.ignore)
 }
 
-const session = (s: Session.Session, link: PeerLink): Effect.Effect<never, SessionError, Scope.Scope> =>
+const session = (s: ActorWiring.ActorWiring, link: PeerLink): Effect.Effect<never, SessionError, Scope.Scope> =>
   Effect.gen(function*() {
     // Hello goes out first and directly, so it precedes anything else — even a fatal Error.
     yield* link.send(Frame.encode(Handshake.hello(s.config)))
@@ -198,10 +198,10 @@ export const run = Effect.fn("PeerActor.session")(function*(link: PeerLink, opti
   yield* Effect.annotateCurrentSpan({ peer, role, localPeer: options.config.localPeerId })
   const inFlight = options.inFlight ?? (yield* InFlight.make)
   const owner = yield* InFlight.newOwner(peer)
-  const stats = options.stats ?? (yield* Ref.make(Session.emptyStats))
+  const stats = options.stats ?? (yield* Ref.make(ActorWiring.emptyStats))
   const state = options.state ?? (yield* Ref.make<SessionState>("connecting"))
-  yield* Session.bump(stats, { sessions: 1 })
-  const s = yield* Session.make({ peer, role, owner, config: options.config, store: options.store, inFlight, stats, state })
+  yield* ActorWiring.bump(stats, { sessions: 1 })
+  const s = yield* ActorWiring.make({ peer, role, owner, config: options.config, store: options.store, inFlight, stats, state })
   return yield* Effect.scoped(session(s, link)).pipe(
     Effect.tapError((error) => reportFatal(link, error)),
     Effect.tapError((error) =>

@@ -23,22 +23,22 @@ import * as Frame from "./Frame.ts"
 import type { StashedMeta } from "./InFlight.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
-import type { Outcome, Session } from "./Session.ts"
-import { bump } from "./Session.ts"
+import type { Outcome, ActorWiring } from "./ActorWiring.ts"
+import { bump } from "./ActorWiring.ts"
 import { ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
-import { asHash, fromWireMeta, toWireMeta } from "./Wire.ts"
+import { asHash, fromWireMeta, toWireMeta } from "./ProtoDomain.ts"
 
 /** The sender gave up on an asset mid-stream (its store failed reading it). */
 class TransferAborted extends Data.TaggedError("TransferAborted")<{ readonly hash: string; readonly code: string }> {}
 
-const violation = (s: Session, frame: string, reason: string) =>
+const violation = (s: ActorWiring, frame: string, reason: string) =>
   Effect.fail(new ProtocolViolation({ peer: s.peer, frame, reason }))
 
-const answered = (s: Session, hash: AssetHash, outcome: Outcome, code?: string) =>
+const answered = (s: ActorWiring, hash: AssetHash, outcome: Outcome, code?: string) =>
   Queue.offer(s.wantInbox, { _tag: "Answered", hash, outcome, code })
 
 /** Merge a peer's metadata edit; an edit for an asset still in transit is kept until it lands. */
-export const applyMeta = Effect.fn("Receiver.meta")(function*(s: Session, message: Proto.MetaUpdate) {
+export const applyMeta = Effect.fn("Receiver.meta")(function*(s: ActorWiring, message: Proto.MetaUpdate) {
   const hash = asHash(message.hash)
   if (hash === undefined || message.meta === undefined) return yield* violation(s, "MetaUpdate", "malformed hash or missing meta")
   const meta = fromWireMeta(message.meta)
@@ -57,11 +57,11 @@ export const applyMeta = Effect.fn("Receiver.meta")(function*(s: Session, messag
  * Read repair: the peer showed us an older version than ours (it got the asset elsewhere, or
  * ingested the same content itself), so send it ours. Versions only grow, so this terminates.
  */
-const repairIfNewer = (s: Session, hash: AssetHash, ours: AssetMeta, theirs: AssetMeta) =>
+const repairIfNewer = (s: ActorWiring, hash: AssetHash, ours: AssetMeta, theirs: AssetMeta) =>
   compareMetaVersion(ours, theirs) > 0 ? Effect.sync(() => Queue.offerUnsafe(s.repairs, hash)) : Effect.void
 
 /** Sends our metadata for every asset the receiver found the peer behind on. */
-export const repairer = Effect.fn("Receiver.repairer")(function*(s: Session) {
+export const repairer = Effect.fn("Receiver.repairer")(function*(s: ActorWiring) {
   while (true) {
     const hash = yield* Queue.take(s.repairs)
     const record = yield* s.store.stat(hash)
@@ -76,13 +76,13 @@ export const repairer = Effect.fn("Receiver.repairer")(function*(s: Session) {
  * A metadata edit that arrived (from whichever peer) while its asset was in transit, merged once
  * the asset is stored, under the origin of the peer that sent the edit.
  */
-const mergeStashed = (s: Session, hash: AssetHash, stashed: StashedMeta | undefined) =>
+const mergeStashed = (s: ActorWiring, hash: AssetHash, stashed: StashedMeta | undefined) =>
   stashed === undefined
     ? Effect.void
     : s.store.mergeMeta(hash, stashed.meta, stashed.from).pipe(Effect.catchTag("AssetNotFound", () => Effect.void), Effect.asVoid)
 
 /** A non-fatal Error frame from the peer. */
-const peerError = Effect.fn("Receiver.peerError")(function*(s: Session, error: Proto.Error) {
+const peerError = Effect.fn("Receiver.peerError")(function*(s: ActorWiring, error: Proto.Error) {
   const hash = asHash(error.hash)
   if ((error.code === ErrorCode.AssetNotFound || error.code === ErrorCode.StoreFailed) && hash !== undefined) {
     if (yield* s.inFlight.isOwner(hash, s.owner)) {
@@ -106,7 +106,7 @@ interface Received {
  * Receive one asset's frames, from its header to its end, streaming them into a store push
  * (which verifies the hash before anything is kept); returns the push still committing.
  */
-export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: Session, header: Proto.AssetHeader) {
+export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring, header: Proto.AssetHeader) {
   const hash = asHash(header.hash)
   if (hash === undefined || header.meta === undefined) return yield* violation(s, "AssetHeader", "malformed hash or missing meta")
   if (!(yield* s.inFlight.isOwner(hash, s.owner))) return yield* violation(s, "AssetHeader", `unsolicited asset ${hash}`)
@@ -157,7 +157,7 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: Session, he
  * The end of one asset's transfer: wait for the store to verify and commit it, then settle its
  * claim, record it and tell the fetcher. Runs beside the next asset's frames (pipelined).
  */
-const finishAsset = Effect.fn("Receiver.commit")(function*(s: Session, received: Received) {
+const finishAsset = Effect.fn("Receiver.commit")(function*(s: ActorWiring, received: Received) {
   const { bytes, hash, meta } = received
   yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, bytes })
   const result = yield* Fiber.join(received.push)
@@ -200,7 +200,7 @@ const finishAsset = Effect.fn("Receiver.commit")(function*(s: Session, received:
 const COMMIT_PIPELINE = 4
 
 /** Handle the peer's asset frames, metadata and non-fatal errors until the session ends. */
-export const run = Effect.fn("Receiver")(function*(s: Session) {
+export const run = Effect.fn("Receiver")(function*(s: ActorWiring) {
   const commits = yield* FiberSet.make<void, StoreError>()
   const permits = yield* Semaphore.make(COMMIT_PIPELINE)
   const loop = Effect.gen(function*() {

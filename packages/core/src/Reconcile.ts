@@ -11,10 +11,10 @@ import * as Queue from "effect/Queue"
 import type { AssetHash } from "./Domain.ts"
 import { compareMetaVersion } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
-import type { Limits, Session } from "./Session.ts"
-import { bump } from "./Session.ts"
+import type { Limits, ActorWiring } from "./ActorWiring.ts"
+import { bump } from "./ActorWiring.ts"
 import { ProtocolViolation } from "./SyncErrors.ts"
-import { asHash, toWireDigest, toWireMeta } from "./Wire.ts"
+import { asHash, toWireDigest, toWireMeta } from "./ProtoDomain.ts"
 
 /** A digest's metadata version: what last-writer-wins compares. */
 export interface Version {
@@ -52,7 +52,7 @@ export interface ReconcileSummary {
 }
 
 /** Page the local digests out to the peer; returns the local index. */
-export const announce = Effect.fn("Reconcile.announce")(function*(s: Session, limits: Limits) {
+export const announce = Effect.fn("Reconcile.announce")(function*(s: ActorWiring, limits: Limits) {
   const local: DigestIndex = new Map()
   let since = 0
   while (true) {
@@ -66,7 +66,7 @@ export const announce = Effect.fn("Reconcile.announce")(function*(s: Session, li
 })
 
 /** Collect the peer's digest chunks up to the one marked last; returns the remote index. */
-export const collect = Effect.fn("Reconcile.collect")(function*(s: Session) {
+export const collect = Effect.fn("Reconcile.collect")(function*(s: ActorWiring) {
   const remote: DigestIndex = new Map()
   while (true) {
     const chunk = yield* Queue.take(s.digests)
@@ -88,7 +88,7 @@ export const collect = Effect.fn("Reconcile.collect")(function*(s: Session) {
  * Exchange digests, then hand what this side lacks to the fetcher and send the metadata that
  * is newer here. The assets themselves flow afterwards, through the fetcher and the sender.
  */
-export const run = Effect.fn("Reconcile")(function*(s: Session, limits: Limits) {
+export const run = Effect.fn("Reconcile")(function*(s: ActorWiring, limits: Limits) {
   const [local, remote] = yield* Effect.all([announce(s, limits), collect(s)], { concurrency: 2 })
   const { missing, newerHere } = diff(local, remote)
   yield* Queue.offer(s.wantInbox, { _tag: "Missing", hashes: missing, sizes: missing.map((h) => remote.get(h)?.size ?? 0) })

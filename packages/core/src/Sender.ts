@@ -12,10 +12,10 @@ import * as Stream from "effect/Stream"
 import type { AssetHash, AssetRecord } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
-import type { Limits, SendJob, Session } from "./Session.ts"
-import { bump } from "./Session.ts"
+import type { Limits, SendJob, ActorWiring } from "./ActorWiring.ts"
+import { bump } from "./ActorWiring.ts"
 import { ErrorCode } from "./SyncErrors.ts"
-import { toWireMeta } from "./Wire.ts"
+import { toWireMeta } from "./ProtoDomain.ts"
 
 /** How many wanted assets are looked up (and, if small, read) ahead of the one being sent. */
 const PREFETCH = 4
@@ -43,7 +43,7 @@ const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
   return out
 }
 
-const prepare = (s: Session, limits: Limits, job: SendJob) =>
+const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
   Effect.gen(function*() {
     if (job._tag === "ReconcileWantsEnd") return job satisfies Prepared
     const hash = job.hash
@@ -59,13 +59,13 @@ const prepare = (s: Session, limits: Limits, job: SendJob) =>
     return { _tag: "Small", record: record.value, data: concat(read.success) } satisfies Prepared
   })
 
-const notServed = (s: Session, hash: AssetHash, code: string, message: string) =>
+const notServed = (s: ActorWiring, hash: AssetHash, code: string, message: string) =>
   Queue.offer(s.outbox, Frame.make("Error", { code, message, hash, fatal: false })).pipe(
     Effect.as<Served>({ served: false, bytes: 0 })
   )
 
 /** Send one asset (or the Error saying it cannot be served). */
-export const sendAsset = Effect.fn("Sender.asset")(function*(s: Session, limits: Limits, asset: Exclude<Prepared, { readonly _tag: "ReconcileWantsEnd" }>) {
+export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, limits: Limits, asset: Exclude<Prepared, { readonly _tag: "ReconcileWantsEnd" }>) {
   if (asset._tag === "Unavailable") {
     yield* Effect.annotateCurrentSpan({ hash: asset.hash, direction: "sent", peer: s.peer, outcome: asset.code })
     return yield* notServed(s, asset.hash, asset.code, asset.message)
@@ -100,7 +100,7 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: Session, limits:
 })
 
 /** Serve wants until the session ends; sends Done once the reconcile's wants are served. */
-export const run = Effect.fn("Sender")(function*(s: Session, limits: Limits) {
+export const run = Effect.fn("Sender")(function*(s: ActorWiring, limits: Limits) {
   let assets = 0
   let bytes = 0
   return yield* Stream.fromQueue(s.sendQueue).pipe(

@@ -1,7 +1,7 @@
 /**
- * Session: the wiring of one PeerActor — the bounded Queues and one-shot signals between its
+ * ActorWiring: the wiring of one PeerActor — the bounded Queues and one-shot signals between its
  * children (reader, writer, reconciler, fetcher, sender, receiver, pusher), the peer's
- * counters, and what was negotiated in the handshake. Children receive a Session and talk only
+ * counters, and what was negotiated in the handshake. Children receive an ActorWiring and talk only
  * through it; docs/architecture.md draws the graph and says why each Queue cannot deadlock.
  */
 import * as Deferred from "effect/Deferred"
@@ -100,7 +100,7 @@ export type WantInput =
   | { readonly _tag: "Answered"; readonly hash: AssetHash; readonly outcome: Outcome; readonly code?: string | undefined }
   | { readonly _tag: "Retry"; readonly hash: AssetHash; readonly size: number }
 
-export interface Session {
+export interface ActorWiring {
   readonly peer: PeerId
   readonly role: Role
   readonly owner: Owner
@@ -133,9 +133,9 @@ export interface Session {
 }
 
 /** What a session is made from; `make` adds its queues and signals. */
-export type SessionInput = Pick<Session, "peer" | "role" | "owner" | "config" | "store" | "inFlight" | "stats" | "state">
+export type WiringInput = Pick<ActorWiring, "peer" | "role" | "owner" | "config" | "store" | "inFlight" | "stats" | "state">
 
-export const make = (input: SessionInput): Effect.Effect<Session> =>
+export const make = (input: WiringInput): Effect.Effect<ActorWiring> =>
   Effect.gen(function*() {
     const { config } = input
     return {

@@ -1,5 +1,5 @@
 /**
- * Wire: conversions between the domain types (Domain.ts) and the protobuf messages (proto/sync.ts),
+ * ProtoDomain: conversions between the domain types (Domain.ts) and the protobuf messages (proto/sync.ts),
  * with the checks a peer's input needs before the engine trusts it (well-formed hashes, present
  * metadata). One place, so the reconciler, sender, receiver and pusher agree on the mapping.
  */
