@@ -1,5 +1,5 @@
 /**
- * The CAN HTTP service: serves any CanStore over HTTP + Server-Sent Events (the seed's CAN API),
+ * The CAN HTTP service: serves any CanStore over HTTP + Server-Sent Events (the API in `CanHttpApi`),
  * streaming asset bodies both ways and refusing pushed content whose hash differs from its name.
  * Every route but /healthz needs the bearer token (compared in constant time); every failure is
  * a JSON `{ error: { tag, message } }` with a 4xx/503 status, never a partial asset.
@@ -33,7 +33,7 @@ import {
 } from "effect/http"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
-import * as Api from "./HttpApi.ts"
+import * as Api from "./CanHttpApi.ts"
 
 export interface HttpServiceOptions {
   /** Interface to bind; default 127.0.0.1. */

@@ -30,7 +30,7 @@ import * as Stream from "effect/Stream"
 import { Sse } from "effect/encoding"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import type { HttpClientError, HttpClientResponse } from "effect/http"
-import * as Api from "./HttpApi.ts"
+import * as Api from "./CanHttpApi.ts"
 
 export interface HttpStoreOptions {
   /** The service's base URL, e.g. `http://127.0.0.1:7650`. */

@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as EmbeddedStore from "../src/EmbeddedStore.ts"
-import { headerJson } from "../src/HttpApi.ts"
+import { headerJson } from "../src/CanHttpApi.ts"
 import * as HttpService from "../src/HttpService.ts"
 
 const token = "s3cret-token"

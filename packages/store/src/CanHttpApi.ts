@@ -1,7 +1,8 @@
 /**
- * The CAN HTTP API as both sides see it: route paths, header names, the Schemas of every query,
- * request and response body, and the JSON error envelope. `HttpService` serves exactly this and
- * `HttpStore` speaks exactly this, so neither side hard-codes a path, a header or a field name.
+ * The CAN HTTP API, this project's own, as both sides see it: route paths, header names, the
+ * Schemas of every query, request and response body, and the JSON error envelope. `HttpService`
+ * serves exactly this and `HttpStore` speaks exactly this, so neither side hard-codes a path, a
+ * header or a field name.
  */
 import { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
 import * as Schema from "effect/Schema"
