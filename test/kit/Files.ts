@@ -1,0 +1,19 @@
+/**
+ * Scratch space for tests: temp dirs on tmpfs when there is one (the stores fsync per asset; on a
+ * VM disk that alone makes the many-assets scenarios take minutes), removed when the scope closes.
+ */
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { existsSync } from "node:fs"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export const scratchRoot = existsSync("/dev/shm") ? "/dev/shm" : tmpdir()
+
+/** A fresh dir `can-sync-<prefix>-XXXXXX`, removed with everything in it when the scope closes. */
+export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(scratchRoot, `can-sync-${prefix}-`))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true, maxRetries: 3 }))
+  )
