@@ -9,6 +9,7 @@ import type { AssetHash } from "@can-sync/core/Domain"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Pool from "effect/Pool"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
@@ -106,16 +107,40 @@ export interface Staged {
   readonly path: string
 }
 
+/** Two write buffers: one fills (hashing on this thread) while the other is written (libuv pool). */
+type BufferPair = readonly [Buffer, Buffer]
+
 /**
- * Write buffers from a small pool (thousands of small assets would otherwise allocate 2 MiB
- * each), returned when the scope closes. Acquire them before the file handles that read into or
- * write from them: scopes close in reverse, and a handle's close waits for its pending read or
- * write, so a buffer goes back only once no operation still uses it, even after an interruption.
+ * The store's write buffers, a pair per write in flight (thousands of small assets would
+ * otherwise allocate 2 MiB each). Pairs are made on demand, up to `MaxBufferPairs` (a write beyond
+ * that waits for a pair); one idle for `IdlePairLifetime` is freed. Closed with the store.
  */
-const writeBuffers = Effect.acquireRelease(
-  Effect.sync(() => [takeWriteBuffer(), takeWriteBuffer()] as const),
-  (pair) => Effect.sync(() => pair.forEach(returnWriteBuffer))
-)
+export type WriteBuffers = Pool.Pool<BufferPair>
+
+/** Writes (and file hashes) holding a buffer pair at once. */
+const MaxBufferPairs = 64
+const IdlePairLifetime = "1 minute"
+
+export const writeBuffers: Effect.Effect<WriteBuffers, never, Scope.Scope> = Pool.makeWithTTL({
+  acquire: Effect.sync((): BufferPair => [Buffer.allocUnsafe(WriteBufferSize), Buffer.allocUnsafe(WriteBufferSize)]),
+  min: 0,
+  max: MaxBufferPairs,
+  timeToLive: IdlePairLifetime
+})
+
+/**
+ * Borrows a pair until the scope closes. Borrow it before the file handles that read into or
+ * write from it: scopes close in reverse, and a handle's close waits for its pending read or
+ * write, so a pair goes back only once no operation still uses it, even after an interruption.
+ */
+const borrow = (buffers: WriteBuffers) => Pool.get(buffers)
+
+/** A file to read from, closed with the scope. */
+const openSource = <E>(source: string, onReadError: (error: unknown) => E) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
+    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+  )
 
 /** A new temp file, removed when the scope closes unless promoted first. */
 const tempFile = (layout: Layout) =>
@@ -133,24 +158,123 @@ const tempFile = (layout: Layout) =>
   })
 
 /**
- * Hashes a content stream chunk by chunk, refusing it as soon as it exceeds `maxBytes`. `sink`
- * sees every chunk after it is hashed; the stream is pulled only as fast as the sink completes.
+ * SHA-256 and size of content seen piece by piece; `update` refuses it as soon as it exceeds
+ * `maxBytes`.
  */
-const hashStream = <E, E2>(
-  content: Stream.Stream<Uint8Array, E>,
-  maxBytes: number | undefined,
-  sink: (chunk: Uint8Array) => Effect.Effect<void, E2>
-): Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | E2 | AssetTooLarge> =>
-  Effect.suspend(() => {
-    const hasher = createHash("sha256")
-    let size = 0
-    return Stream.runForEach(content, (chunk): Effect.Effect<void, E2 | AssetTooLarge> => {
-      size += chunk.byteLength
+const hashing = (maxBytes: number | undefined) => {
+  const hasher = createHash("sha256")
+  let size = 0
+  return {
+    update: (bytes: Uint8Array): Effect.Effect<void, AssetTooLarge> => {
+      size += bytes.byteLength
       if (maxBytes !== undefined && size > maxBytes) return Effect.fail(new AssetTooLarge({ limit: maxBytes, size }))
-      hasher.update(chunk)
-      return sink(chunk)
-    }).pipe(Effect.map(() => ({ hash: hasher.digest("hex") as AssetHash, size })))
+      hasher.update(bytes)
+      return Effect.void
+    },
+    result: () => ({ hash: hasher.digest("hex") as AssetHash, size })
+  }
+}
+
+type Sink<E> = (bytes: Uint8Array) => Effect.Effect<void, E>
+
+/**
+ * Hashes a content stream chunk by chunk. `sink` sees every chunk after it is hashed; the stream
+ * is pulled only as fast as the sink completes.
+ */
+const hashStream = <E, E2>(content: Stream.Stream<Uint8Array, E>, maxBytes: number | undefined, sink: Sink<E2>) =>
+  Effect.suspend(() => {
+    const digest = hashing(maxBytes)
+    return Stream.runForEach(content, (chunk) => Effect.andThen(digest.update(chunk), () => sink(chunk))).pipe(
+      Effect.map(digest.result)
+    )
   })
+
+/**
+ * Hashes a file, read into the pair's two buffers in turn; `sink` sees each filled part after
+ * it is hashed. A buffer is read into again two rounds after the sink was given it, so the sink
+ * must be done with a buffer once it has completed on the next one (`backgroundWriter` is).
+ */
+const hashFile = <E, E2>(
+  input: FileHandle,
+  pair: BufferPair,
+  maxBytes: number | undefined,
+  onReadError: (error: unknown) => E,
+  sink: Sink<E2>
+) =>
+  Effect.gen(function*() {
+    const digest = hashing(maxBytes)
+    let position = 0
+    for (let current = 0;; current = 1 - current) {
+      const buffer = pair[current]
+      const filled = yield* Effect.tryPromise({ try: () => readFully(input, buffer, position), catch: onReadError })
+      position += filled
+      if (filled > 0) {
+        const bytes = buffer.subarray(0, filled)
+        yield* digest.update(bytes)
+        yield* sink(bytes)
+      }
+      if (filled < buffer.byteLength) break // end of file
+    }
+    return digest.result()
+  })
+
+/**
+ * Writes to a file in the background, one write at a time: `write` waits for the previous write,
+ * starts this one and returns, so the caller fills its other buffer meanwhile. `finish` waits for
+ * the last write and fsyncs the file.
+ */
+const backgroundWriter = (handle: FileHandle) => {
+  let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
+  const settle = Effect.suspend(() => {
+    const pending = inFlight
+    inFlight = undefined
+    return pending === undefined ? Effect.void : Fiber.join(pending)
+  })
+  const write = (bytes: Uint8Array): Effect.Effect<void, StoreUnavailable> =>
+    settle.pipe(
+      Effect.andThen(Effect.forkChild(
+        Effect.tryPromise({ try: () => writeFully(handle, bytes), catch: unavailable("write temp file") })
+      )),
+      Effect.map((fiber) => {
+        inFlight = fiber
+      })
+    )
+  const finish = settle.pipe(
+    Effect.andThen(Effect.tryPromise({ try: () => handle.sync(), catch: unavailable("fsync temp file") }))
+  )
+  return { write, finish }
+}
+
+/**
+ * Gathers stream chunks into the pair's buffers, handing each to `write` as it fills; `flush`
+ * hands over the last, partial one. A large chunk arriving at a buffer boundary is written as it
+ * is (stream chunks are immutable once emitted).
+ */
+const gatherer = (pair: BufferPair, write: Sink<StoreUnavailable>) => {
+  let current = 0
+  let filled = 0
+  const flush = Effect.suspend(() => {
+    if (filled === 0) return Effect.void
+    const bytes = pair[current].subarray(0, filled)
+    current = 1 - current
+    filled = 0
+    return write(bytes)
+  })
+  const gather = (chunk: Uint8Array): Effect.Effect<void, StoreUnavailable> => {
+    if (filled === 0 && chunk.byteLength >= WriteBufferSize) return write(chunk)
+    const buffer = pair[current]
+    const room = WriteBufferSize - filled
+    if (chunk.byteLength <= room) {
+      buffer.set(chunk, filled)
+      filled += chunk.byteLength
+      return filled === WriteBufferSize ? flush : Effect.void
+    }
+    buffer.set(chunk.subarray(0, room), filled)
+    filled = WriteBufferSize
+    return flush.pipe(Effect.andThen(() => gather(chunk.subarray(room))))
+  }
+  return { gather, flush }
+}
 
 /** The hash and size of a content stream, storing nothing (for content already present). */
 export const digest = <E>(content: Stream.Stream<Uint8Array, E>, maxBytes: number | undefined) =>
@@ -158,129 +282,59 @@ export const digest = <E>(content: Stream.Stream<Uint8Array, E>, maxBytes: numbe
 
 /**
  * Streams content into a new temp file while hashing it, then fsyncs it. The temp file is removed
- * when the scope closes unless `promote` moved it into place first. Memory use is two write buffers.
+ * when the scope closes unless `promote` moved it into place first. Memory use is one buffer pair.
  */
 export const stage = <E>(
   layout: Layout,
+  buffers: WriteBuffers,
   content: Stream.Stream<Uint8Array, E>,
   maxBytes: number | undefined
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    // two buffers: one fills (hashing on this thread) while the other is written (libuv pool)
-    const buffers = yield* writeBuffers
+    const pair = yield* borrow(buffers)
     const { path, handle } = yield* tempFile(layout)
-    let current = 0
-    let filled = 0
-    let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
-    const settle = Effect.suspend(() => {
-      const pending = inFlight
-      inFlight = undefined
-      return pending === undefined ? Effect.void : Fiber.join(pending)
-    })
-    const startWrite = (bytes: Uint8Array) =>
-      settle.pipe(
-        Effect.andThen(Effect.forkChild(
-          Effect.tryPromise({ try: () => writeFully(handle, bytes), catch: unavailable("write temp file") })
-        )),
-        Effect.map((fiber) => {
-          inFlight = fiber
-        })
-      )
-    const flush = Effect.suspend(() => {
-      if (filled === 0) return Effect.void
-      const bytes = buffers[current].subarray(0, filled)
-      current = 1 - current
-      filled = 0
-      return startWrite(bytes)
-    })
-    const gather = (chunk: Uint8Array): Effect.Effect<void, StoreUnavailable> => {
-      // A large chunk is written as is (stream chunks are immutable once emitted).
-      if (filled === 0 && chunk.byteLength >= WriteBufferSize) return startWrite(chunk)
-      const buffer = buffers[current]
-      if (chunk.byteLength <= WriteBufferSize - filled) {
-        buffer.set(chunk, filled)
-        filled += chunk.byteLength
-        return filled === WriteBufferSize ? flush : Effect.void
-      }
-      const room = WriteBufferSize - filled
-      buffer.set(chunk.subarray(0, room), filled)
-      filled = WriteBufferSize
-      return flush.pipe(Effect.andThen(() => gather(chunk.subarray(room))))
-    }
-    const { hash, size } = yield* hashStream(content, maxBytes, gather)
-    yield* flush
-    yield* settle
-    yield* Effect.tryPromise({ try: () => handle.sync(), catch: unavailable("fsync temp file") })
+    const writer = backgroundWriter(handle)
+    const chunks = gatherer(pair, writer.write)
+    const { hash, size } = yield* hashStream(content, maxBytes, chunks.gather)
+    yield* chunks.flush
+    yield* writer.finish
     return { hash, size, path }
   })
 
 /**
- * Stages a file from disk, as `stage` does a stream, but reading straight into the two write
- * buffers: while one is written to the temp file the next is read and hashed, and nothing else
- * is allocated, so memory stays at two buffers whatever the file size. `onReadError` describes a
- * failure to read the source (the caller's problem, not the store's).
+ * Stages a file from disk, as `stage` does a stream, but reading straight into the buffer pair:
+ * while one buffer is written to the temp file the other is read and hashed, and nothing else is
+ * allocated. `onReadError` describes a failure to read the source (the caller's problem, not the
+ * store's).
  */
 export const stageFile = <E>(
   layout: Layout,
+  buffers: WriteBuffers,
   source: string,
   maxBytes: number | undefined,
   onReadError: (error: unknown) => E
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const buffers = yield* writeBuffers
-    const input = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
-      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
-    )
-    const { path, handle: output } = yield* tempFile(layout)
-    const hasher = createHash("sha256")
-    let size = 0
-    let current = 0
-    let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
-    const settle = Effect.suspend(() => (inFlight === undefined ? Effect.void : Fiber.join(inFlight)))
-    for (;;) {
-      // buffers[current] was last written two rounds ago, and that write was settled last round
-      const buffer = buffers[current]
-      const filled = yield* Effect.tryPromise({ try: () => readFully(input, buffer, size), catch: onReadError })
-      if (filled === 0) break
-      size += filled
-      if (maxBytes !== undefined && size > maxBytes) return yield* new AssetTooLarge({ limit: maxBytes, size })
-      const bytes = buffer.subarray(0, filled)
-      hasher.update(bytes)
-      yield* settle
-      inFlight = yield* Effect.forkChild(
-        Effect.tryPromise({ try: () => writeFully(output, bytes), catch: unavailable("write temp file") })
-      )
-      current = 1 - current
-      if (filled < buffer.byteLength) break // end of file
-    }
-    yield* settle
-    yield* Effect.tryPromise({ try: () => output.sync(), catch: unavailable("fsync temp file") })
-    return { hash: hasher.digest("hex") as AssetHash, size, path }
+    const pair = yield* borrow(buffers)
+    const input = yield* openSource(source, onReadError)
+    const { path, handle } = yield* tempFile(layout)
+    const writer = backgroundWriter(handle)
+    const { hash, size } = yield* hashFile(input, pair, maxBytes, onReadError, writer.write)
+    yield* writer.finish
+    return { hash, size, path }
   })
 
 /** The hash and size of a file on disk, storing nothing (for content already present). */
 export const digestFile = <E>(
+  buffers: WriteBuffers,
   source: string,
   maxBytes: number | undefined,
   onReadError: (error: unknown) => E
 ): Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge> =>
   Effect.scoped(Effect.gen(function*() {
-    const [buffer] = yield* writeBuffers
-    const input = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(source, "r"), catch: onReadError }),
-      (handle) => Effect.promise(() => handle.close().catch(() => undefined))
-    )
-    const hasher = createHash("sha256")
-    let size = 0
-    for (;;) {
-      const filled = yield* Effect.tryPromise({ try: () => readFully(input, buffer, size), catch: onReadError })
-      size += filled
-      if (maxBytes !== undefined && size > maxBytes) return yield* new AssetTooLarge({ limit: maxBytes, size })
-      hasher.update(buffer.subarray(0, filled))
-      if (filled < buffer.byteLength) break
-    }
-    return { hash: hasher.digest("hex") as AssetHash, size }
+    const pair = yield* borrow(buffers)
+    const input = yield* openSource(source, onReadError)
+    return yield* hashFile(input, pair, maxBytes, onReadError, () => Effect.void)
   }))
 
 /** Fills `buffer` from `position` on; fewer bytes only at the end of the file. */
@@ -292,14 +346,6 @@ const readFully = async (handle: FileHandle, buffer: Buffer, position: number): 
     filled += bytesRead
   }
   return filled
-}
-
-/** Write buffers kept for reuse (see `writeBuffers` for when one goes back). */
-const writeBufferPool: Array<Buffer> = []
-const MaxPooledWriteBuffers = 8
-const takeWriteBuffer = (): Buffer => writeBufferPool.pop() ?? Buffer.allocUnsafe(WriteBufferSize)
-const returnWriteBuffer = (buffer: Buffer): void => {
-  if (writeBufferPool.length < MaxPooledWriteBuffers) writeBufferPool.push(buffer)
 }
 
 const writeFully = async (handle: FileHandle, bytes: Uint8Array): Promise<void> => {
@@ -423,8 +469,13 @@ export const removeOrphan = (layout: Layout, file: ObjectFile): Effect.Effect<bo
   })
 
 /** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
-export const check = Effect.fn("ContentFiles.check")(function*(layout: Layout, hash: AssetHash, size: number) {
-  const found = yield* digestFile(objectPath(layout, hash), undefined, (error) => error).pipe(
+export const check = Effect.fn("ContentFiles.check")(function*(
+  layout: Layout,
+  buffers: WriteBuffers,
+  hash: AssetHash,
+  size: number
+) {
+  const found = yield* digestFile(buffers, objectPath(layout, hash), undefined, (error) => error).pipe(
     Effect.map(Option.some),
     Effect.catch((error) =>
       errorCode(error) === "ENOENT" ? Effect.succeed(Option.none()) : Effect.fail(unavailable("verify")(error))

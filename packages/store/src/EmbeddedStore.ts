@@ -77,245 +77,298 @@ const validSeq = (value: number, what: string): Effect.Effect<number, InvalidInp
     ? Effect.succeed(value)
     : Effect.fail(new InvalidInput({ message: `${what} must be a non-negative integer, got ${value}` }))
 
+/** What the store's operations share: its files, its index and the wake-up for event followers. */
+interface Parts {
+  readonly storeId: string
+  readonly layout: ContentFiles.Layout
+  readonly buffers: ContentFiles.WriteBuffers
+  readonly index: AssetIndex.AssetIndex
+  readonly maxAssetBytes: number | undefined
+  readonly watchInterval: Duration.Duration
+  /** Wakes this process's event followers after each write; sliding, so publishing never waits. */
+  readonly written: PubSub.PubSub<void>
+}
+
+const notify = (parts: Parts) => PubSub.publish(parts.written, undefined)
+
+/** Opens the directory, the index and the write buffers (closed with the scope). */
+const openParts = (options: EmbeddedStoreOptions) =>
+  Effect.gen(function*() {
+    const layout = ContentFiles.layout(options.dataDir)
+    yield* ContentFiles.prepare(layout)
+    const index = yield* AssetIndex.open(layout.index)
+    const buffers = yield* ContentFiles.writeBuffers
+    const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
+    const parts: Parts = {
+      storeId: index.storeId,
+      layout,
+      buffers,
+      index,
+      maxAssetBytes: options.maxAssetBytes,
+      watchInterval: Duration.fromInputUnsafe(options.watchInterval ?? "250 millis"),
+      written
+    }
+    return parts
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Receiving content: ingest (a stream or a local file) and push
+// ---------------------------------------------------------------------------------------------
+
+/** Content as a stream (from a peer, an HTTP body, ...). */
+const streamed = <E>(parts: Parts, content: Stream.Stream<Uint8Array, E>): Content<E> => ({
+  digest: ContentFiles.digest(content, parts.maxAssetBytes),
+  stage: ContentFiles.stage(parts.layout, parts.buffers, content, parts.maxAssetBytes)
+})
+
+/** Content of a file on this machine; a file that cannot be read is InvalidInput. */
+const fromFile = (parts: Parts, path: string): Content<InvalidInput> => {
+  const unreadable = (error: unknown) =>
+    new InvalidInput({ message: `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}` })
+  return {
+    digest: ContentFiles.digestFile(parts.buffers, path, parts.maxAssetBytes, unreadable),
+    stage: ContentFiles.stageFile(parts.layout, parts.buffers, path, parts.maxAssetBytes, unreadable)
+  }
+}
+
+/**
+ * Receives content: hashes it, and when it is new stores the file and indexes it with what
+ * `describe` says. Content already indexed is only hashed (no file written) when its hash is
+ * known up front; otherwise its temp file is dropped, unless it repairs a missing file.
+ */
+const receive = <E>(
+  parts: Parts,
+  content: Content<E>,
+  expected: AssetHash | undefined,
+  describe: (now: number) => { readonly meta: AssetMeta; readonly origin: string }
+): Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly stored: boolean }, E | HashMismatch | AssetTooLarge | StoreUnavailable> =>
+  Effect.gen(function*() {
+    const { index, layout } = parts
+    const known = expected === undefined ? Option.none() : yield* index.find(expected)
+    if (Option.isSome(known) && (yield* ContentFiles.present(layout, known.value.hash, known.value.size))) {
+      const { hash, size } = yield* content.digest
+      if (hash !== expected) return yield* new HashMismatch({ expected: known.value.hash, actual: hash })
+      return { hash, size, stored: false }
+    }
+    const staged = yield* content.stage
+    if (expected !== undefined && staged.hash !== expected) {
+      return yield* new HashMismatch({ expected, actual: staged.hash })
+    }
+    const { hash, size } = staged
+    const existing = yield* index.find(hash)
+    if (Option.isSome(existing)) {
+      // Indexed already; if its file went missing or was truncated, this content repairs it.
+      if (!(yield* ContentFiles.present(layout, hash, existing.value.size))) yield* ContentFiles.promote(layout, staged)
+      return { hash, size, stored: false }
+    }
+    yield* ContentFiles.promote(layout, staged)
+    const now = yield* Clock.currentTimeMillis
+    const { meta, origin } = describe(now)
+    // Another writer may have indexed the same content meanwhile: then ours is a no-op.
+    const stored = yield* index.insert({ hash, size, meta }, origin, now)
+    if (stored) yield* notify(parts)
+    return { hash, size, stored }
+  }).pipe(Effect.scoped)
+
+/** Local content: new content gets fresh metadata; known content takes the given description and tags as an edit. */
+const ingestContent = <E>(parts: Parts, content: Content<E>, ingestOptions: IngestOptions | undefined) =>
+  Effect.gen(function*() {
+    const expected = ingestOptions?.expectedHash === undefined
+      ? undefined
+      : yield* validHash(ingestOptions.expectedHash, "expectedHash")
+    const description = ingestOptions?.description
+    const tags = ingestOptions?.tags
+    const received = yield* receive(parts, content, expected, (now) => ({
+      meta: {
+        description: description ?? "",
+        tags: [...(tags ?? [])],
+        trashed: false,
+        createdAt: now,
+        updatedAt: now,
+        origin: parts.storeId
+      },
+      origin: LocalOrigin
+    }))
+    if (!received.stored && (description !== undefined || tags !== undefined)) {
+      yield* editMeta(parts)(received.hash, { description, tags }).pipe(
+        Effect.catchTag("AssetNotFound", () => vanished("ingest", received.hash))
+      )
+    }
+    return { hash: received.hash, size: received.size, alreadyExisted: !received.stored }
+  })
+
+/** A peer's content under the hash it names, with the peer's metadata (merged when the content is known). */
+const push = (parts: Parts) =>
+<E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
+  Effect.gen(function*() {
+    const valid = yield* validHash(hash, "hash")
+    const received = yield* receive(parts, streamed(parts, content), valid, () => ({ meta, origin }))
+    if (!received.stored) {
+      yield* mergeMeta(parts)(valid, meta, origin).pipe(
+        Effect.catchTag("AssetNotFound", () => vanished("push", valid))
+      )
+    }
+    return { alreadyExisted: !received.stored }
+  }).pipe(Effect.withSpan("EmbeddedStore.push", { attributes: { hash, origin } }))
+
+const vanished = (operation: string, hash: AssetHash) =>
+  Effect.fail(new StoreUnavailable({ operation, message: `asset ${hash} vanished from the index` }))
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+// ---------------------------------------------------------------------------------------------
+
+/** Replaces an asset's metadata with what `decide` returns (nothing: no change). */
+const updateMeta = (
+  parts: Parts,
+  hash: AssetHash,
+  decide: (current: AssetMeta, now: number) => AssetMeta | undefined,
+  origin: string
+) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const result = yield* parts.index.updateMeta(hash, (current) => decide(current, now), origin, now)
+    if (Option.isNone(result)) return yield* new AssetNotFound({ hash })
+    if (result.value.applied) yield* notify(parts)
+    return result.value
+  })
+
+const editMeta = (parts: Parts) =>
+  Effect.fn("EmbeddedStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
+    const valid = yield* validHash(hash, "hash")
+    const { meta } = yield* updateMeta(parts, valid, (current, now) => {
+      const description = patch.description ?? current.description
+      const tags = patch.tags ?? current.tags
+      const trashed = patch.trashed ?? current.trashed
+      if (description === current.description && sameTags(tags, current.tags) && trashed === current.trashed) {
+        return undefined // an edit that changes nothing is not a new version
+      }
+      return {
+        ...current,
+        description,
+        tags: [...tags],
+        trashed,
+        updatedAt: Math.max(now, current.updatedAt + 1),
+        origin: parts.storeId
+      }
+    }, LocalOrigin)
+    return meta
+  })
+
+const mergeMeta = (parts: Parts) =>
+  Effect.fn("EmbeddedStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
+    const valid = yield* validHash(hash, "hash")
+    // The winner's version replaces the whole record, createdAt included, so peers converge.
+    return yield* updateMeta(parts, valid, (current) => metaWins(meta, current) ? meta : undefined, origin)
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Reading: content, pages of digests, the event stream
+// ---------------------------------------------------------------------------------------------
+
+const read = (parts: Parts) => (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const valid = yield* validHash(hash, "hash")
+    if (Option.isNone(yield* parts.index.find(valid))) return yield* new AssetNotFound({ hash })
+    return ContentFiles.readFile(ContentFiles.objectPath(parts.layout, valid), "read")
+  }))
+
+const list = (parts: Parts) =>
+  Effect.fn("EmbeddedStore.list")(function*(listOptions?: { readonly since?: number; readonly limit?: number }) {
+    const since = yield* validSeq(listOptions?.since ?? 0, "since")
+    const asked = listOptions?.limit ?? DefaultPageSize
+    if (!Number.isSafeInteger(asked) || asked < 1) {
+      return yield* new InvalidInput({ message: `limit must be a positive integer, got ${asked}` })
+    }
+    const limit = Math.min(asked, MaxPageSize)
+    const rows = yield* parts.index.digestsAfter(since, limit + 1)
+    const digests = rows.length > limit ? rows.slice(0, limit) : rows
+    const last = digests.at(-1)
+    return { digests, next: last === undefined ? since : last.seq, done: rows.length <= limit }
+  })
+
+/** Follows the index's change table, woken by this process's writes or, for other processes', by the poll. */
+const events = (parts: Parts) => (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreError> =>
+  Stream.unwrap(Effect.gen(function*() {
+    // Subscribe before reading the start point, so no write falls between the two.
+    const wake = yield* PubSub.subscribe(parts.written)
+    const start = eventOptions?.since === undefined
+      ? yield* parts.index.currentSeq
+      : yield* validSeq(eventOptions.since, "since")
+    const idle = Effect.raceFirst(PubSub.takeAll(wake), Effect.sleep(parts.watchInterval))
+    return Stream.paginate(start, (cursor: number) =>
+      parts.index.changesAfter(cursor, EventPageSize).pipe(
+        Effect.flatMap((page) =>
+          page.last > cursor
+            ? Effect.succeed([page.events, Option.some(page.last)] as const)
+            : idle.pipe(Effect.as([[], Option.some(cursor)] as const))
+        )
+      ))
+  }))
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance: verify and the orphan sweep
+// ---------------------------------------------------------------------------------------------
+
+const verify = (parts: Parts): EmbeddedStoreShape["verify"] =>
+  Stream.paginate(0, (since: number) =>
+    parts.index.recordsAfter(since, VerifyPageSize).pipe(Effect.map((records) => {
+      const last = records.at(-1)
+      return [records, last === undefined ? Option.none<number>() : Option.some(last.seq)] as const
+    }))).pipe(
+      Stream.mapEffect((record) =>
+        ContentFiles.check(parts.layout, parts.buffers, record.hash, record.size).pipe(Effect.map(Option.match({
+          onNone: () => ({ hash: record.hash, ok: true }),
+          onSome: (problem) => ({ hash: record.hash, ok: false, problem })
+        }))))
+    )
+
+const sweepOrphans = (parts: Parts) =>
+  Effect.fn("EmbeddedStore.sweepOrphans")(function*(olderThan: Duration.Input) {
+    const cutoff = (yield* Clock.currentTimeMillis) - Duration.toMillis(Duration.fromInputUnsafe(olderThan))
+    let files = 0
+    let bytes = 0
+    yield* ContentFiles.objectFiles(parts.layout).pipe(Stream.runForEach((file) =>
+      Effect.gen(function*() {
+        if (file.modifiedAt >= cutoff || Option.isSome(yield* parts.index.find(file.hash))) return
+        if (!(yield* ContentFiles.removeOrphan(parts.layout, file))) return
+        files++
+        bytes += file.size
+        yield* Effect.logDebug(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
+      })))
+    return { files, bytes }
+  })
+
 /** Opens the store in `options.dataDir` (creating it on first use); closed with the scope. */
 export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStoreShape, StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const layout = ContentFiles.layout(options.dataDir)
-    const maxAssetBytes = options.maxAssetBytes
-    const watchInterval = Duration.fromInputUnsafe(options.watchInterval ?? "250 millis")
-    yield* ContentFiles.prepare(layout)
-    const index = yield* AssetIndex.open(layout.index)
-    const storeId = index.storeId
-
-    // Wakes this process's event followers after each write; sliding, so publishing never waits.
-    const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
-    const notify = PubSub.publish(written, undefined)
-
-    /** Content as a stream (from a peer, an HTTP body, ...). */
-    const streamed = <E>(content: Stream.Stream<Uint8Array, E>): Content<E> => ({
-      digest: ContentFiles.digest(content, maxAssetBytes),
-      stage: ContentFiles.stage(layout, content, maxAssetBytes)
-    })
-
-    /**
-     * Receives content: hashes it, and when it is new stores the file and indexes it with what
-     * `describe` says. Content already indexed is only hashed (no file written) when its hash is
-     * known up front; otherwise its temp file is dropped, unless it repairs a missing file.
-     */
-    const receive = <E>(
-      content: Content<E>,
-      expected: AssetHash | undefined,
-      describe: (now: number) => { readonly meta: AssetMeta; readonly origin: string }
-    ): Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly stored: boolean }, E | HashMismatch | AssetTooLarge | StoreUnavailable> =>
-      Effect.gen(function*() {
-        const known = expected === undefined ? Option.none() : yield* index.find(expected)
-        if (Option.isSome(known) && (yield* ContentFiles.present(layout, known.value.hash, known.value.size))) {
-          const { hash, size } = yield* content.digest
-          if (hash !== expected) return yield* new HashMismatch({ expected: known.value.hash, actual: hash })
-          return { hash, size, stored: false }
-        }
-        const staged = yield* content.stage
-        if (expected !== undefined && staged.hash !== expected) {
-          return yield* new HashMismatch({ expected, actual: staged.hash })
-        }
-        const { hash, size } = staged
-        const existing = yield* index.find(hash)
-        if (Option.isSome(existing)) {
-          // Indexed already; if its file went missing or was truncated, this content repairs it.
-          if (!(yield* ContentFiles.present(layout, hash, existing.value.size))) yield* ContentFiles.promote(layout, staged)
-          return { hash, size, stored: false }
-        }
-        yield* ContentFiles.promote(layout, staged)
-        const now = yield* Clock.currentTimeMillis
-        const { meta, origin } = describe(now)
-        // Another writer may have indexed the same content meanwhile: then ours is a no-op.
-        const stored = yield* index.insert({ hash, size, meta }, origin, now)
-        if (stored) yield* notify
-        return { hash, size, stored }
-      }).pipe(Effect.scoped)
-
-    const updateMeta = (
-      hash: AssetHash,
-      decide: (current: AssetMeta, now: number) => AssetMeta | undefined,
-      origin: string
-    ) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const result = yield* index.updateMeta(hash, (current) => decide(current, now), origin, now)
-        if (Option.isNone(result)) return yield* new AssetNotFound({ hash })
-        if (result.value.applied) yield* notify
-        return result.value
-      })
-
-    const editMeta = Effect.fn("EmbeddedStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
-      const valid = yield* validHash(hash, "hash")
-      const { meta } = yield* updateMeta(valid, (current, now) => {
-        const description = patch.description ?? current.description
-        const tags = patch.tags ?? current.tags
-        const trashed = patch.trashed ?? current.trashed
-        if (description === current.description && sameTags(tags, current.tags) && trashed === current.trashed) {
-          return undefined // an edit that changes nothing is not a new version
-        }
-        return {
-          ...current,
-          description,
-          tags: [...tags],
-          trashed,
-          updatedAt: Math.max(now, current.updatedAt + 1),
-          origin: storeId
-        }
-      }, LocalOrigin)
-      return meta
-    })
-
-    const mergeMeta = Effect.fn("EmbeddedStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
-      const valid = yield* validHash(hash, "hash")
-      // The winner's version replaces the whole record, createdAt included, so peers converge.
-      return yield* updateMeta(valid, (current) => metaWins(meta, current) ? meta : undefined, origin)
-    })
-
-    const ingestContent = <E>(content: Content<E>, ingestOptions: IngestOptions | undefined) =>
-      Effect.gen(function*() {
-        const expected = ingestOptions?.expectedHash === undefined
-          ? undefined
-          : yield* validHash(ingestOptions.expectedHash, "expectedHash")
-        const description = ingestOptions?.description
-        const tags = ingestOptions?.tags
-        const received = yield* receive(content, expected, (now) => ({
-          meta: {
-            description: description ?? "",
-            tags: [...(tags ?? [])],
-            trashed: false,
-            createdAt: now,
-            updatedAt: now,
-            origin: storeId
-          },
-          origin: LocalOrigin
-        }))
-        if (!received.stored && (description !== undefined || tags !== undefined)) {
-          yield* editMeta(received.hash, { description, tags }).pipe(
-            Effect.catchTag("AssetNotFound", () =>
-              Effect.fail(new StoreUnavailable({ operation: "ingest", message: `asset ${received.hash} vanished from the index` })))
-          )
-        }
-        return { hash: received.hash, size: received.size, alreadyExisted: !received.stored }
-      })
-
-    const ingest = <E>(content: Stream.Stream<Uint8Array, E>, ingestOptions?: IngestOptions) =>
-      ingestContent(streamed(content), ingestOptions).pipe(Effect.withSpan("EmbeddedStore.ingest"))
-
-    const ingestFile = (path: string, ingestOptions?: IngestOptions) => {
-      const unreadable = (error: unknown) =>
-        new InvalidInput({ message: `cannot read ${path}: ${error instanceof Error ? error.message : String(error)}` })
-      return ingestContent({
-        digest: ContentFiles.digestFile(path, maxAssetBytes, unreadable),
-        stage: ContentFiles.stageFile(layout, path, maxAssetBytes, unreadable)
-      }, ingestOptions).pipe(Effect.withSpan("EmbeddedStore.ingestFile", { attributes: { path } }))
-    }
-
-    const push = <E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
-      Effect.gen(function*() {
-        const valid = yield* validHash(hash, "hash")
-        const received = yield* receive(streamed(content), valid, () => ({ meta, origin }))
-        if (!received.stored) {
-          yield* mergeMeta(valid, meta, origin).pipe(
-            Effect.catchTag("AssetNotFound", () =>
-              Effect.fail(new StoreUnavailable({ operation: "push", message: `asset ${valid} vanished from the index` })))
-          )
-        }
-        return { alreadyExisted: !received.stored }
-      }).pipe(Effect.withSpan("EmbeddedStore.push", { attributes: { hash, origin } }))
-
-    const has = Effect.fn("EmbeddedStore.has")(function*(hash: AssetHash) {
-      return Option.isSome(yield* index.find(yield* validHash(hash, "hash")))
-    })
-
-    const stat = Effect.fn("EmbeddedStore.stat")(function*(hash: AssetHash) {
-      return yield* index.find(yield* validHash(hash, "hash"))
-    })
-
-    const read = (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
-      Stream.unwrap(Effect.gen(function*() {
-        const valid = yield* validHash(hash, "hash")
-        if (Option.isNone(yield* index.find(valid))) return yield* new AssetNotFound({ hash })
-        return ContentFiles.readFile(ContentFiles.objectPath(layout, valid), "read")
-      }))
-
-    const list = Effect.fn("EmbeddedStore.list")(function*(listOptions?: { readonly since?: number; readonly limit?: number }) {
-      const since = yield* validSeq(listOptions?.since ?? 0, "since")
-      const asked = listOptions?.limit ?? DefaultPageSize
-      if (!Number.isSafeInteger(asked) || asked < 1) {
-        return yield* new InvalidInput({ message: `limit must be a positive integer, got ${asked}` })
-      }
-      const limit = Math.min(asked, MaxPageSize)
-      const rows = yield* index.digestsAfter(since, limit + 1)
-      const digests = rows.length > limit ? rows.slice(0, limit) : rows
-      const last = digests.at(-1)
-      return { digests, next: last === undefined ? since : last.seq, done: rows.length <= limit }
-    })
-
-    const events = (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreError> =>
-      Stream.unwrap(Effect.gen(function*() {
-        // Subscribe before reading the start point, so no write falls between the two.
-        const wake = yield* PubSub.subscribe(written)
-        const start = eventOptions?.since === undefined
-          ? yield* index.currentSeq
-          : yield* validSeq(eventOptions.since, "since")
-        const idle = Effect.raceFirst(PubSub.takeAll(wake), Effect.sleep(watchInterval))
-        return Stream.paginate(start, (cursor: number) =>
-          index.changesAfter(cursor, EventPageSize).pipe(
-            Effect.flatMap((page) =>
-              page.last > cursor
-                ? Effect.succeed([page.events, Option.some(page.last)] as const)
-                : idle.pipe(Effect.as([[], Option.some(cursor)] as const))
-            )
-          ))
-      }))
-
-    const verify: EmbeddedStoreShape["verify"] = Stream.paginate(0, (since: number) =>
-      index.recordsAfter(since, VerifyPageSize).pipe(Effect.map((records) => {
-        const last = records.at(-1)
-        return [records, last === undefined ? Option.none<number>() : Option.some(last.seq)] as const
-      }))).pipe(
-        Stream.mapEffect((record) =>
-          ContentFiles.check(layout, record.hash, record.size).pipe(Effect.map(Option.match({
-            onNone: () => ({ hash: record.hash, ok: true }),
-            onSome: (problem) => ({ hash: record.hash, ok: false, problem })
-          }))))
-      )
-
-    const sweepOrphans = Effect.fn("EmbeddedStore.sweepOrphans")(function*(olderThan: Duration.Input) {
-      const cutoff = (yield* Clock.currentTimeMillis) - Duration.toMillis(Duration.fromInputUnsafe(olderThan))
-      let files = 0
-      let bytes = 0
-      yield* ContentFiles.objectFiles(layout).pipe(Stream.runForEach((file) =>
-        Effect.gen(function*() {
-          if (file.modifiedAt >= cutoff || Option.isSome(yield* index.find(file.hash))) return
-          if (!(yield* ContentFiles.removeOrphan(layout, file))) return
-          files++
-          bytes += file.size
-          yield* Effect.logDebug(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
-        })))
-      return { files, bytes }
-    })
-
+    const parts = yield* openParts(options)
+    const { index } = parts
     const store: EmbeddedStoreShape = {
-      storeId,
+      storeId: parts.storeId,
       dataDir: options.dataDir,
-      ingest,
-      ingestFile,
-      has,
-      stat,
-      read,
-      list,
+      ingest: (content, ingestOptions) =>
+        ingestContent(parts, streamed(parts, content), ingestOptions).pipe(Effect.withSpan("EmbeddedStore.ingest")),
+      ingestFile: (path, ingestOptions) =>
+        ingestContent(parts, fromFile(parts, path), ingestOptions).pipe(
+          Effect.withSpan("EmbeddedStore.ingestFile", { attributes: { path } })
+        ),
+      has: Effect.fn("EmbeddedStore.has")(function*(hash: AssetHash) {
+        return Option.isSome(yield* index.find(yield* validHash(hash, "hash")))
+      }),
+      stat: Effect.fn("EmbeddedStore.stat")(function*(hash: AssetHash) {
+        return yield* index.find(yield* validHash(hash, "hash"))
+      }),
+      read: read(parts),
+      list: list(parts),
       currentSeq: index.currentSeq,
-      push,
-      editMeta,
-      mergeMeta,
-      events,
+      push: push(parts),
+      editMeta: editMeta(parts),
+      mergeMeta: mergeMeta(parts),
+      events: events(parts),
       stats: index.stats,
-      verify,
-      sweepOrphans
+      verify: verify(parts),
+      sweepOrphans: sweepOrphans(parts)
     }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))
