@@ -59,13 +59,23 @@ export interface RunningService {
 export class ServeError extends Schema.TaggedError<ServeError>()("ServeError", {
   host: Schema.String,
   port: Schema.Number,
-  message: Schema.String
-}) {}
+  /** What went wrong, as the listener reported it. */
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return this.reason
+  }
+}
 
-/** The request carried no token, or the wrong one. */
+/** The request carried no token (`presented` false), or the wrong one. */
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
-  message: Schema.String
-}) {}
+  presented: Schema.Boolean
+}) {
+  override get message(): string {
+    return this.presented ? "wrong token" : "missing bearer token"
+  }
+}
 
 /** Every typed failure a route can answer with. */
 type RouteError =
@@ -142,23 +152,19 @@ const requiredHeader = (name: string) =>
       ? Effect.succeed(value.value)
       : Effect.fail(new InvalidInput({ message: `header ${name} is required` })))
 
+/** A 200 response with `value` encoded by `schema`. */
+const ok = <S extends Schema.ConstraintEncoder<unknown>>(schema: S, value: S["Type"]) =>
+  jsonResponse(200, Schema.encodeSync(schema)(value))
+
 const sha256 = (s: string): Buffer => createHash("sha256").update(s, "utf8").digest()
 
-/** Builds the routes over one store; `stopping` completes when the service shuts down (SSE ends then). */
-const makeRoutes = (
-  store: CanStoreShape,
-  options: {
-    readonly token: string
-    readonly keepAlive: Duration.Duration
-    readonly maxJsonBytes: number
-    readonly stopping: Deferred.Deferred<void>
-  }
-) => {
-  const expected = sha256(options.token)
-  // Comparing fixed-length digests keeps the comparison's time independent of the token.
-  const tokenMatches = (presented: string) => timingSafeEqual(sha256(presented), expected)
-
-  const authorize = (allowQueryToken: boolean) =>
+/**
+ * Checks the bearer token (also `?token=` when `allowQueryToken`). Comparing fixed-length
+ * digests keeps the comparison's time independent of the token.
+ */
+const authorizer = (token: string) => {
+  const expected = sha256(token)
+  return (allowQueryToken: boolean) =>
     Effect.gen(function*() {
       const authorization = yield* header(Api.HeaderNames.authorization)
       let presented: string | undefined
@@ -172,220 +178,219 @@ const makeRoutes = (
         if (typeof fromQuery === "string") presented = fromQuery
       }
       if (presented === undefined) {
-        return yield* new Unauthorized({ message: "missing bearer token" })
+        return yield* new Unauthorized({ presented: false })
       }
-      if (!tokenMatches(presented)) {
-        return yield* new Unauthorized({ message: "wrong token" })
+      if (!timingSafeEqual(sha256(presented), expected)) {
+        return yield* new Unauthorized({ presented: true })
       }
     })
+}
 
-  const jsonBody = <S extends Schema.ConstraintDecoder<unknown>>(schema: S) =>
-    Effect.gen(function*() {
-      const req = yield* HttpServerRequest.HttpServerRequest
-      const json = yield* req.json.pipe(
-        Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(options.maxJsonBytes)),
-        Effect.mapError(() =>
-          new InvalidInput({ message: `body is not JSON (or is larger than ${options.maxJsonBytes} bytes)` })
-        )
-      )
-      return yield* decode(schema, "body")(json)
+/** The request body as JSON of at most `maxJsonBytes`, decoded by `schema`. */
+const jsonBody = <S extends Schema.ConstraintDecoder<unknown>>(maxJsonBytes: number, schema: S) =>
+  Effect.gen(function*() {
+    const req = yield* HttpServerRequest.HttpServerRequest
+    const json = yield* req.json.pipe(
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxJsonBytes)),
+      Effect.mapError(() => new InvalidInput({ message: `body is not JSON (or is larger than ${maxJsonBytes} bytes)` }))
+    )
+    return yield* decode(schema, "body")(json)
+  })
+
+interface RouteOptions {
+  readonly token: string
+  readonly keepAlive: Duration.Duration
+  readonly maxJsonBytes: number
+  /** Completes when the service shuts down (SSE streams end then). */
+  readonly stopping: Deferred.Deferred<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers, one per route (the token is checked before any of them runs)
+// ---------------------------------------------------------------------------------------------
+
+const info = (store: CanStoreShape) =>
+  Effect.map(store.currentSeq, (seq) => ok(Api.SyncInfo, { storeId: store.storeId, seq }))
+
+const hashes = (store: CanStoreShape) =>
+  Effect.gen(function*() {
+    const query = yield* searchParams(Api.HashesQuery)
+    const page = yield* store.list({
+      ...(query.since === undefined ? {} : { since: query.since }),
+      ...(query.limit === undefined ? {} : { limit: query.limit })
     })
+    return ok(Api.HashesResponse, { assets: page.digests, next: page.next, done: page.done })
+  })
 
-  /** A route whose typed failures all become JSON error responses. */
+/** An asset's bytes, with its metadata and size in headers (only the headers for HEAD). */
+const content = (store: CanStoreShape) =>
+  Effect.gen(function*() {
+    const hash = yield* pathHash
+    const req = yield* HttpServerRequest.HttpServerRequest
+    const record = yield* store.stat(hash)
+    if (Option.isNone(record)) return yield* new AssetNotFound({ hash })
+    const { meta, size } = record.value
+    const headers = {
+      [Api.HeaderNames.meta]: Api.headerJson(Schema.encodeSync(AssetMeta)(meta)),
+      [Api.HeaderNames.size]: String(size)
+    }
+    if (req.method === "HEAD") return HttpServerResponse.empty({ status: 200, headers })
+    return HttpServerResponse.stream(store.read(hash), {
+      contentType: "application/octet-stream",
+      contentLength: size,
+      headers
+    })
+  })
+
+const push = (store: CanStoreShape) =>
+  Effect.gen(function*() {
+    const hash = yield* pathHash
+    // Everything about the request is checked before a byte of the body is read.
+    const meta = yield* Effect.flatMap(requiredHeader(Api.HeaderNames.meta), decode(Api.MetaHeader, Api.HeaderNames.meta))
+    const origin = yield* requiredHeader(Api.HeaderNames.origin)
+    const req = yield* HttpServerRequest.HttpServerRequest
+    const result = yield* store.push(hash, req.stream, meta, origin)
+    return ok(Api.PushResponse, { hash, already_existed: result.alreadyExisted })
+  })
+
+const mergeMeta = (store: CanStoreShape, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const body = yield* jsonBody(options.maxJsonBytes, Api.MergeMetaRequest)
+    const result = yield* store.mergeMeta(body.hash, body.meta, body.origin)
+    return ok(Api.MergeMetaResponse, { applied: result.applied, meta: result.meta })
+  })
+
+const encodeEvent = (event: StoreEvent): string =>
+  Sse.encoder.write({
+    _tag: "Event",
+    id: String(event.seq),
+    event: Api.SseEventNames[event._tag],
+    data: Schema.encodeSync(Api.EventData)(event)
+  })
+
+/** The store's events as SSE, with keepalive comments, until the client leaves or the service stops. */
+const events = (store: CanStoreShape, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const query = yield* searchParams(Api.EventsQuery)
+    // A reconnecting EventSource keeps its original URL but sends Last-Event-ID: that one is newer.
+    const lastEventId = yield* header(Api.HeaderNames.lastEventId)
+    const since = Option.isSome(lastEventId)
+      ? yield* decode(Api.SeqFromString, Api.HeaderNames.lastEventId)(lastEventId.value)
+      : query.since
+    const changes = store.events(since === undefined ? {} : { since }).pipe(Stream.map(encodeEvent))
+    const keepAlive = Stream.tick(options.keepAlive).pipe(Stream.map(() => ": keepalive\n\n"))
+    const body = Stream.make(": connected\n\n").pipe(
+      Stream.concat(Stream.merge(changes, keepAlive)),
+      Stream.interruptWhen(Deferred.await(options.stopping)),
+      Stream.tapError((e) => Effect.logWarning("SSE stream failed", e)),
+      Stream.encodeText
+    )
+    return HttpServerResponse.stream(body, {
+      contentType: "text/event-stream",
+      headers: {
+        "cache-control": "no-cache",
+        // The connection is this stream's alone: when it ends, the socket goes with it.
+        connection: "close",
+        "x-accel-buffering": "no"
+      }
+    })
+  })
+
+const ingest = (store: CanStoreShape) =>
+  Effect.gen(function*() {
+    const query = yield* searchParams(Api.IngestQuery)
+    const req = yield* HttpServerRequest.HttpServerRequest
+    const result = yield* store.ingest(req.stream, {
+      description: query.description,
+      tags: query.tag,
+      expectedHash: query.hash
+    })
+    return ok(Api.IngestResponse, { hash: result.hash, size: result.size, already_existed: result.alreadyExisted })
+  })
+
+const stat = (store: CanStoreShape) =>
+  Effect.gen(function*() {
+    const hash = yield* pathHash
+    const record = yield* store.stat(hash)
+    if (Option.isNone(record)) return yield* new AssetNotFound({ hash })
+    return ok(Api.AssetRecordResponse, record.value)
+  })
+
+const editMeta = (store: CanStoreShape, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const hash = yield* pathHash
+    const patch = yield* jsonBody(options.maxJsonBytes, Api.EditMetaRequest)
+    const meta = yield* store.editMeta(hash, patch)
+    return ok(Api.EditMetaResponse, { hash, meta })
+  })
+
+/** The routes over one store: each checks the token, then runs its handler; typed failures become JSON errors. */
+const makeRoutes = (store: CanStoreShape, options: RouteOptions) => {
+  const authorize = authorizer(options.token)
   const route = <R>(
     method: "GET" | "POST",
     path: HttpRouter.PathInput,
-    handler: Effect.Effect<HttpServerResponse.HttpServerResponse, RouteError, R>
-  ) => HttpRouter.route(method, path, handler.pipe(Effect.catch((e: RouteError) => Effect.succeed(failureResponse(e)))))
-
-  const contentResponse = (hash: AssetHash, head: boolean) =>
-    Effect.gen(function*() {
-      const record = yield* store.stat(hash)
-      if (Option.isNone(record)) return yield* new AssetNotFound({ hash })
-      const { meta, size } = record.value
-      const headers = {
-        [Api.HeaderNames.meta]: Api.headerJson(Schema.encodeSync(AssetMeta)(meta)),
-        [Api.HeaderNames.size]: String(size)
-      }
-      if (head) return HttpServerResponse.empty({ status: 200, headers })
-      return HttpServerResponse.stream(store.read(hash), {
-        contentType: "application/octet-stream",
-        contentLength: size,
-        headers
-      })
-    })
-
-  const encodeEvent = (event: StoreEvent): string =>
-    Sse.encoder.write({
-      _tag: "Event",
-      id: String(event.seq),
-      event: Api.SseEventNames[event._tag],
-      data: Schema.encodeSync(Api.EventData)(event)
-    })
-
-  return [
-    HttpRouter.route("GET", Api.Routes.healthz, Effect.succeed(jsonResponse(200, { ok: true }))),
-
-    route(
-      "GET",
-      Api.Routes.info,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const seq = yield* store.currentSeq
-        return jsonResponse(200, Schema.encodeSync(Api.SyncInfo)({ storeId: store.storeId, seq }))
-      })
-    ),
-
-    route(
-      "POST",
-      Api.Routes.hashes,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const query = yield* searchParams(Api.HashesQuery)
-        const page = yield* store.list({
-          ...(query.since === undefined ? {} : { since: query.since }),
-          ...(query.limit === undefined ? {} : { limit: query.limit })
-        })
-        return jsonResponse(
-          200,
-          Schema.encodeSync(Api.HashesResponse)({ assets: page.digests, next: page.next, done: page.done })
-        )
-      })
-    ),
-
-    route(
-      "GET",
-      Api.Routes.pull,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const req = yield* HttpServerRequest.HttpServerRequest
-        return yield* contentResponse(yield* pathHash, req.method === "HEAD")
-      })
-    ),
-
-    route(
-      "POST",
-      Api.Routes.push,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const hash = yield* pathHash
-        // Everything about the request is checked before a byte of the body is read.
-        const meta = yield* Effect.flatMap(requiredHeader(Api.HeaderNames.meta), decode(Api.MetaHeader, Api.HeaderNames.meta))
-        const origin = yield* requiredHeader(Api.HeaderNames.origin)
-        const req = yield* HttpServerRequest.HttpServerRequest
-        const result = yield* store.push(hash, req.stream, meta, origin)
-        return jsonResponse(200, Schema.encodeSync(Api.PushResponse)({ hash, already_existed: result.alreadyExisted }))
-      })
-    ),
-
-    route(
-      "POST",
-      Api.Routes.syncMeta,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const body = yield* jsonBody(Api.MergeMetaRequest)
-        const result = yield* store.mergeMeta(body.hash, body.meta, body.origin)
-        return jsonResponse(200, Schema.encodeSync(Api.MergeMetaResponse)({ applied: result.applied, meta: result.meta }))
-      })
-    ),
-
-    route(
-      "GET",
-      Api.Routes.events,
-      Effect.gen(function*() {
-        yield* authorize(true)
-        const query = yield* searchParams(Api.EventsQuery)
-        // A reconnecting EventSource keeps its original URL but sends Last-Event-ID: that one is newer.
-        const lastEventId = yield* header(Api.HeaderNames.lastEventId)
-        const since = Option.isSome(lastEventId)
-          ? yield* decode(Api.SeqFromString, Api.HeaderNames.lastEventId)(lastEventId.value)
-          : query.since
-        const events = store.events(since === undefined ? {} : { since }).pipe(Stream.map(encodeEvent))
-        const keepAlive = Stream.tick(options.keepAlive).pipe(Stream.map(() => ": keepalive\n\n"))
-        const body = Stream.make(": connected\n\n").pipe(
-          Stream.concat(Stream.merge(events, keepAlive)),
-          Stream.interruptWhen(Deferred.await(options.stopping)),
-          Stream.tapError((e) => Effect.logWarning("SSE stream failed", e)),
-          Stream.encodeText
-        )
-        return HttpServerResponse.stream(body, {
-          contentType: "text/event-stream",
-          headers: {
-            "cache-control": "no-cache",
-            // The connection is this stream's alone: when it ends, the socket goes with it.
-            connection: "close",
-            "x-accel-buffering": "no"
-          }
-        })
-      })
-    ),
-
-    route(
-      "POST",
-      Api.Routes.assets,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const query = yield* searchParams(Api.IngestQuery)
-        const req = yield* HttpServerRequest.HttpServerRequest
-        const result = yield* store.ingest(req.stream, {
-          description: query.description,
-          tags: query.tag,
-          expectedHash: query.hash
-        })
-        return jsonResponse(
-          200,
-          Schema.encodeSync(Api.IngestResponse)({
-            hash: result.hash,
-            size: result.size,
-            already_existed: result.alreadyExisted
-          })
-        )
-      })
-    ),
-
-    route(
-      "GET",
-      Api.Routes.asset,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const req = yield* HttpServerRequest.HttpServerRequest
-        return yield* contentResponse(yield* pathHash, req.method === "HEAD")
-      })
-    ),
-
-    route(
-      "GET",
-      Api.Routes.assetMeta,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const hash = yield* pathHash
-        const record = yield* store.stat(hash)
-        if (Option.isNone(record)) return yield* new AssetNotFound({ hash })
-        return jsonResponse(200, Schema.encodeSync(Api.AssetRecordResponse)(record.value))
-      })
-    ),
-
-    route(
-      "POST",
-      Api.Routes.assetMeta,
-      Effect.gen(function*() {
-        yield* authorize(false)
-        const hash = yield* pathHash
-        const patch = yield* jsonBody(Api.EditMetaRequest)
-        const meta = yield* store.editMeta(hash, patch)
-        return jsonResponse(200, Schema.encodeSync(Api.EditMetaResponse)({ hash, meta }))
-      })
+    handler: Effect.Effect<HttpServerResponse.HttpServerResponse, RouteError, R>,
+    allowQueryToken = false
+  ) =>
+    HttpRouter.route(
+      method,
+      path,
+      Effect.andThen(authorize(allowQueryToken), handler).pipe(
+        Effect.catch((e: RouteError) => Effect.succeed(failureResponse(e)))
+      )
     )
+  return [
+    HttpRouter.route("GET", Api.Routes.healthz, Effect.succeed(ok(Api.HealthResponse, { ok: true }))),
+    route("GET", Api.Routes.info, info(store)),
+    route("POST", Api.Routes.hashes, hashes(store)),
+    route("GET", Api.Routes.pull, content(store)),
+    route("POST", Api.Routes.push, push(store)),
+    route("POST", Api.Routes.syncMeta, mergeMeta(store, options)),
+    // EventSource cannot set headers: the token may come in the query here.
+    route("GET", Api.Routes.events, events(store, options), true),
+    route("POST", Api.Routes.assets, ingest(store)),
+    route("GET", Api.Routes.asset, content(store)),
+    route("GET", Api.Routes.assetMeta, stat(store)),
+    route("POST", Api.Routes.assetMeta, editMeta(store, options))
   ] as const
 }
+
+const internalError = () => errorResponse(500, { tag: "InternalError", message: "internal error" })
 
 /** Unmatched routes, and anything a route did not answer itself (a bug: logged). */
 const fallbackResponse = (error: unknown): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
   HttpServerError.isHttpServerError(error) && error.reason._tag === "RouteNotFound"
     ? Effect.succeed(errorResponse(404, { tag: "RouteNotFound", message: "no such route" }))
-    : Effect.logError("HttpService: unhandled request failure", error).pipe(
-      Effect.as(errorResponse(500, { tag: "InternalError", message: "internal error" }))
+    : Effect.logError("HttpService: unhandled request failure", error).pipe(Effect.as(internalError()))
+
+/** The routes as one HTTP app that answers everything in the API's JSON shape. */
+const makeApp = (store: CanStoreShape, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const router = yield* HttpRouter.make
+    yield* router.addAll(makeRoutes(store, options))
+    return router.asHttpEffect().pipe(
+      Effect.catch(fallbackResponse),
+      // A defect is a bug: log it, and still answer in the API's JSON error shape.
+      Effect.catchDefect((defect) =>
+        Effect.logError("HttpService: request failed with a defect", defect).pipe(Effect.as(internalError()))
+      )
     )
+  })
+
+/** The Node server, tuned for large uploads and a prompt close once `stopping` is done. */
+const makeNodeServer = (stopping: Deferred.Deferred<void>) => {
+  // requestTimeout 0: a large upload on a slow link may take longer than Node's default 300 s.
+  const nodeServer = createServer({ maxHeaderSize, requestTimeout: 0, headersTimeout: 60_000 })
+  // Node closes idle keep-alive sockets once, when closing starts; a socket whose response ends
+  // after that would hold the close until the grace period ends. Close each as it goes idle.
+  nodeServer.on("request", (_request, response) => {
+    response.once("finish", () => {
+      if (Deferred.isDoneUnsafe(stopping)) setImmediate(() => nodeServer.closeIdleConnections())
+    })
+  })
+  return nodeServer
+}
 
 /**
  * Serves `store` until the enclosing scope closes. On close, SSE streams end first, in-flight
@@ -398,43 +403,25 @@ export const serve = Effect.fn("HttpService.serve")(function*(
   const host = options.host ?? "127.0.0.1"
   const port = options.port ?? Api.DefaultPort
   if (options.token.length === 0) {
-    return yield* new ServeError({ host, port, message: "refusing to serve without a token" })
+    return yield* new ServeError({ host, port, reason: "refusing to serve without a token" })
   }
   const stopping = yield* Deferred.make<void>()
-  const router = yield* HttpRouter.make
-  yield* router.addAll(makeRoutes(store, {
+  const app = yield* makeApp(store, {
     token: options.token,
     keepAlive: Duration.fromInputUnsafe(options.keepAlive ?? "15 seconds"),
     maxJsonBytes: options.maxJsonBytes ?? 1024 * 1024,
     stopping
-  }))
-  const app = router.asHttpEffect().pipe(
-    Effect.catch(fallbackResponse),
-    // A defect is a bug: log it, and still answer in the API's JSON error shape.
-    Effect.catchDefect((defect) =>
-      Effect.logError("HttpService: request failed with a defect", defect).pipe(
-        Effect.as(errorResponse(500, { tag: "InternalError", message: "internal error" }))
-      )
-    )
-  )
-  // requestTimeout 0: a large upload on a slow link may take longer than Node's default 300 s.
-  const nodeServer = createServer({ maxHeaderSize, requestTimeout: 0, headersTimeout: 60_000 })
-  // Node closes idle keep-alive sockets once, when closing starts; a socket whose response ends
-  // after that would hold the close until the grace period ends. Close each as it goes idle.
-  nodeServer.on("request", (_request, response) => {
-    response.once("finish", () => {
-      if (Deferred.isDoneUnsafe(stopping)) setImmediate(() => nodeServer.closeIdleConnections())
-    })
   })
   const server = yield* NodeHttpServer.make(
-    () => nodeServer,
+    () => makeNodeServer(stopping),
     { host, port, gracefulShutdownTimeout: options.shutdownGrace ?? "2 seconds" }
   ).pipe(
     Effect.mapError((e) =>
       new ServeError({
         host,
         port,
-        message: e.cause instanceof Error ? e.cause.message : String(e.cause)
+        reason: e.cause instanceof Error ? e.cause.message : String(e.cause),
+        cause: e
       })
     )
   )
