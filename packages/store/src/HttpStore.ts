@@ -9,6 +9,7 @@ import {
   AssetMeta,
   AssetNotFound,
   AssetTooLarge,
+  Backoff,
   CanStore,
   HashMismatch,
   InvalidInput,
@@ -49,14 +50,12 @@ export interface HttpStoreOptions {
 /** Every error the service can answer with, rebuilt from its JSON error body. */
 type RemoteError = AssetNotFound | HashMismatch | AssetTooLarge | InvalidInput | StoreUnavailable
 
-/** The caller's content stream failed while it was being uploaded: its error, passed through as is. */
-interface ContentFailed<E> {
-  readonly _tag: "ContentFailed"
-  readonly error: E
-}
-
 /** An SSE connection ended or could not be made: retried, never seen by the caller. */
-class Reconnect extends Data.TaggedError("Reconnect")<{ readonly reason: string }> {}
+class Reconnect extends Data.TaggedError("Reconnect")<{ readonly reason: string; readonly cause?: unknown }> {
+  override get message(): string {
+    return `reconnecting (${this.reason})`
+  }
+}
 
 /** Marks "connected" inside the SSE stream so the backoff resets on every successful connect. */
 const Connected = { _tag: "Connected" } as const
@@ -100,14 +99,17 @@ const remoteError = (operation: string, response: HttpClientResponse.HttpClientR
 
 type StoreErrorTag = "InvalidInput" | "StoreUnavailable"
 
+/** The errors an operation may fail with: its own tags plus StoreError. */
+type Kept<T extends RemoteError["_tag"]> = Extract<RemoteError, { readonly _tag: T | StoreErrorTag }>
+
 /**
  * Keeps the errors an operation may fail with (its own tags plus StoreError); anything else the
  * service answered means the two sides disagree, which the caller sees as StoreUnavailable.
  */
 const only = <T extends RemoteError["_tag"]>(operation: string, tags: ReadonlyArray<T>) => {
-  const allowed = (e: RemoteError): e is Extract<RemoteError, { readonly _tag: T | StoreErrorTag }> =>
+  const allowed = (e: RemoteError): e is Kept<T> =>
     e._tag === "InvalidInput" || e._tag === "StoreUnavailable" || (tags as ReadonlyArray<string>).includes(e._tag)
-  return (e: RemoteError): Extract<RemoteError, { readonly _tag: T | StoreErrorTag }> | StoreUnavailable =>
+  return (e: RemoteError): Kept<T> | StoreUnavailable =>
     allowed(e) ? e : unavailable(operation, `unexpected ${e._tag} from the service`)
 }
 
@@ -124,88 +126,104 @@ const decodeBody = <S extends Schema.ConstraintDecoder<unknown>>(operation: stri
 
 const isOk = (response: HttpClientResponse.HttpClientResponse) => response.status >= 200 && response.status < 300
 
-/** Connects to a CAN HTTP service; fails with StoreUnavailable when it cannot be reached or refuses the token. */
-export const make = Effect.fn("HttpStore.make")(function*(
-  options: HttpStoreOptions
-): Effect.fn.Return<CanStoreShape, StoreUnavailable, Scope.Scope> {
-  const services = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ maxHeaderSize }))
-  const base = options.baseUrl.replace(/\/+$/, "")
-  const client = Context.get(services, HttpClient.HttpClient).pipe(
-    HttpClient.mapRequest((request) =>
-      request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.bearerToken(options.token))
+/** A client of one service: every request goes to its base URL and carries the token. */
+interface Connection {
+  readonly base: string
+  readonly client: HttpClient.HttpClient
+}
+
+const connect = (options: HttpStoreOptions) =>
+  Effect.gen(function*() {
+    const services = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ maxHeaderSize }))
+    const base = options.baseUrl.replace(/\/+$/, "")
+    const client = Context.get(services, HttpClient.HttpClient).pipe(
+      HttpClient.mapRequest((request) =>
+        request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.bearerToken(options.token))
+      )
     )
+    const connection: Connection = { base, client }
+    return connection
+  })
+
+/** Sends a request and answers the 2xx response, or fails with the error the service reported. */
+const send = (c: Connection, operation: string, request: HttpClientRequest.HttpClientRequest) =>
+  c.client.execute(request).pipe(
+    Effect.mapError(transportError(operation)),
+    Effect.flatMap((response) => isOk(response) ? Effect.succeed(response) : remoteError(operation, response))
   )
-  const initialDelay = Duration.fromInputUnsafe(options.reconnect?.initial ?? "100 millis")
-  const maxDelay = Duration.fromInputUnsafe(options.reconnect?.max ?? "5 seconds")
-  const idleTimeout = Duration.fromInputUnsafe(options.reconnect?.idleTimeout ?? "45 seconds")
 
-  /** Sends a request and answers the 2xx response, or fails with the error the service reported. */
-  const send = (operation: string, request: HttpClientRequest.HttpClientRequest) =>
-    client.execute(request).pipe(
-      Effect.mapError(transportError(operation)),
-      Effect.flatMap((response) => isOk(response) ? Effect.succeed(response) : remoteError(operation, response))
-    )
-
-  /**
-   * Sends `content` as a streamed request body. When the content stream itself fails, that
-   * failure (not the aborted request's) is what the caller sees, unchanged; the service stores nothing.
-   */
-  const upload = <E>(
-    operation: string,
-    request: HttpClientRequest.HttpClientRequest,
-    content: Stream.Stream<Uint8Array, E>
-  ) =>
-    Effect.gen(function*() {
-      const contentFailure = yield* Ref.make(Option.none<E>())
-      const body = content.pipe(Stream.tapError((e) => Ref.set(contentFailure, Option.some(e))))
-      return yield* send(
-        operation,
-        request.pipe(HttpClientRequest.bodyStream(body, { contentType: "application/octet-stream" }))
-      ).pipe(
-        Effect.catch((e: RemoteError) =>
-          Effect.flatMap(
-            Ref.get(contentFailure),
-            (failed): Effect.Effect<never, ContentFailed<E> | RemoteError> =>
-              Option.isSome(failed) ? Effect.fail({ _tag: "ContentFailed", error: failed.value }) : Effect.fail(e)
-          )
+/**
+ * Sends `content` as a streamed request body. When the content stream itself fails, that
+ * failure (not the aborted request's) is what the caller sees, unchanged; the service stores nothing.
+ */
+const upload = <E, T extends RemoteError["_tag"]>(
+  c: Connection,
+  operation: string,
+  request: HttpClientRequest.HttpClientRequest,
+  content: Stream.Stream<Uint8Array, E>,
+  tags: ReadonlyArray<T>
+) =>
+  Effect.gen(function*() {
+    const contentFailure = yield* Ref.make(Option.none<E>())
+    const body = content.pipe(Stream.tapError((e) => Ref.set(contentFailure, Option.some(e))))
+    return yield* send(
+      c,
+      operation,
+      request.pipe(HttpClientRequest.bodyStream(body, { contentType: "application/octet-stream" }))
+    ).pipe(
+      Effect.catch((e: RemoteError) =>
+        Effect.flatMap(
+          Ref.get(contentFailure),
+          (failed): Effect.Effect<never, E | Kept<T> | StoreUnavailable> =>
+            Option.isSome(failed) ? Effect.fail(failed.value) : Effect.fail(only(operation, tags)(e))
         )
       )
-    })
-
-  const info = send("info", HttpClientRequest.get(Api.Routes.info)).pipe(
-    Effect.flatMap(decodeBody("info", Api.SyncInfo)),
-    Effect.mapError(only("info", []))
-  )
-
-  const { storeId } = yield* info.pipe(
-    Effect.mapError((e) => e._tag === "StoreUnavailable" ? e : unavailable("connect", e.message))
-  )
-
-  const currentSeq = Effect.map(info, (i) => i.seq)
-
-  const ingest = Effect.fn("HttpStore.ingest")(function*<E>(
-    content: Stream.Stream<Uint8Array, E>,
-    ingestOptions?: IngestOptions
-  ) {
-    let request = HttpClientRequest.post(Api.Routes.assets)
-    if (ingestOptions?.description !== undefined) {
-      request = HttpClientRequest.setUrlParam(request, "description", ingestOptions.description)
-    }
-    for (const tag of ingestOptions?.tags ?? []) {
-      request = HttpClientRequest.appendUrlParam(request, "tag", tag)
-    }
-    if (ingestOptions?.expectedHash !== undefined) {
-      request = HttpClientRequest.setUrlParam(request, "hash", ingestOptions.expectedHash)
-    }
-    const response = yield* upload("ingest", request, content).pipe(
-      Effect.mapError((e) => e._tag === "ContentFailed" ? e.error : only("ingest", ["HashMismatch", "AssetTooLarge"])(e))
     )
+  })
+
+/** A request whose 2xx JSON body `schema` decodes; the service's errors are kept to `tags`. */
+const call = <S extends Schema.ConstraintDecoder<unknown>, T extends RemoteError["_tag"]>(
+  c: Connection,
+  operation: string,
+  request: HttpClientRequest.HttpClientRequest,
+  schema: S,
+  tags: ReadonlyArray<T>
+) =>
+  send(c, operation, request).pipe(
+    Effect.flatMap(decodeBody(operation, schema)),
+    Effect.mapError(only(operation, tags))
+  )
+
+const info = (c: Connection) => call(c, "info", HttpClientRequest.get(Api.Routes.info), Api.SyncInfo, [])
+
+// ---------------------------------------------------------------------------------------------
+// The CanStore operations, one request each
+// ---------------------------------------------------------------------------------------------
+
+const ingestRequest = (ingestOptions: IngestOptions | undefined) => {
+  let request = HttpClientRequest.post(Api.Routes.assets)
+  if (ingestOptions?.description !== undefined) {
+    request = HttpClientRequest.setUrlParam(request, "description", ingestOptions.description)
+  }
+  for (const tag of ingestOptions?.tags ?? []) {
+    request = HttpClientRequest.appendUrlParam(request, "tag", tag)
+  }
+  if (ingestOptions?.expectedHash !== undefined) {
+    request = HttpClientRequest.setUrlParam(request, "hash", ingestOptions.expectedHash)
+  }
+  return request
+}
+
+const ingest = (c: Connection) =>
+  Effect.fn("HttpStore.ingest")(function*<E>(content: Stream.Stream<Uint8Array, E>, ingestOptions?: IngestOptions) {
+    const response = yield* upload(c, "ingest", ingestRequest(ingestOptions), content, ["HashMismatch", "AssetTooLarge"])
     const body = yield* decodeBody("ingest", Api.IngestResponse)(response)
     return { hash: body.hash, size: body.size, alreadyExisted: body.already_existed }
   })
 
-  const has = Effect.fn("HttpStore.has")(function*(hash: AssetHash) {
-    const response = yield* client.execute(HttpClientRequest.head(Api.paths.asset(hash))).pipe(
+const has = (c: Connection) =>
+  Effect.fn("HttpStore.has")(function*(hash: AssetHash) {
+    const response = yield* c.client.execute(HttpClientRequest.head(Api.paths.asset(hash))).pipe(
       Effect.mapError(transportError("has"))
     )
     switch (response.status) {
@@ -220,8 +238,9 @@ export const make = Effect.fn("HttpStore.make")(function*(
     }
   })
 
-  const stat = Effect.fn("HttpStore.stat")(function*(hash: AssetHash) {
-    return yield* send("stat", HttpClientRequest.get(Api.paths.assetMeta(hash))).pipe(
+const stat = (c: Connection) =>
+  Effect.fn("HttpStore.stat")(function*(hash: AssetHash) {
+    return yield* send(c, "stat", HttpClientRequest.get(Api.paths.assetMeta(hash))).pipe(
       Effect.flatMap(decodeBody("stat", Api.AssetRecordResponse)),
       Effect.map(Option.some),
       Effect.catchTag("AssetNotFound", () => Effect.succeed(Option.none())),
@@ -229,30 +248,27 @@ export const make = Effect.fn("HttpStore.make")(function*(
     )
   })
 
-  const read = (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
-    Stream.unwrap(
-      send("read", HttpClientRequest.get(Api.paths.pull(hash))).pipe(
-        Effect.mapError(only("read", ["AssetNotFound"])),
-        Effect.map((response) => response.stream.pipe(Stream.mapError(transportError("read"))))
-      )
+const read = (c: Connection) =>
+(hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
+  Stream.unwrap(
+    send(c, "read", HttpClientRequest.get(Api.paths.pull(hash))).pipe(
+      Effect.mapError(only("read", ["AssetNotFound"])),
+      Effect.map((response) => response.stream.pipe(Stream.mapError(transportError("read"))))
     )
+  )
 
-  const list = Effect.fn("HttpStore.list")(function*(listOptions?: {
-    readonly since?: number
-    readonly limit?: number
-  }) {
+const list = (c: Connection) =>
+  Effect.fn("HttpStore.list")(function*(listOptions?: { readonly since?: number; readonly limit?: number }) {
     let request = HttpClientRequest.post(Api.Routes.hashes)
     if (listOptions?.since !== undefined) request = HttpClientRequest.setUrlParam(request, "since", String(listOptions.since))
     if (listOptions?.limit !== undefined) request = HttpClientRequest.setUrlParam(request, "limit", String(listOptions.limit))
-    const body = yield* send("list", request).pipe(
-      Effect.flatMap(decodeBody("list", Api.HashesResponse)),
-      Effect.mapError(only("list", []))
-    )
+    const body = yield* call(c, "list", request, Api.HashesResponse, [])
     const page: DigestPage = { digests: body.assets, next: body.next, done: body.done }
     return page
   })
 
-  const push = Effect.fn("HttpStore.push")(function*<E>(
+const push = (c: Connection) =>
+  Effect.fn("HttpStore.push")(function*<E>(
     hash: AssetHash,
     content: Stream.Stream<Uint8Array, E>,
     meta: AssetMeta,
@@ -262,92 +278,93 @@ export const make = Effect.fn("HttpStore.make")(function*(
       HttpClientRequest.setHeader(Api.HeaderNames.meta, Api.headerJson(Schema.encodeSync(AssetMeta)(meta))),
       HttpClientRequest.setHeader(Api.HeaderNames.origin, origin)
     )
-    const response = yield* upload("push", request, content).pipe(
-      Effect.mapError((e) => e._tag === "ContentFailed" ? e.error : only("push", ["HashMismatch", "AssetTooLarge"])(e))
-    )
+    const response = yield* upload(c, "push", request, content, ["HashMismatch", "AssetTooLarge"])
     const body = yield* decodeBody("push", Api.PushResponse)(response)
     return { alreadyExisted: body.already_existed }
   })
 
-  const editMeta = Effect.fn("HttpStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
+const editMeta = (c: Connection) =>
+  Effect.fn("HttpStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
     const body = Schema.encodeSync(Api.EditMetaRequest)({
       ...(patch.description === undefined ? {} : { description: patch.description }),
       ...(patch.tags === undefined ? {} : { tags: patch.tags }),
       ...(patch.trashed === undefined ? {} : { trashed: patch.trashed })
     })
-    const result = yield* send(
-      "editMeta",
-      HttpClientRequest.post(Api.paths.assetMeta(hash)).pipe(HttpClientRequest.bodyJsonUnsafe(body))
-    ).pipe(
-      Effect.flatMap(decodeBody("editMeta", Api.EditMetaResponse)),
-      Effect.mapError(only("editMeta", ["AssetNotFound"]))
-    )
+    const request = HttpClientRequest.post(Api.paths.assetMeta(hash)).pipe(HttpClientRequest.bodyJsonUnsafe(body))
+    const result = yield* call(c, "editMeta", request, Api.EditMetaResponse, ["AssetNotFound"])
     return result.meta
   })
 
-  const mergeMeta = Effect.fn("HttpStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
+const mergeMeta = (c: Connection) =>
+  Effect.fn("HttpStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
     const body = Schema.encodeSync(Api.MergeMetaRequest)({ hash, meta, origin })
-    return yield* send(
-      "mergeMeta",
-      HttpClientRequest.post(Api.Routes.syncMeta).pipe(HttpClientRequest.bodyJsonUnsafe(body))
-    ).pipe(
-      Effect.flatMap(decodeBody("mergeMeta", Api.MergeMetaResponse)),
-      Effect.mapError(only("mergeMeta", ["AssetNotFound"]))
-    )
+    const request = HttpClientRequest.post(Api.Routes.syncMeta).pipe(HttpClientRequest.bodyJsonUnsafe(body))
+    return yield* call(c, "mergeMeta", request, Api.MergeMetaResponse, ["AssetNotFound"])
   })
 
-  const backoff = Schedule.min([Schedule.exponential(initialDelay, 2), Schedule.spaced(maxDelay)]).pipe(
-    Schedule.jittered,
+// ---------------------------------------------------------------------------------------------
+// Events: SSE that reconnects and resumes
+// ---------------------------------------------------------------------------------------------
+
+const decodeEvent = Schema.decodeUnknownEffect(Api.EventData)
+
+/**
+ * One SSE connection, starting after `since`: `Connected`, then each event; it always ends in a
+ * failure, Reconnect when the link dropped (retried) or a StoreError when retrying cannot help.
+ */
+const connectOnce = (c: Connection, since: number, idleTimeout: Duration.Duration) =>
+  Stream.unwrap(Effect.gen(function*() {
+    const request = HttpClientRequest.get(Api.Routes.events).pipe(
+      HttpClientRequest.setUrlParam("since", String(since)),
+      HttpClientRequest.setHeader(Api.HeaderNames.lastEventId, String(since)),
+      HttpClientRequest.accept("text/event-stream")
+    )
+    const response = yield* c.client.execute(request).pipe(
+      Effect.mapError((e) => new Reconnect({ reason: e.message, cause: e }))
+    )
+    if (response.status === 401 || response.status === 403 || response.status === 400) {
+      return yield* remoteError("events", response).pipe(Effect.mapError(only("events", [])))
+    }
+    if (!isOk(response)) return yield* new Reconnect({ reason: `HTTP ${response.status}` })
+    const events = response.stream.pipe(
+      Stream.mapError((e) => new Reconnect({ reason: e.message, cause: e })),
+      // Keepalive comments count: only a silent link times out.
+      Stream.timeout(idleTimeout),
+      Stream.decodeText,
+      Stream.pipeThroughChannel(Sse.decode()),
+      Stream.mapError((e) =>
+        e._tag === "Reconnect" ? e : e._tag === "Retry" ? new Reconnect({ reason: "service asked to retry" }) : unavailable("events", e.message)
+      ),
+      Stream.mapEffect((event) =>
+        decodeEvent(event.data).pipe(
+          Effect.mapError((e) => unavailable("events", `malformed event: ${e.message}`))
+        )
+      ),
+      Stream.concat(Stream.fail(new Reconnect({ reason: "stream ended" })))
+    )
+    return Stream.concat(Stream.succeed(Connected), events)
+  }))
+
+/**
+ * The store's events from `since` (default: from now on), over as many connections as it takes:
+ * a dropped one is retried with the shared backoff, and resumes after the last sequence delivered.
+ */
+const events = (c: Connection, options: HttpStoreOptions) => {
+  const idleTimeout = Duration.fromInputUnsafe(options.reconnect?.idleTimeout ?? "45 seconds")
+  const backoff = Backoff.exponential({
+    base: options.reconnect?.initial ?? "100 millis",
+    cap: options.reconnect?.max ?? "5 seconds"
+  }).pipe(
     Schedule.setInputType<Reconnect | StoreUnavailable | InvalidInput>(),
     Schedule.while(({ input }) => input._tag === "Reconnect")
   )
-
-  const decodeEvent = Schema.decodeUnknownEffect(Api.EventData)
-
-  /**
-   * One SSE connection, starting after `since`: `Connected`, then each event; it always ends in a
-   * failure, Reconnect when the link dropped (retried) or a StoreError when retrying cannot help.
-   */
-  const connectOnce = (since: number) =>
-    Stream.unwrap(Effect.gen(function*() {
-      const request = HttpClientRequest.get(Api.Routes.events).pipe(
-        HttpClientRequest.setUrlParam("since", String(since)),
-        HttpClientRequest.setHeader(Api.HeaderNames.lastEventId, String(since)),
-        HttpClientRequest.accept("text/event-stream")
-      )
-      const response = yield* client.execute(request).pipe(
-        Effect.mapError((e) => new Reconnect({ reason: e.message }))
-      )
-      if (response.status === 401 || response.status === 403 || response.status === 400) {
-        return yield* remoteError("events", response).pipe(Effect.mapError(only("events", [])))
-      }
-      if (!isOk(response)) return yield* new Reconnect({ reason: `HTTP ${response.status}` })
-      const events = response.stream.pipe(
-        Stream.mapError((e) => new Reconnect({ reason: e.message })),
-        // Keepalive comments count: only a silent link times out.
-        Stream.timeout(idleTimeout),
-        Stream.decodeText,
-        Stream.pipeThroughChannel(Sse.decode()),
-        Stream.mapError((e) =>
-          e._tag === "Reconnect" ? e : e._tag === "Retry" ? new Reconnect({ reason: "service asked to retry" }) : unavailable("events", e.message)
-        ),
-        Stream.mapEffect((event) =>
-          decodeEvent(event.data).pipe(
-            Effect.mapError((e) => unavailable("events", `malformed event: ${e.message}`))
-          )
-        ),
-        Stream.concat(Stream.fail(new Reconnect({ reason: "stream ended" })))
-      )
-      return Stream.concat(Stream.succeed(Connected), events)
-    }))
-
-  const events = (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreUnavailable | InvalidInput> =>
+  return (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreUnavailable | InvalidInput> =>
     Stream.unwrap(Effect.gen(function*() {
       // "From now on" must not depend on when a connection happens to be made: fix it now.
-      const start = eventOptions?.since ?? (yield* currentSeq)
+      const start = eventOptions?.since ?? (yield* info(c)).seq
       const cursor = yield* Ref.make(start)
-      return Stream.unwrap(Effect.map(Ref.get(cursor), connectOnce)).pipe(
-        Stream.tapError((e) => Effect.logDebug(`SSE ${base}: ${e._tag === "Reconnect" ? `reconnecting (${e.reason})` : e.message}`)),
+      return Stream.unwrap(Effect.map(Ref.get(cursor), (since) => connectOnce(c, since, idleTimeout))).pipe(
+        Stream.tapError((e) => Effect.logDebug(`SSE ${c.base}: ${e.message}`)),
         Stream.retry(backoff),
         // Only what comes after the last delivered sequence passes: a replay never repeats a change.
         Stream.mapEffect((item) =>
@@ -360,19 +377,28 @@ export const make = Effect.fn("HttpStore.make")(function*(
         Stream.mapError((e) => e._tag === "Reconnect" ? unavailable("events", e.reason) : e)
       )
     }))
+}
 
+/** Connects to a CAN HTTP service; fails with StoreUnavailable when it cannot be reached or refuses the token. */
+export const make = Effect.fn("HttpStore.make")(function*(
+  options: HttpStoreOptions
+): Effect.fn.Return<CanStoreShape, StoreUnavailable, Scope.Scope> {
+  const c = yield* connect(options)
+  const { storeId } = yield* info(c).pipe(
+    Effect.mapError((e) => e._tag === "StoreUnavailable" ? e : unavailable("connect", e.message))
+  )
   return {
     storeId,
-    ingest,
-    has,
-    stat,
-    read,
-    list,
-    currentSeq,
-    push,
-    editMeta,
-    mergeMeta,
-    events
+    ingest: ingest(c),
+    has: has(c),
+    stat: stat(c),
+    read: read(c),
+    list: list(c),
+    currentSeq: Effect.map(info(c), (i) => i.seq),
+    push: push(c),
+    editMeta: editMeta(c),
+    mergeMeta: mergeMeta(c),
+    events: events(c, options)
   } satisfies CanStoreShape
 })
 
