@@ -15,6 +15,9 @@ import { fileURLToPath } from "node:url"
 import { Identity } from "../packages/transport/src/Identity.ts"
 import * as Signaling from "../packages/transport/src/Signaling.ts"
 import { Transport } from "../packages/transport/src/Transport.ts"
+import type { TransportShape } from "../packages/transport/src/Transport.ts"
+import { Backoff } from "@can-sync/core"
+import type { PeerId } from "@can-sync/core"
 import type { LinkOptions } from "../packages/transport/src/WebRtcLink.ts"
 import * as Native from "../packages/transport/src/Native.ts"
 import { library as nodeDataChannel } from "../packages/transport/src/Native.ts"
@@ -322,6 +325,10 @@ const rawParent = async (job: Job, child: Child) => {
 
 // ---- the full stack: Transport + PeerLink -----------------------------------------------------
 
+/** The first link with `peer`: connect until it works (the other process may not be registered yet). */
+const firstLink = (transport: TransportShape, peer: PeerId) =>
+  transport.connect(peer).pipe(Effect.retry(Backoff.exponential({ base: "100 millis", cap: "1 second" })))
+
 const linkSendAll = (link: { send: (f: Uint8Array) => Effect.Effect<void, unknown> }, total: number) =>
   Effect.gen(function*() {
     const frame = payload(FRAME_BYTES)
@@ -347,7 +354,7 @@ const linkChild = (job: Job) =>
       ...(job.rtc === undefined ? {} : { rtc: job.rtc }),
       ...(job.link === undefined ? {} : { link: job.link })
     }).pipe(Effect.provideService(Identity, identity))
-    const link = (yield* transport.links.pipe(Stream.take(1), Stream.runCollect))[0]!
+    const link = yield* firstLink(transport, job.parentPeer! as PeerId)
     const go = yield* Effect.callback<void>((resume) => {
       lines(process.stdin, (line) => {
         markGo(line)
@@ -376,7 +383,7 @@ const linkParent = (job: Job, child: Child, identity: ReturnType<typeof Identity
       ...(job.rtc === undefined ? {} : { rtc: job.rtc }),
       ...(job.link === undefined ? {} : { link: job.link })
     }).pipe(Effect.provideService(Identity, identity))
-    const link = (yield* transport.links.pipe(Stream.take(1), Stream.runCollect))[0]!
+    const link = yield* firstLink(transport, peerId as PeerId)
     yield* Effect.promise(() => child.next("ready"))
     const mine = yield* (job.direction === "bidir" ? linkCount(link.frames, job.bytes) : Effect.void).pipe(Effect.forkChild)
     const cpu0 = cpuSeconds()

@@ -4,7 +4,8 @@
  * the bytes cannot drift apart.
  */
 
-export type Role = "offerer" | "answerer"
+/** Which side of the SDP exchange a peer took (the lower peer id offers). */
+export type SdpRole = "offerer" | "answerer"
 
 /** Both peer ids and both DTLS fingerprints, from the signed SDPs. */
 export interface ChannelBinding {
@@ -14,7 +15,7 @@ export interface ChannelBinding {
   readonly answererFingerprint: string
 }
 
-export const bindingBytes = (binding: ChannelBinding, signer: Role): Uint8Array<ArrayBuffer> =>
+export const bindingBytes = (binding: ChannelBinding, signer: SdpRole): Uint8Array<ArrayBuffer> =>
   new TextEncoder().encode(
     JSON.stringify([
       "can-sync/auth/v1",

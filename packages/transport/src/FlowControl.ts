@@ -5,7 +5,7 @@
  * credit is a protocol violation, so memory stays bounded whatever the peer does. Pure state.
  */
 import * as Result from "effect/Result"
-import { ProtocolViolation } from "./Wire.ts"
+import { FramingViolation } from "./ChannelFraming.ts"
 
 export class ReceiveWindow {
   readonly windowBytes: number
@@ -42,12 +42,12 @@ export class ReceiveWindow {
   }
 
   /** Account for `bytes` of frame data that just arrived; refuses data beyond the credit granted. */
-  received(bytes: number): Result.Result<void, ProtocolViolation> {
+  received(bytes: number): Result.Result<void, FramingViolation> {
     this.receivedTotal += bytes
     if (this.receivedTotal > this.grantedTotal) {
       return Result.fail(
-        new ProtocolViolation({
-          reason: `peer sent ${this.receivedTotal - this.grantedTotal} bytes beyond the credit it was granted`
+        new FramingViolation({
+          detail: `peer sent ${this.receivedTotal - this.grantedTotal} bytes beyond the credit it was granted`
         })
       )
     }

@@ -10,9 +10,11 @@ import * as FiberSet from "effect/FiberSet"
 import * as Latch from "effect/Latch"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
+import { Backoff } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
 import { randomBytes } from "node:crypto"
 import type { AddressInfo } from "node:net"
@@ -331,9 +333,8 @@ export type Inbound =
 export interface SignalingClientOptions {
   readonly url: string
   readonly identity: PeerIdentity
-  /** First reconnect delay; doubles up to `maxReconnectDelay`, with jitter. */
-  readonly reconnectDelay?: number | undefined
-  readonly maxReconnectDelay?: number | undefined
+  /** Delays between reconnects (default: from 250 ms up to 10 s); reset once registered. */
+  readonly backoff?: Backoff.BackoffOptions | undefined
 }
 
 export interface SignalingClient {
@@ -343,14 +344,10 @@ export interface SignalingClient {
   readonly inbound: Queue.Dequeue<Inbound, Cause.Done>
   /** Completes when registered (now, or at the next successful registration). */
   readonly registered: Effect.Effect<void>
+  /** Whether we are registered right now. */
+  readonly isRegistered: Effect.Effect<boolean>
   /** How many times this client has registered (reconnects count). */
   readonly registrations: Effect.Effect<number>
-}
-
-/** Exponential backoff with ±25% jitter: `base * 2^failures`, capped. */
-export const backoffMillis = (failures: number, base: number, max: number): number => {
-  const raw = Math.min(max, base * 2 ** Math.min(failures, 20))
-  return Math.round(raw * (0.75 + Math.random() * 0.5))
 }
 
 /**
@@ -359,8 +356,7 @@ export const backoffMillis = (failures: number, base: number, max: number): numb
  */
 export const connect = Effect.fn("SignalingClient.connect")(function*(options: SignalingClientOptions) {
   const { url, identity } = options
-  const base = options.reconnectDelay ?? 250
-  const max = options.maxReconnectDelay ?? 10_000
+  const backoff = Backoff.exponential({ base: "250 millis", cap: "10 seconds", ...options.backoff })
   const inbound = yield* Queue.bounded<Inbound, Cause.Done>(256)
   const ready = yield* Latch.make(false)
   let current: WebSocket | undefined
@@ -420,13 +416,13 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
   }).pipe(Effect.scoped)
 
   const loop = Effect.gen(function*() {
-    let failures = 0
+    let step = yield* Schedule.toStepWithSleep(backoff)
     while (true) {
       const registered = yield* session
-      failures = registered ? 0 : failures + 1
-      const delay = backoffMillis(failures, base, max)
-      yield* Effect.logDebug(`signaling: disconnected from ${url}; reconnecting in ${delay} ms`)
-      yield* Effect.sleep(delay)
+      // a connection that got registered starts the delays over
+      if (registered) step = yield* Schedule.toStepWithSleep(backoff)
+      yield* Effect.logDebug(`signaling: disconnected from ${url}; reconnecting`)
+      yield* step(undefined)
     }
   })
   yield* Effect.forkScoped(loop)
@@ -442,6 +438,7 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
       }),
     inbound,
     registered: ready.await,
+    isRegistered: Effect.sync(() => current !== undefined),
     registrations: Effect.sync(() => registrations)
   }
   return client

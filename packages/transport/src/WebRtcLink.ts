@@ -13,15 +13,15 @@ import * as Result from "effect/Result"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
-import { Frame, LinkClosed } from "@can-sync/core"
-import type { PeerId, PeerLink } from "@can-sync/core"
+import { Frame, LinkClosed, LinkCloseReason } from "@can-sync/core"
+import type { PeerId, PeerLink, Role } from "@can-sync/core"
 import { bindingBytes } from "./Binding.ts"
-import type { ChannelBinding, Role } from "./Binding.ts"
+import type { ChannelBinding, SdpRole } from "./Binding.ts"
 import { ReceiveWindow, SendCredit } from "./FlowControl.ts"
 import { verifySignature } from "./Identity.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import type { DataChannel } from "./Native.ts"
-import * as Wire from "./Wire.ts"
+import * as Wire from "./ChannelFraming.ts"
 
 export interface LinkOptions {
   /** Largest data-channel message, kind byte included (a 64 KiB chunk and its frame envelope fit). */
@@ -60,7 +60,7 @@ const MAX_CONTROL_FRAME_BYTES = 4096
 /** How long a graceful close waits for the peer's GOODBYE before closing anyway. */
 const GOODBYE_TIMEOUT = "1 second"
 
-export type { ChannelBinding, Role } from "./Binding.ts"
+export type { ChannelBinding, SdpRole } from "./Binding.ts"
 export { bindingBytes } from "./Binding.ts"
 
 export interface LinkStats {
@@ -84,24 +84,33 @@ export interface LinkStats {
 
 export interface WebRtcLink extends PeerLink {
   /** Whether this side made the offer (the lower peer id always does). */
+  readonly sdpRole: SdpRole
+  /** The same, as the engine names it: the offerer dialed. */
   readonly role: Role
   /** Waits for the link to close and gives the reason (heartbeat timeout, closed by the peer, ...). */
   readonly closeReason: Effect.Effect<LinkClosed>
+  /** Close at once, without a goodbye, for `reason` (the transport: a newer connection replaced it). */
+  readonly closeBecause: (reason: LinkCloseReason) => Effect.Effect<void>
   readonly stats: Effect.Effect<LinkStats>
 }
 
 export interface LinkParams {
   readonly identity: PeerIdentity
-  readonly role: Role
+  readonly role: SdpRole
   readonly remotePeer: PeerId
   /** The key the peer signed its SDP with (known once its offer or answer arrived); its AuthProof must carry the same one. */
   readonly remotePublicKey: () => Uint8Array | undefined
   /** Read when the channel opens: by then both SDPs (and so both fingerprints) are known. */
   readonly binding: () => ChannelBinding | undefined
   readonly options: LinkOptions
+  /** Called once, synchronously, when the link closes; `authenticated` says whether it ever was. */
+  readonly onClosed?: ((closed: LinkClosed, authenticated: boolean) => void) | undefined
 }
 
 type State = "detached" | "connecting" | "open" | "authenticated" | "closed"
+
+const lost = (detail: string) => LinkCloseReason.cases.ConnectionLost.make({ detail })
+const authFailed = (detail: string) => LinkCloseReason.cases.AuthFailed.make({ detail })
 
 const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
   a.length === b.length && a.every((byte, i) => byte === b[i])
@@ -163,11 +172,11 @@ class ChannelLink {
       channel.onMessage((message) => this.onMessage(message))
       channel.onOpen(() => this.onOpen())
       channel.onClosed(() => this.onChannelClosed())
-      channel.onError((error) => this.closeWith(`channel error: ${error}`, true))
+      channel.onError((error) => this.closeWith(lost(`channel error: ${error}`), true))
       channel.onBufferedAmountLow(() => this.bufferWaiter?.())
     } catch (error) {
       // the library refuses handlers on a channel that is already gone
-      return this.closeWith(`the channel closed at once: ${error instanceof Error ? error.message : String(error)}`, true)
+      return this.closeWith(lost(`the channel closed at once: ${error instanceof Error ? error.message : String(error)}`), true)
     }
     if (channel.isOpen()) this.onOpen()
   }
@@ -182,8 +191,9 @@ class ChannelLink {
    * The logical close, once: no more sends, the frame stream ends (clean: after the frames
    * already received) or fails, every waiter wakes. False if the link was already closed.
    */
-  private finish(reason: string, failed: boolean): boolean {
+  private finish(reason: LinkCloseReason, failed: boolean): boolean {
     if (this.state === "closed") return false
+    const wasAuthenticated = this.state === "authenticated"
     this.state = "closed"
     const error = new LinkClosed({ peer: this.remotePeer, reason })
     this.reason = error
@@ -193,6 +203,7 @@ class ChannelLink {
     this.bufferWaiter?.()
     Deferred.doneUnsafe(this.authenticated, Effect.fail(error))
     Deferred.doneUnsafe(this.closedSignal, Effect.succeed(error))
+    this.params.onClosed?.(error, wasAuthenticated)
     return true
   }
 
@@ -208,7 +219,7 @@ class ChannelLink {
   }
 
   /** Close at once, without a goodbye: failures, and links that never authenticated. */
-  closeWith(reason: string, failed: boolean): void {
+  closeWith(reason: LinkCloseReason, failed: boolean): void {
     if (this.finish(reason, failed)) this.closeChannel()
   }
 
@@ -219,31 +230,31 @@ class ChannelLink {
    */
   readonly closeGracefully: Effect.Effect<void> = Effect.suspend(() => {
     if (this.state === "authenticated" && this.channel !== undefined) {
-      this.finish("closed locally", false)
+      this.finish(LinkCloseReason.cases.ClosedLocally.make({}), false)
       this.writeUnchecked(Wire.goodbye())
       return Deferred.await(this.goodbyeReceived).pipe(
         Effect.timeoutOption(GOODBYE_TIMEOUT),
         Effect.andThen(Effect.sync(() => this.closeChannel()))
       )
     }
-    if (this.finish("closed locally", false)) this.closeChannel()
+    if (this.finish(LinkCloseReason.cases.ClosedLocally.make({}), false)) this.closeChannel()
     return Deferred.await(this.channelClosed)
   })
 
   /** The peer said GOODBYE: deliver what came before it, answer in kind, close. */
   private onGoodbye(): void {
-    if (!this.finish("closed by the peer", false)) return
+    if (!this.finish(LinkCloseReason.cases.ClosedByPeer.make({}), false)) return
     this.writeUnchecked(Wire.goodbye())
     this.closeChannel()
   }
 
   private onChannelClosed(): void {
-    this.finish("the channel closed without a goodbye", true)
+    this.finish(lost("the channel closed without a goodbye"), true)
     this.closeChannel()
   }
 
   private closedError(): LinkClosed {
-    return this.reason ?? new LinkClosed({ peer: this.remotePeer, reason: "closed" })
+    return this.reason ?? new LinkClosed({ peer: this.remotePeer, reason: LinkCloseReason.cases.ClosedLocally.make({}) })
   }
 
   // ---- receiving -----------------------------------------------------------------------------
@@ -254,7 +265,7 @@ class ChannelLink {
     this.lastHeard = Date.now()
     const { identity, role } = this.params
     const binding = this.params.binding()
-    if (binding === undefined) return this.closeWith("the channel opened before both descriptions were known", true)
+    if (binding === undefined) return this.closeWith(lost("the channel opened before both descriptions were known"), true)
     this.sendControl(
       Frame.make("AuthProof", {
         peerId: identity.peerId,
@@ -265,7 +276,7 @@ class ChannelLink {
   }
 
   private violation(reason: string): void {
-    this.closeWith(`protocol violation: ${reason}`, true)
+    this.closeWith(LinkCloseReason.cases.LinkProtocolViolation.make({ detail: reason }), true)
   }
 
   private onMessage(message: string | Buffer | ArrayBuffer): void {
@@ -279,15 +290,15 @@ class ChannelLink {
     if (this.state === "connecting") this.onOpen()
     this.lastHeard = Date.now()
     const parsed = Wire.parse(bytes)
-    if (Result.isFailure(parsed)) return this.violation(parsed.failure.reason)
+    if (Result.isFailure(parsed)) return this.violation(parsed.failure.detail)
     const msg = parsed.success
     if (msg._tag === "Goodbye") return this.onGoodbye()
     if (msg._tag === "Control") return this.onControl(msg.frame)
     if (this.state !== "authenticated") return this.violation("data before authentication")
     const accounted = this.window.received(msg.payload.length)
-    if (Result.isFailure(accounted)) return this.violation(accounted.failure.reason)
+    if (Result.isFailure(accounted)) return this.violation(accounted.failure.detail)
     const joined = this.reassembler.push(msg.payload, msg.last)
-    if (Result.isFailure(joined)) return this.violation(joined.failure.reason)
+    if (Result.isFailure(joined)) return this.violation(joined.failure.detail)
     if (joined.success === undefined) return
     this.framesReceived++
     this.bytesReceived += joined.success.length
@@ -328,15 +339,15 @@ class ChannelLink {
     if (binding === undefined || remotePublicKey === undefined) {
       return this.violation("AuthProof before both descriptions were known")
     }
-    const remoteRole: Role = role === "offerer" ? "answerer" : "offerer"
+    const remoteRole: SdpRole = role === "offerer" ? "answerer" : "offerer"
     if (proof.peerId !== remotePeer) {
-      return this.closeWith(`authentication failed: the channel proved ${proof.peerId}, expected ${remotePeer}`, true)
+      return this.closeWith(authFailed(`the channel proved ${proof.peerId}, expected ${remotePeer}`), true)
     }
     if (!equalBytes(proof.publicKey, remotePublicKey)) {
-      return this.closeWith("authentication failed: the channel key differs from the key that signed the SDP", true)
+      return this.closeWith(authFailed("the channel key differs from the key that signed the SDP"), true)
     }
     if (!verifySignature(remotePeer, proof.publicKey, bindingBytes(binding, remoteRole), proof.signature)) {
-      return this.closeWith("authentication failed: the channel binding signature does not verify", true)
+      return this.closeWith(authFailed("the channel binding signature does not verify"), true)
     }
     this.state = "authenticated"
     this.sendControl(Frame.make("Credit", { bytes: this.window.initialGrant() }))
@@ -362,7 +373,7 @@ class ChannelLink {
       this.channel.sendMessageBinary(message)
       return true
     } catch (error) {
-      this.closeWith(`send failed: ${error instanceof Error ? error.message : String(error)}`, true)
+      this.closeWith(lost(`send failed: ${error instanceof Error ? error.message : String(error)}`), true)
       return false
     }
   }
@@ -445,7 +456,12 @@ class ChannelLink {
       Effect.suspend(() => {
         if (this.state !== "authenticated") return Effect.fail(this.closedError())
         if (frame.length > this.params.options.maxFrameBytes) {
-          this.closeWith(`a frame of ${frame.length} bytes exceeds the link limit of ${this.params.options.maxFrameBytes}`, true)
+          this.closeWith(
+            LinkCloseReason.cases.LinkProtocolViolation.make({
+              detail: `we tried to send a frame of ${frame.length} bytes, over the link limit of ${this.params.options.maxFrameBytes}`
+            }),
+            true
+          )
           return Effect.fail(this.closedError())
         }
         return Effect.andThen(this.waitCredit(frame.length), this.sendPieces(frame, 0))
@@ -473,7 +489,7 @@ class ChannelLink {
       lastTick = now
       const silent = now - this.lastHeard
       if (silent > timeout) {
-        this.closeWith(`heartbeat timeout: nothing heard from the peer for ${silent} ms`, true)
+        this.closeWith(LinkCloseReason.cases.HeartbeatTimeout.make({ silentMillis: silent }), true)
         return
       }
       if (now - lastPing >= interval) {
@@ -512,7 +528,7 @@ export interface PendingLink {
   /** Register every handler on the channel; call in the same step that obtained it. */
   readonly attach: (channel: DataChannel) => void
   /** Fail the link before it is handed out (connection failed, session replaced, ...). */
-  readonly fail: (reason: string) => void
+  readonly fail: (reason: LinkCloseReason) => void
   /**
    * Wait for the channel to open and both AuthProofs to verify, then give the link. Fails if
    * the link closes first; bounding the wait is the caller's (one deadline for the whole connect).
@@ -547,12 +563,14 @@ export const make = Effect.fn("WebRtcLink.make")(function*(params: LinkParams) {
   yield* Effect.forkScoped(core.heartbeat)
   const link: WebRtcLink = {
     remotePeer: params.remotePeer,
-    role: params.role,
+    sdpRole: params.role,
+    role: params.role === "offerer" ? "dialer" : "acceptor",
     send: core.send,
     frames: Stream.fromEffectRepeat(core.take),
     closed: Effect.asVoid(core.closeReason),
     close: core.closeGracefully,
     closeReason: core.closeReason,
+    closeBecause: (reason) => Effect.sync(() => core.closeWith(reason, true)),
     stats: core.stats
   }
   const pending: PendingLink = {

@@ -150,8 +150,8 @@ describe("Signaling server", () => {
       const server = yield* Signaling.serve({ port: 0 }).pipe(Scope.provide(first))
       const alice = Identity.generate()
       const bob = Identity.generate()
-      const a = yield* Signaling.connect({ url: server.url, identity: alice, reconnectDelay: 50, maxReconnectDelay: 200 })
-      const b = yield* Signaling.connect({ url: server.url, identity: bob, reconnectDelay: 50, maxReconnectDelay: 200 })
+      const a = yield* Signaling.connect({ url: server.url, identity: alice, backoff: { base: "50 millis", cap: "200 millis" } })
+      const b = yield* Signaling.connect({ url: server.url, identity: bob, backoff: { base: "50 millis", cap: "200 millis" } })
       yield* Effect.all([a.registered, b.registered])
       yield* Scope.close(first, Exit.void)
       // while it is down, sending fails at once instead of queueing

@@ -6,13 +6,13 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
 import nodeDataChannel from "node-datachannel"
-import { Frame } from "@can-sync/core"
+import { Frame, LinkCloseReason } from "@can-sync/core"
 import { Identity } from "../src/Identity.ts"
 import type { PeerIdentity } from "../src/Identity.ts"
 import type { DataChannel } from "../src/Native.ts"
 import * as WebRtcLink from "../src/WebRtcLink.ts"
 import type { ChannelBinding, LinkOptions, PendingLink } from "../src/WebRtcLink.ts"
-import * as Wire from "../src/Wire.ts"
+import * as Wire from "../src/ChannelFraming.ts"
 import { directPair } from "./support/directPair.ts"
 
 afterAll(() => nodeDataChannel.cleanup())
@@ -113,9 +113,10 @@ describe("WebRtcLink", () => {
       // neither side authenticates; each refuses the other's proof, unless the other's refusal
       // (closing the channel) reached it first
       const failures = yield* Effect.all([Effect.flip(offerer.authenticate), Effect.flip(answerer.authenticate)], { concurrency: 2 })
-      const refused = "authentication failed: the channel binding signature does not verify"
-      for (const failure of failures) expect([refused, "the channel closed without a goodbye"]).toContain(failure.reason)
-      expect(failures.map((f) => f.reason)).toContain(refused)
+      const refused = LinkCloseReason.cases.AuthFailed.make({ detail: "the channel binding signature does not verify" })
+      const lost = LinkCloseReason.cases.ConnectionLost.make({ detail: "the channel closed without a goodbye" })
+      for (const failure of failures) expect([refused, lost]).toContainEqual(failure.reason)
+      expect(failures.map((f) => f.reason)).toContainEqual(refused)
     }).pipe(Effect.scoped))
 
   it.live("refuses a channel whose peer proves a different identity than the one expected", () =>
@@ -124,7 +125,8 @@ describe("WebRtcLink", () => {
       const carol = Identity.generate()
       const { answerer, offerer } = yield* linkPair({ identity: Identity.generate(), expects: carol }, { identity: bob })
       const a = yield* Effect.flip(offerer.authenticate)
-      expect(a.reason).toBe(`authentication failed: the channel proved ${bob.peerId}, expected ${carol.peerId}`)
+      expect(a.reason).toEqual(LinkCloseReason.cases.AuthFailed.make({ detail: `the channel proved ${bob.peerId}, expected ${carol.peerId}` }))
+      expect(a.message).toBe(`link to ${carol.peerId} closed: authentication failed: the channel proved ${bob.peerId}, expected ${carol.peerId}`)
       // bob's side may have accepted the (genuine) offerer, but its link closes at once
       yield* answerer.authenticate.pipe(Effect.flatMap((link) => link.closed), Effect.ignore)
     }).pipe(Effect.scoped))
@@ -141,7 +143,8 @@ describe("WebRtcLink", () => {
       const piece = Wire.split(frameOf(64 * 1024 - 1, 1), 64 * 1024)[0]!
       for (let i = 0; i < 200; i++) channel.sendMessageBinary(piece)
       const reason = yield* link.closeReason
-      expect(reason.reason).toMatch(/^protocol violation: peer sent \d+ bytes beyond the credit it was granted$/)
+      expect(reason.reason._tag).toBe("LinkProtocolViolation")
+      expect(reason.message).toMatch(/: link protocol violation: peer sent \d+ bytes beyond the credit it was granted$/)
       const stats = yield* link.stats
       expect(stats.peakBufferedBytes).toBeLessThanOrEqual(window)
       // frames that arrived within the credit are still delivered, then the stream fails
@@ -159,9 +162,10 @@ describe("WebRtcLink", () => {
       // the rogue holds its channel open (a strong reference) but never answers a Ping
       expect(channel.isOpen()).toBe(true)
       const reason = yield* link.closeReason
-      expect(reason.reason).toMatch(/^heartbeat timeout: nothing heard from the peer for \d+ ms$/)
+      expect(reason.reason._tag).toBe("HeartbeatTimeout")
+      expect(reason.reason._tag === "HeartbeatTimeout" && reason.reason.silentMillis).toBeGreaterThan(1000)
       const failure = yield* link.frames.pipe(Stream.runDrain, Effect.flip)
-      expect(failure.reason).toBe(reason.reason)
+      expect(failure.reason).toEqual(reason.reason)
     }).pipe(Effect.scoped))
 
   it.live("answers Pings, so a live but idle link stays up through several heartbeat timeouts", () =>
@@ -194,7 +198,9 @@ describe("WebRtcLink", () => {
       const { answerer, offerer } = yield* linkPair({ identity: Identity.generate(), options: small }, { identity: Identity.generate(), options: small })
       const [a] = yield* Effect.all([offerer.authenticate, answerer.authenticate], { concurrency: 2 })
       const error = yield* Effect.flip(a.send(new Uint8Array(300 * 1024)))
-      expect(error.reason).toBe("a frame of 307200 bytes exceeds the link limit of 262144")
+      expect(error.reason).toEqual(
+        LinkCloseReason.cases.LinkProtocolViolation.make({ detail: "we tried to send a frame of 307200 bytes, over the link limit of 262144" })
+      )
     }).pipe(Effect.scoped))
 
   it.live("closing one side ends the other side's frames cleanly and fails later sends", () =>
@@ -207,7 +213,7 @@ describe("WebRtcLink", () => {
       yield* a.close
       const rest = yield* Stream.runCollect(b.frames) // ends, does not fail
       expect(rest.length).toBe(0)
-      expect((yield* b.closeReason).reason).toBe("closed by the peer")
-      expect((yield* Effect.flip(a.send(new Uint8Array(1)))).reason).toBe("closed locally")
+      expect((yield* b.closeReason).reason._tag).toBe("ClosedByPeer")
+      expect((yield* Effect.flip(a.send(new Uint8Array(1)))).reason._tag).toBe("ClosedLocally")
     }).pipe(Effect.scoped))
 })

@@ -8,7 +8,7 @@
 import { Result } from "effect"
 import * as Frame from "../../../packages/core/src/Frame.ts"
 import { ReceiveWindow, SendCredit } from "../../../packages/transport/src/FlowControl.ts"
-import * as Wire from "../../../packages/transport/src/Wire.ts"
+import * as Wire from "../../../packages/transport/src/ChannelFraming.ts"
 import type { BrowserIdentity } from "./Identity.ts"
 import { verifySignature } from "./Identity.ts"
 import type { ChannelBinding, Role } from "./Signal.ts"
@@ -244,15 +244,15 @@ export class DataChannelLink {
   private async handle(bytes: Uint8Array): Promise<void> {
     if (this.state === "closed") return
     const parsed = Wire.parse(bytes)
-    if (Result.isFailure(parsed)) return this.violation(parsed.failure.reason)
+    if (Result.isFailure(parsed)) return this.violation(parsed.failure.detail)
     const message = parsed.success
     if (message._tag === "Goodbye") return this.onGoodbye()
     if (message._tag === "Control") return this.onControl(message.frame)
     if (this.state !== "authenticated") return this.violation("data before authentication")
     const accounted = this.window.received(message.payload.length)
-    if (Result.isFailure(accounted)) return this.violation(accounted.failure.reason)
+    if (Result.isFailure(accounted)) return this.violation(accounted.failure.detail)
     const joined = this.reassembler.push(message.payload, message.last)
-    if (Result.isFailure(joined)) return this.violation(joined.failure.reason)
+    if (Result.isFailure(joined)) return this.violation(joined.failure.detail)
     if (joined.success === undefined) return
     // a piece is a view of its message: copy, so the frame does not pin every message buffer
     const frame = new Uint8Array(joined.success)

@@ -8,7 +8,7 @@ import type { BrowserIdentity, Bytes } from "./Identity.ts"
 import { fromBase64, isPeerId, peerIdOf, toBase64, verifySignature } from "./Identity.ts"
 
 export type SignalKind = "offer" | "answer" | "candidate" | "knock"
-export type { Role } from "../../../packages/transport/src/Binding.ts"
+export type { SdpRole as Role } from "../../../packages/transport/src/Binding.ts"
 
 /** As it travels through the signaling server. */
 export interface SignedSignal {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Result } from "effect"
 import { ReceiveWindow, SendCredit } from "../src/FlowControl.ts"
-import * as Wire from "../src/Wire.ts"
+import * as Wire from "../src/ChannelFraming.ts"
 
 const frameOf = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 255)
 const MAX_MESSAGE = 64 * 1024
@@ -47,7 +47,7 @@ describe("Wire", () => {
       if (parsed._tag !== "Piece") continue
       const r = joiner.push(parsed.payload, parsed.last)
       if (Result.isFailure(r)) {
-        failure = r.failure.reason
+        failure = r.failure.detail
         break
       }
     }
@@ -58,7 +58,7 @@ describe("Wire", () => {
   it("refuses empty messages and unknown kinds", () => {
     expect(Result.isFailure(Wire.parse(new Uint8Array(0)))).toBe(true)
     const unknown = Wire.parse(new Uint8Array([7, 1, 2]))
-    expect(Result.isFailure(unknown) && unknown.failure.reason).toMatch(/unknown message kind 0x7/)
+    expect(Result.isFailure(unknown) && unknown.failure.detail).toMatch(/unknown message kind 0x7/)
   })
 })
 
@@ -100,7 +100,7 @@ describe("Receive window", () => {
     window.initialGrant()
     expect(Result.isSuccess(window.received(1000))).toBe(true)
     const over = window.received(1)
-    expect(Result.isFailure(over) && over.failure.reason).toMatch(/1 bytes beyond the credit/)
+    expect(Result.isFailure(over) && over.failure.detail).toMatch(/1 bytes beyond the credit/)
   })
 
   it("cannot deadlock when frames are at most half a window", () => {

@@ -1,44 +1,103 @@
 /**
  * One attempt to connect to one peer: a PeerConnection, the signed offer/answer exchange with
  * trickled candidates (queued until the remote description is set), one data channel, and the
- * link once both sides have proved their keys over it. The transport routes this session's
- * verified signals into `inbox`; the session and everything it opened close with its scope.
+ * link once both sides have proved their keys over it. The transport routes this attempt's
+ * verified signals into `inbox`; everything the attempt opened closes with its scope.
  */
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
-import type { Duration, Scope } from "effect"
+import type { Scope } from "effect"
+import { describeLinkCloseReason, LinkCloseReason } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
+import type { ChannelBinding, SdpRole } from "./Binding.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
 import type { SignalKind, VerifiedSignal } from "./Signal.ts"
 import type { SignalingUnavailable } from "./Signaling.ts"
 import * as WebRtcLink from "./WebRtcLink.ts"
-import type { ChannelBinding, LinkOptions, Role } from "./WebRtcLink.ts"
+import type { LinkOptions } from "./WebRtcLink.ts"
+
+/** Why an attempt gave no link; callers match on `_tag`. */
+export const ConnectFailedReason = Schema.TaggedUnion({
+  /** No authenticated link within the connect timeout. */
+  Timeout: { millis: Schema.Number },
+  /** We are not registered with the signaling server (it is down or restarting). */
+  SignalingUnavailable: { url: Schema.String },
+  /** The signaling server says the peer is not connected to it. */
+  PeerUnreachable: {},
+  /** The peer is not on the allow-list (or is ourselves). */
+  NotAllowed: {},
+  /** Another connect to the same peer is in progress. */
+  Busy: {},
+  /** The peer started a newer attempt (a new offer, or a knock after answering) while this one ran. */
+  Superseded: {},
+  /** The peer's offer or answer cannot be used (no DTLS fingerprint, refused by the library). */
+  BadDescription: { detail: Schema.String },
+  /** ICE or DTLS failed: the peer connection failed or closed. */
+  IceFailed: { detail: Schema.String },
+  /** The channel's AuthProof did not prove the expected peer, key or binding. */
+  AuthFailed: { detail: Schema.String },
+  /** The channel closed before it was authenticated, for another reason. */
+  ClosedEarly: { reason: LinkCloseReason }
+})
+export type ConnectFailedReason = typeof ConnectFailedReason.Type
+
+export const describeConnectFailedReason = (reason: ConnectFailedReason): string => {
+  switch (reason._tag) {
+    case "Timeout":
+      return `timed out after ${reason.millis} ms`
+    case "SignalingUnavailable":
+      return `not registered with the signaling server ${reason.url}`
+    case "PeerUnreachable":
+      return "the peer is not connected to the signaling server"
+    case "NotAllowed":
+      return "not on the allow-list"
+    case "Busy":
+      return "another attempt with this peer is in progress"
+    case "Superseded":
+      return "the peer started a newer attempt"
+    case "BadDescription":
+      return `unusable description: ${reason.detail}`
+    case "IceFailed":
+      return `the connection failed: ${reason.detail}`
+    case "AuthFailed":
+      return `authentication failed: ${reason.detail}`
+    case "ClosedEarly":
+      return `the channel closed before authentication: ${describeLinkCloseReason(reason.reason)}`
+  }
+}
 
 /** The attempt failed before a link was authenticated. */
 export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectFailed", {
   peer: Schema.String,
-  reason: Schema.String
-}) {}
+  reason: ConnectFailedReason,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `could not connect to ${this.peer}: ${describeConnectFailedReason(this.reason)}`
+  }
+}
 
-export type SessionInput =
+export type AttemptInput =
   | { readonly _tag: "Signal"; readonly signal: VerifiedSignal }
   /** The signaling server could not deliver one of our signals: the peer is not connected. */
   | { readonly _tag: "Undeliverable" }
+  /** The peer started a newer attempt: give this one up. */
+  | { readonly _tag: "Superseded" }
 
-export interface SessionParams {
+export interface AttemptParams {
   readonly identity: PeerIdentity
   readonly remotePeer: PeerId
   readonly sid: string
   readonly rtc: RtcOptions
   readonly link: LinkOptions
-  /** Deadline for the whole attempt: signaling, ICE, DTLS, channel open and AuthProofs. */
-  readonly timeout: Duration.Input
-  readonly inbox: Queue.Dequeue<SessionInput>
-  /** Send a signed signal of this session to the peer. */
+  readonly inbox: Queue.Dequeue<AttemptInput>
+  /** Send a signed signal of this attempt to the peer. */
   readonly signal: (kind: SignalKind, body: string) => Effect.Effect<void, SignalingUnavailable>
+  /** Called once when the link closes (authenticated or not). */
+  readonly onClosed?: WebRtcLink.LinkParams["onClosed"]
 }
 
 export const CHANNEL_LABEL = "can-sync"
@@ -67,9 +126,11 @@ const parseCandidate = (body: string): Candidate | undefined => {
 
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
+const lost = (detail: string) => LinkCloseReason.cases.ConnectionLost.make({ detail })
+
 const run = (
-  params: SessionParams,
-  role: Role,
+  params: AttemptParams,
+  role: SdpRole,
   offer: VerifiedSignal | undefined
 ): Effect.Effect<WebRtcLink.WebRtcLink, ConnectFailed, Scope.Scope> =>
   Effect.gen(function*() {
@@ -92,9 +153,16 @@ const run = (
       remotePeer,
       remotePublicKey: () => remotePublicKey,
       binding,
-      options: params.link
+      options: params.link,
+      onClosed: params.onClosed
     })
-    const fail = (reason: string) => Effect.sync(() => pending.fail(reason))
+    /** Why the attempt failed, when we know better than the link's close reason. */
+    let failure: ConnectFailedReason | undefined
+    const fail = (reason: ConnectFailedReason) =>
+      Effect.sync(() => {
+        failure ??= reason
+        pending.fail(lost(describeConnectFailedReason(reason)))
+      })
 
     // Every handler registered once, in one synchronous step, before anything can fire.
     yield* Effect.sync(() => {
@@ -115,7 +183,7 @@ const run = (
 
     const send = (kind: SignalKind, body: string) =>
       params.signal(kind, body).pipe(
-        Effect.catchTag("SignalingUnavailable", () => fail("the signaling server is unreachable"))
+        Effect.catchTag("SignalingUnavailable", (e) => fail(ConnectFailedReason.cases.SignalingUnavailable.make({ url: e.url })))
       )
 
     // Remote candidates wait until a remote description is set.
@@ -155,12 +223,11 @@ const run = (
           }
           case "State":
             return event.state === "failed" || event.state === "closed"
-              ? fail(`the peer connection ${event.state}`)
+              ? fail(ConnectFailedReason.cases.IceFailed.make({ detail: `the peer connection ${event.state}` }))
               : Effect.void
         }
       })
     )
-
 
     const addCandidate = (c: Candidate) =>
       Effect.sync(() => {
@@ -175,7 +242,7 @@ const run = (
         try {
           pc.setRemoteDescription(sdp, type)
         } catch (e) {
-          return fail(`the ${type} was refused by the library: ${errorText(e)}`)
+          return fail(ConnectFailedReason.cases.BadDescription.make({ detail: `the ${type} was refused by the library: ${errorText(e)}` }))
         }
         remoteSet = true
         const queued = early.splice(0)
@@ -186,19 +253,27 @@ const run = (
 
     if (role === "answerer") {
       fingerprints.offer = Native.fingerprintOf(offer!.body)
-      if (fingerprints.offer === undefined) return yield* new ConnectFailed({ peer: remotePeer, reason: "the offer has no DTLS fingerprint" })
+      if (fingerprints.offer === undefined) {
+        return yield* new ConnectFailed({
+          peer: remotePeer,
+          reason: ConnectFailedReason.cases.BadDescription.make({ detail: "the offer has no DTLS fingerprint" })
+        })
+      }
       yield* setRemote(offer!.body, "offer")
     }
 
     yield* Effect.forkScoped(
       forEachQueued(params.inbox, (input) => {
-        if (input._tag === "Undeliverable") return fail("the peer is not connected to the signaling server")
+        if (input._tag === "Undeliverable") return fail(ConnectFailedReason.cases.PeerUnreachable.make({}))
+        if (input._tag === "Superseded") return fail(ConnectFailedReason.cases.Superseded.make({}))
         const signal = input.signal
         switch (signal.kind) {
           case "answer":
             if (role !== "offerer" || remoteSet) return Effect.void
             fingerprints.answer = Native.fingerprintOf(signal.body)
-            if (fingerprints.answer === undefined) return fail("the answer has no DTLS fingerprint")
+            if (fingerprints.answer === undefined) {
+              return fail(ConnectFailedReason.cases.BadDescription.make({ detail: "the answer has no DTLS fingerprint" }))
+            }
             remotePublicKey = signal.publicKey
             return setRemote(signal.body, "answer")
           case "candidate": {
@@ -217,15 +292,18 @@ const run = (
     )
 
     return yield* pending.authenticate.pipe(
-      Effect.timeoutOrElse({
-        duration: params.timeout,
-        orElse: () =>
-          Effect.andThen(
-            fail("timed out"),
-            Effect.fail(new ConnectFailed({ peer: remotePeer, reason: "timed out" }))
-          )
-      }),
-      Effect.catchTag("LinkClosed", (e) => Effect.fail(new ConnectFailed({ peer: remotePeer, reason: e.reason })))
+      Effect.catchTag("LinkClosed", (e) =>
+        Effect.fail(
+          new ConnectFailed({
+            peer: remotePeer,
+            reason: failure ?? (e.reason._tag === "AuthFailed"
+              ? ConnectFailedReason.cases.AuthFailed.make({ detail: e.reason.detail })
+              : ConnectFailedReason.cases.ClosedEarly.make({ reason: e.reason })),
+            cause: e
+          })
+        )
+      ),
+      Effect.onInterrupt(() => Effect.sync(() => pending.fail(LinkCloseReason.cases.ClosedLocally.make({}))))
     )
   })
 
@@ -234,11 +312,11 @@ const forEachQueued = <A>(queue: Queue.Dequeue<A>, f: (a: A) => Effect.Effect<vo
   Effect.forever(Effect.flatMap(Queue.take(queue), f))
 
 /** Offer to `remotePeer` (we have the lower id); the peer's key comes with its signed answer. */
-export const offer = Effect.fn("Session.offer")(function*(params: SessionParams) {
+export const offer = Effect.fn("ConnectAttempt.offer")(function*(params: AttemptParams) {
   return yield* run(params, "offerer", undefined)
 })
 
 /** Answer a verified offer from `remotePeer`. */
-export const answer = Effect.fn("Session.answer")(function*(params: SessionParams, offer: VerifiedSignal) {
+export const answer = Effect.fn("ConnectAttempt.answer")(function*(params: AttemptParams, offer: VerifiedSignal) {
   return yield* run(params, "answerer", offer)
 })

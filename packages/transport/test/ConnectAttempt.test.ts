@@ -1,5 +1,5 @@
 /**
- * One connection attempt (Session.offer / Session.answer) between two peer connections in this
+ * One connection attempt (ConnectAttempt.offer / ConnectAttempt.answer) between two peer connections in this
  * process, their signals passed by hand: the order in which the offerer signals, and a link
  * authenticated at the end.
  */
@@ -8,27 +8,27 @@ import { Effect, Fiber, Latch, Queue } from "effect"
 import nodeDataChannel from "node-datachannel"
 import { Identity } from "../src/Identity.ts"
 import * as Native from "../src/Native.ts"
-import * as Session from "../src/Session.ts"
-import type { SessionInput } from "../src/Session.ts"
+import * as ConnectAttempt from "../src/ConnectAttempt.ts"
+import type { AttemptInput } from "../src/ConnectAttempt.ts"
 import type { SignalKind, VerifiedSignal } from "../src/Signal.ts"
 import * as WebRtcLink from "../src/WebRtcLink.ts"
 
 afterAll(() => nodeDataChannel.cleanup())
 
-describe("Session", () => {
+describe("ConnectAttempt", () => {
   it.live("the offerer sends its candidates only once the answer is applied, and the attempt authenticates", () =>
     Effect.gen(function*() {
       yield* Native.useLibrary
       const [low, high] = [Identity.generate(), Identity.generate()].sort((x, y) => (x.peerId < y.peerId ? -1 : 1))
-      const sid = "1.1"
-      const toOfferer = yield* Queue.unbounded<SessionInput>()
-      const toAnswerer = yield* Queue.unbounded<SessionInput>()
+      const sid = "b007.1"
+      const toOfferer = yield* Queue.unbounded<AttemptInput>()
+      const toAnswerer = yield* Queue.unbounded<AttemptInput>()
       /** What the offerer signalled, in order, and whether the answer had reached it by then. */
       const sent: Array<{ readonly kind: SignalKind; readonly answerDelivered: boolean }> = []
       let answerDelivered = false
       const offer = yield* Latch.make(false)
       let offerSignal: VerifiedSignal | undefined
-      const signal = (from: typeof low, inbox: Queue.Queue<SessionInput>) => (kind: SignalKind, body: string) =>
+      const signal = (from: typeof low, inbox: Queue.Queue<AttemptInput>) => (kind: SignalKind, body: string) =>
         Effect.sync(() => {
           const verified: VerifiedSignal = { kind, sid, from: from.peerId, publicKey: from.publicKey, body }
           if (from === low) {
@@ -49,19 +49,18 @@ describe("Session", () => {
           }
           Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
         })
-      const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<SessionInput>, out: Queue.Queue<SessionInput>): Session.SessionParams => ({
+      const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<AttemptInput>, out: Queue.Queue<AttemptInput>): ConnectAttempt.AttemptParams => ({
         identity: self,
         remotePeer: other.peerId,
         sid,
         rtc: { bindAddress: "127.0.0.1" },
         link: WebRtcLink.defaultLinkOptions,
-        timeout: "20 seconds",
         inbox,
         signal: signal(self, out)
       })
-      const offering = yield* Effect.forkChild(Session.offer(params(low, high, toOfferer, toAnswerer)))
+      const offering = yield* Effect.forkChild(ConnectAttempt.offer(params(low, high, toOfferer, toAnswerer)))
       yield* offer.await
-      const answering = yield* Effect.forkChild(Session.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
+      const answering = yield* Effect.forkChild(ConnectAttempt.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
       const [offererLink, answererLink] = [yield* Fiber.join(offering), yield* Fiber.join(answering)]
       expect([offererLink.remotePeer, answererLink.remotePeer]).toEqual([high.peerId, low.peerId])
 

@@ -14,10 +14,14 @@ export const CONTROL = 0x02
 export const GOODBYE = 0x03
 export const KIND_BYTES = 1
 
-/** The peer broke the link protocol; the link closes. */
-export class ProtocolViolation extends Schema.TaggedError<ProtocolViolation>()("ProtocolViolation", {
-  reason: Schema.String
-}) {}
+/** The peer broke the channel framing or credit rules; the link closes (LinkProtocolViolation). */
+export class FramingViolation extends Schema.TaggedError<FramingViolation>()("FramingViolation", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `channel framing violation: ${this.detail}`
+  }
+}
 
 /**
  * Write the message carrying `frame[offset ..]` into `target` (whose length is the message limit,
@@ -74,8 +78,8 @@ export type Message =
   | { readonly _tag: "Control"; readonly frame: Uint8Array }
   | { readonly _tag: "Goodbye" }
 
-export const parse = (message: Uint8Array): Result.Result<Message, ProtocolViolation> => {
-  if (message.length < KIND_BYTES) return Result.fail(new ProtocolViolation({ reason: "empty message" }))
+export const parse = (message: Uint8Array): Result.Result<Message, FramingViolation> => {
+  if (message.length < KIND_BYTES) return Result.fail(new FramingViolation({ detail: "empty message" }))
   const payload = message.subarray(KIND_BYTES)
   switch (message[0]) {
     case MORE:
@@ -87,7 +91,7 @@ export const parse = (message: Uint8Array): Result.Result<Message, ProtocolViola
     case GOODBYE:
       return Result.succeed({ _tag: "Goodbye" })
     default:
-      return Result.fail(new ProtocolViolation({ reason: `unknown message kind 0x${message[0]!.toString(16)}` }))
+      return Result.fail(new FramingViolation({ detail: `unknown message kind 0x${message[0]!.toString(16)}` }))
   }
 }
 
@@ -109,11 +113,11 @@ export class Reassembler {
   }
 
   /** Add one piece; gives the whole frame when `last`, else undefined. */
-  push(payload: Uint8Array, last: boolean): Result.Result<Uint8Array | undefined, ProtocolViolation> {
+  push(payload: Uint8Array, last: boolean): Result.Result<Uint8Array | undefined, FramingViolation> {
     const size = this.bytes + payload.length
     if (size > this.maxFrameBytes) {
       return Result.fail(
-        new ProtocolViolation({ reason: `frame of at least ${size} bytes exceeds the limit of ${this.maxFrameBytes}` })
+        new FramingViolation({ detail: `frame of at least ${size} bytes exceeds the limit of ${this.maxFrameBytes}` })
       )
     }
     if (!last) {
