@@ -1,8 +1,8 @@
 /**
- * A small OTLP/HTTP receiver for tests: listens on 127.0.0.1 (port 0), accepts what the
- * OpenTelemetry JS exporters send (`application/json`, optionally gzip), and keeps every span and
- * metric data point, flattened, so tests can assert names, attributes and values. Anything else
- * (protobuf, unknown paths) is answered 415/404 and recorded as rejected.
+ * A small OTLP/HTTP receiver for tests: listens on 127.0.0.1 (port 0), accepts OTLP/JSON
+ * (`application/json`, optionally gzip), and keeps every span, metric data point and log record,
+ * flattened, so tests can assert names, attributes and values. Anything else (protobuf, unknown
+ * paths) is answered 415/404 and recorded as rejected.
  */
 import { Data, Effect, Schedule } from "effect"
 import type { Scope } from "effect"
@@ -59,6 +59,16 @@ export interface ReceivedPoint {
   readonly timeUnixNano: string
 }
 
+/** One exported log record. */
+export interface ReceivedLog {
+  readonly body: unknown
+  readonly severityText: string
+  readonly traceId: string
+  readonly spanId: string
+  readonly attributes: Attributes
+  readonly resource: Attributes
+}
+
 export class ReceiverTimeout extends Data.TaggedError("ReceiverTimeout")<{ readonly waitingFor: string }> {}
 export class ReceiverStartFailed extends Data.TaggedError("ReceiverStartFailed")<{ readonly message: string }> {}
 
@@ -68,6 +78,7 @@ export interface OtlpReceiver {
   readonly requests: () => ReadonlyArray<ReceivedRequest>
   readonly spans: () => ReadonlyArray<ReceivedSpan>
   readonly points: () => ReadonlyArray<ReceivedPoint>
+  readonly logs: () => ReadonlyArray<ReceivedLog>
   /** Every metric name that arrived at least once. */
   readonly metricNames: () => ReadonlySet<string>
   /**
@@ -173,6 +184,21 @@ const decodePoints = (body: Json): Array<ReceivedPoint> =>
     )
   })
 
+const decodeLogs = (body: Json): Array<ReceivedLog> =>
+  list(field(body, "resourceLogs")).flatMap((rl) => {
+    const resource = attributes(field(field(rl, "resource"), "attributes"))
+    return list(field(rl, "scopeLogs")).flatMap((sl) =>
+      list(field(sl, "logRecords")).map((r): ReceivedLog => ({
+        body: anyValue(field(r, "body")),
+        severityText: str(field(r, "severityText")),
+        traceId: str(field(r, "traceId")),
+        spanId: str(field(r, "spanId")),
+        attributes: attributes(field(r, "attributes")),
+        resource
+      }))
+    )
+  })
+
 // --- The server -------------------------------------------------------------------------------
 
 const readBody = (req: IncomingMessage, onBody: (body: Buffer) => void) => {
@@ -194,6 +220,7 @@ export const start: Effect.Effect<OtlpReceiver, ReceiverStartFailed, Scope.Scope
   const requests: Array<ReceivedRequest> = []
   const spans: Array<ReceivedSpan> = []
   const points: Array<ReceivedPoint> = []
+  const logs: Array<ReceivedLog> = []
 
   const handle = (req: IncomingMessage, res: ServerResponse) =>
     readBody(req, (raw) => {
@@ -210,6 +237,7 @@ export const start: Effect.Effect<OtlpReceiver, ReceiverStartFailed, Scope.Scope
       }
       if (path === "/v1/traces") spans.push(...decodeSpans(json))
       if (path === "/v1/metrics") points.push(...decodePoints(json))
+      if (path === "/v1/logs") logs.push(...decodeLogs(json))
       res.writeHead(200, { "content-type": "application/json" }).end("{}")
     })
 
@@ -247,6 +275,7 @@ export const start: Effect.Effect<OtlpReceiver, ReceiverStartFailed, Scope.Scope
     requests: () => requests.slice(),
     spans: () => spans.slice(),
     points: () => points.slice(),
+    logs: () => logs.slice(),
     metricNames: () => new Set(points.map((p) => p.name)),
     latest,
     waitFor,
@@ -254,6 +283,7 @@ export const start: Effect.Effect<OtlpReceiver, ReceiverStartFailed, Scope.Scope
       requests.length = 0
       spans.length = 0
       points.length = 0
+      logs.length = 0
     }
   } satisfies OtlpReceiver
 })

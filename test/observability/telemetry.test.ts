@@ -1,15 +1,13 @@
 /**
- * Telemetry.layer against a real OTLP/HTTP receiver: spans and Effect metrics arrive as OTLP JSON
- * with their names, attributes, units and values; the standard OTEL_* variables are honoured; and
- * with none set the layer is a no-op that never loads the OpenTelemetry SDK.
+ * Telemetry.layer against a real OTLP/HTTP receiver: spans, Effect metrics and logs arrive as OTLP
+ * JSON with their names, attributes, units and values; the standard OTEL_* variables are honoured;
+ * and with none set the layer is a no-op that leaves Effect's own tracer in place.
  */
 import { Metrics } from "@can-sync/core"
 import * as Logging from "@can-sync/cli/Logging"
 import * as Telemetry from "@can-sync/cli/Telemetry"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Data, Duration, Effect, Metric, Option } from "effect"
-import { execFile } from "node:child_process"
-import { join } from "node:path"
+import { ConfigProvider, Data, Effect, Layer, Metric } from "effect"
 import { otelEnv } from "./Exported.ts"
 import * as OtlpReceiver from "./OtlpReceiver.ts"
 
@@ -20,9 +18,6 @@ const receiveAsset = Effect.fn("test.transfer")(function*(peer: string, hash: st
   yield* Metrics.recordTransfer(peer, "received", bytes)
   yield* Effect.logInfo("asset received").pipe(Effect.annotateLogs({ hash }))
 })
-
-const settingsFor = (env: Record<string, string>) =>
-  Telemetry.settings().pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
 
 describe("Telemetry.layer with OTEL_EXPORTER_OTLP_ENDPOINT set", () => {
   it.live("exports spans with their attributes, parents and errors, and metrics with units and values", () =>
@@ -79,6 +74,10 @@ describe("Telemetry.layer with OTEL_EXPORTER_OTLP_ENDPOINT set", () => {
       // Every log line written inside a span names that span's trace.
       const received = logs.map((l) => JSON.parse(l) as Logging.LogRecord).filter((r) => r.message === "asset received")
       expect(received.map((r) => [r.trace_id, r.span_id, r.hash])).toEqual(transfers.map((t) => [t.traceId, t.spanId, t.attributes.hash]))
+      // The same lines are exported over OTLP too, with their trace and the resource.
+      const exported = receiver.logs().filter((l) => l.body === "asset received")
+      expect(exported.map((l) => [l.traceId, l.spanId, l.attributes.hash])).toEqual(transfers.map((t) => [t.traceId, t.spanId, t.attributes.hash]))
+      expect(exported[0]?.resource).toMatchObject({ "service.name": "can-sync-test", "service.instance.id": "agent-t1" })
     }))
 
   it.live("exports metrics every OTEL_METRIC_EXPORT_INTERVAL while the program runs, not only at exit", () =>
@@ -111,72 +110,75 @@ describe("Telemetry.layer with OTEL_EXPORTER_OTLP_ENDPOINT set", () => {
     }))
 })
 
-describe("Telemetry.settings reads the standard variables", () => {
-  it.effect("is None with no endpoint, with OTEL_SDK_DISABLED=true, and with both exporters set to none", () =>
+describe("Telemetry.layer reads the standard variables", () => {
+  const traceAndCount = Metric.update(Metrics.verificationFailures, 1).pipe(Effect.withSpan("test.variables"), Effect.andThen(Effect.logInfo("counted")))
+
+  it.live("exports nothing with OTEL_SDK_DISABLED=true, or with every signal's exporter set to none", () =>
     Effect.gen(function*() {
-      expect(Option.isNone(yield* settingsFor({}))).toBe(true)
-      expect(Option.isNone(yield* settingsFor({ OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_SERVICE_NAME: "x" }))).toBe(true)
-      expect(Option.isNone(yield* settingsFor({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_SDK_DISABLED: "true" }))).toBe(true)
-      expect(Option.isNone(yield* settingsFor({
-        OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318",
-        OTEL_TRACES_EXPORTER: "none",
-        OTEL_METRICS_EXPORTER: "none"
-      }))).toBe(true)
+      const receiver = yield* OtlpReceiver.start
+      yield* traceAndCount.pipe(Effect.provide(Telemetry.layer), Effect.provide(otelEnv(receiver.url, { OTEL_SDK_DISABLED: "true" })))
+      yield* traceAndCount.pipe(
+        Effect.provide(Telemetry.layer),
+        Effect.provide(otelEnv(receiver.url, { OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none" }))
+      )
+      expect(receiver.requests()).toEqual([])
     }))
 
-  it.effect("appends /v1/<signal> to the generic endpoint and uses signal-specific endpoints as given", () =>
+  it.live("uses a signal-specific endpoint as given, and turns a signal off with OTEL_<SIGNAL>_EXPORTER=none", () =>
     Effect.gen(function*() {
-      const generic = Option.getOrThrow(yield* settingsFor({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }))
-      expect([generic.tracesUrl, generic.metricsUrl]).toEqual(["http://collector:4318/v1/traces", "http://collector:4318/v1/metrics"])
-      const specific = Option.getOrThrow(yield* settingsFor({
-        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
-        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: "http://metrics:9999/custom",
-        OTEL_TRACES_EXPORTER: "none"
-      }))
-      expect([specific.tracesUrl, specific.metricsUrl]).toEqual([undefined, "http://metrics:9999/custom"])
+      const receiver = yield* OtlpReceiver.start
+      yield* traceAndCount.pipe(
+        Effect.provide(Telemetry.layer),
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+          OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9",
+          OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${receiver.url}/v1/metrics`,
+          OTEL_TRACES_EXPORTER: "none",
+          OTEL_LOGS_EXPORTER: "none"
+        })))
+      )
+      expect(new Set(receiver.requests().map((r) => r.path))).toEqual(new Set(["/v1/metrics"]))
+      expect(receiver.latest("cansync.verification.failures")?.unit).toBe("{asset}")
     }))
 
   it.effect("takes the service name from OTEL_SERVICE_NAME, then OTEL_RESOURCE_ATTRIBUTES, then can-sync", () =>
     Effect.gen(function*() {
-      const base = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }
-      expect(Option.getOrThrow(yield* settingsFor(base)).serviceName).toBe("can-sync")
-      expect(Option.getOrThrow(yield* settingsFor({ ...base, OTEL_RESOURCE_ATTRIBUTES: "service.name=from-attrs,team=sync" })).serviceName)
-        .toBe("from-attrs")
-      const both = Option.getOrThrow(yield* settingsFor({ ...base, OTEL_SERVICE_NAME: "named", OTEL_RESOURCE_ATTRIBUTES: "service.name=from-attrs,team=sync" }))
+      const resourceFor = (env: Record<string, string>) =>
+        Telemetry.resourceOptions().pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env))))
+      expect((yield* resourceFor({})).serviceName).toBe("can-sync")
+      expect((yield* resourceFor({ OTEL_RESOURCE_ATTRIBUTES: "service.name=from-attrs,team=sync" })).serviceName).toBe("from-attrs")
+      const both = yield* resourceFor({ OTEL_SERVICE_NAME: "named", OTEL_RESOURCE_ATTRIBUTES: "service.name=from-attrs,team=sync" })
       expect(both.serviceName).toBe("named")
-      expect(both.resourceAttributes).toMatchObject({ team: "sync" })
-      expect(both.resourceAttributes["service.instance.id"]).toBeTypeOf("string")
+      expect(both.attributes).toMatchObject({ team: "sync" })
+      expect(both.attributes["service.instance.id"]).toBeTypeOf("string")
+      const instance = yield* resourceFor({ OTEL_RESOURCE_ATTRIBUTES: "service.instance.id=agent-7" })
+      expect(instance.attributes["service.instance.id"]).toBe("agent-7")
     }))
 
-  it.effect("defaults the metric interval to 60 s and rejects a value that is not milliseconds", () =>
+  it.effect("fails with TelemetryConfigError on a value that is not milliseconds", () =>
     Effect.gen(function*() {
-      const base = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }
-      const defaults = Option.getOrThrow(yield* settingsFor(base))
-      expect(Duration.toMillis(defaults.metricInterval)).toBe(60_000)
-      expect(Duration.toMillis(defaults.metricTimeout)).toBe(30_000)
-      const short = Option.getOrThrow(yield* settingsFor({ ...base, OTEL_METRIC_EXPORT_INTERVAL: "500" }))
-      expect(Duration.toMillis(short.metricTimeout)).toBe(500) // never longer than the interval
-      const error = yield* Effect.flip(settingsFor({ ...base, OTEL_METRIC_EXPORT_INTERVAL: "soon" }))
-      expect(error).toMatchObject({ _tag: "TelemetryConfigError", variable: "OTEL_METRIC_EXPORT_INTERVAL", value: "soon" })
+      const error = yield* Effect.flip(Layer.build(Telemetry.layer).pipe(
+        Effect.scoped,
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_METRIC_EXPORT_INTERVAL: "soon" })))
+      ))
+      expect(error._tag).toBe("TelemetryConfigError")
+      expect(error.message).toContain("OTEL_METRIC_EXPORT_INTERVAL")
     }))
 })
 
 describe("Telemetry.layer with no OTEL variables", () => {
-  const probe = (env: Record<string, string>) =>
-    new Promise<{ readonly loaded: ReadonlyArray<string>; readonly spanClass: string }>((resolve, reject) => {
-      const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")))
-      execFile(process.execPath, [join(import.meta.dirname, "fixtures", "telemetry-probe.ts")], { env: { ...clean, ...env }, timeout: 60_000 }, (error, stdout) => {
-        if (error !== null) reject(error)
-        else resolve(JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}"))
-      })
-    })
+  const spanClass = (env: Record<string, string>) =>
+    Effect.currentSpan.pipe(
+      Effect.map((span) => span.constructor.name),
+      Effect.withSpan("probe"),
+      Effect.provide(Telemetry.layer),
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+    )
 
-  it("is a no-op: Effect's own tracer stays, and no OpenTelemetry module is even loaded", async () => {
-    const off = await probe({})
-    expect(off).toEqual({ loaded: [], spanClass: "NativeSpan" })
-    // The same probe with an endpoint does load the SDK and trace through it (the probe works).
-    const receiverless = await probe({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9", OTEL_EXPORTER_OTLP_TIMEOUT: "200", OTEL_LOG_LEVEL: "none" })
-    expect(receiverless.loaded).toContain("@effect/opentelemetry/NodeSdk")
-    expect(receiverless.spanClass).not.toBe("NativeSpan")
-  })
+  it.live("is a no-op: Effect's own tracer stays", () =>
+    Effect.gen(function*() {
+      expect(yield* spanClass({})).toBe("NativeSpan")
+      expect(yield* spanClass({ OTEL_SERVICE_NAME: "named", OTEL_RESOURCE_ATTRIBUTES: "a=b" })).toBe("NativeSpan")
+      // With an endpoint the exporter's tracer takes over (the probe works).
+      expect(yield* spanClass({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9", OTEL_EXPORTER_OTLP_TIMEOUT: "200" })).not.toBe("NativeSpan")
+    }))
 })

@@ -16,6 +16,7 @@ const describeTagged = (e: { readonly _tag: string } & Record<string, unknown>):
     case "AssetTooLarge":
       return `asset larger than the limit of ${String(e.limit)} bytes: nothing was stored`
     case "InvalidInput":
+    case "TelemetryConfigError":
       return String(e.message)
     case "StoreUnavailable":
       return `store unavailable (${String(e.operation)}): ${String(e.message)}`
