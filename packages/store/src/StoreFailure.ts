@@ -11,54 +11,40 @@ const field = (error: unknown, key: string): unknown =>
 const baseMessage = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
 
-// SQLite primary result codes (the low byte of an extended code).
-const SQLITE_BUSY = 5
-const SQLITE_LOCKED = 6
-const SQLITE_IOERR = 10
-const SQLITE_CORRUPT = 11
-const SQLITE_FULL = 13
-const SQLITE_CANTOPEN = 14
-const SQLITE_READONLY = 8
+/** Node system error codes a user can act on, and what they mean. */
+const systemErrors: ReadonlyMap<string, (message: string) => string> = new Map([
+  ["ENOSPC", (m) => `the disk is full (ENOSPC): ${m}`],
+  ["EDQUOT", (m) => `the disk quota is exhausted (EDQUOT): ${m}`],
+  ["EACCES", (m) => `permission denied: ${m}`],
+  ["EPERM", (m) => `permission denied: ${m}`],
+  ["EROFS", (m) => `the file system is read-only: ${m}`],
+  ["EMFILE", (m) => `too many open files: ${m}`],
+  ["ENFILE", (m) => `too many open files: ${m}`],
+  ["EIO", (m) => `I/O error from the disk: ${m}`]
+])
+
+const locked = (m: string) =>
+  `the index database is locked by another process and stayed locked past the busy timeout (SQLite: ${m})`
+
+/** SQLite primary result codes (the low byte of an extended code), and what they mean. */
+const sqliteErrors: ReadonlyMap<number, (message: string) => string> = new Map([
+  [13, (m) => `the disk is full (SQLite: ${m})`], // SQLITE_FULL
+  [5, locked], // SQLITE_BUSY
+  [6, locked], // SQLITE_LOCKED
+  [10, (m) => `I/O error writing the index database (SQLite: ${m})`], // SQLITE_IOERR
+  [11, (m) => `the index database is corrupt (SQLite: ${m})`], // SQLITE_CORRUPT
+  [14, (m) => `cannot open the index database (SQLite: ${m})`], // SQLITE_CANTOPEN
+  [8, (m) => `the index database is read-only (SQLite: ${m})`] // SQLITE_READONLY
+])
 
 /** A one-line explanation of a Node file-system or node:sqlite error. */
 export const failureMessage = (error: unknown): string => {
   const message = baseMessage(error)
   const code = field(error, "code")
-  switch (code) {
-    case "ENOSPC":
-      return `the disk is full (ENOSPC): ${message}`
-    case "EDQUOT":
-      return `the disk quota is exhausted (EDQUOT): ${message}`
-    case "EACCES":
-    case "EPERM":
-      return `permission denied: ${message}`
-    case "EROFS":
-      return `the file system is read-only: ${message}`
-    case "EMFILE":
-    case "ENFILE":
-      return `too many open files: ${message}`
-    case "EIO":
-      return `I/O error from the disk: ${message}`
-  }
+  const system = typeof code === "string" ? systemErrors.get(code) : undefined
+  if (system !== undefined) return system(message)
   const errcode = field(error, "errcode")
-  if (typeof errcode === "number") {
-    switch (errcode & 0xff) {
-      case SQLITE_FULL:
-        return `the disk is full (SQLite: ${message})`
-      case SQLITE_BUSY:
-      case SQLITE_LOCKED:
-        return `the index database is locked by another process and stayed locked past the busy timeout (SQLite: ${message})`
-      case SQLITE_IOERR:
-        return `I/O error writing the index database (SQLite: ${message})`
-      case SQLITE_CORRUPT:
-        return `the index database is corrupt (SQLite: ${message})`
-      case SQLITE_CANTOPEN:
-        return `cannot open the index database (SQLite: ${message})`
-      case SQLITE_READONLY:
-        return `the index database is read-only (SQLite: ${message})`
-    }
-    return `SQLite: ${message}`
-  }
+  if (typeof errcode === "number") return (sqliteErrors.get(errcode & 0xff) ?? ((m: string) => `SQLite: ${m}`))(message)
   return message
 }
 

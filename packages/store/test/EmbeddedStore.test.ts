@@ -10,8 +10,7 @@ import { Effect, Fiber, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { mkdir, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { EmbeddedStore } from "../src/index.ts"
@@ -19,17 +18,13 @@ import * as ContentFiles from "../src/ContentFiles.ts"
 import { failureMessage } from "../src/StoreFailure.ts"
 import { canStoreContract } from "./contract.ts"
 import { pseudoRandomSha256 } from "./fixtures/pseudoRandom.ts"
+import { sha256, tempDir as freshDir } from "./fixtures/stores.ts"
 
 const IngestFixture = fileURLToPath(new URL("./fixtures/ingest.ts", import.meta.url))
 
-const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex") as AssetHash
 const bytes = (text: string) => new TextEncoder().encode(text)
 
-/** A temp directory removed with the scope. */
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "can-store-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
+const tempDir = freshDir("can-store-")
 
 const openStore = (dataDir: string, options: Partial<EmbeddedStore.EmbeddedStoreOptions> = {}) =>
   EmbeddedStore.make({ dataDir, watchInterval: "50 millis", ...options })

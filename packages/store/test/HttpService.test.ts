@@ -7,30 +7,20 @@ import type { AssetHash } from "@can-sync/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import { createHash } from "node:crypto"
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import * as EmbeddedStore from "../src/EmbeddedStore.ts"
 import { headerJson } from "../src/CanHttpApi.ts"
 import * as HttpService from "../src/HttpService.ts"
+import { freshStore, servedStore, sha256 } from "./fixtures/stores.ts"
 
 const token = "s3cret-token"
 const auth = { authorization: `Bearer ${token}` }
-const sha256 = (data: string | Uint8Array): AssetHash => createHash("sha256").update(data).digest("hex") as AssetHash
 const missingHash = sha256("never stored")
 
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "can-http-service-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
 
 /** A real embedded store in a temp dir, served on a free port; both closed with the test's scope. */
-const setup = Effect.gen(function*() {
-  const dataDir = yield* tempDir
-  const store = yield* EmbeddedStore.make({ dataDir, watchInterval: "50 millis" })
-  const service = yield* HttpService.serve(store, { port: 0, token, keepAlive: "200 millis" })
-  return { store, url: service.url, port: service.port }
-})
+const setup = Effect.map(
+  servedStore({ prefix: "can-http-service-", token, keepAlive: "200 millis" }),
+  ({ store, service }) => ({ store, url: service.url, port: service.port })
+)
 
 interface Reply {
   readonly status: number
@@ -492,8 +482,7 @@ describe("HttpService", () => {
 
   it.live("an asset over the store's size limit is refused with 413, and nothing is stored", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const store = yield* EmbeddedStore.make({ dataDir, maxAssetBytes: 1024 })
+      const store = yield* freshStore("can-http-service-", { maxAssetBytes: 1024 })
       const { url } = yield* HttpService.serve(store, { port: 0, token })
       const reply = yield* call(`${url}/assets`, { method: "POST", headers: auth, body: new Uint8Array(64 * 1024) })
       assert.strictEqual(reply.status, 413)
@@ -503,16 +492,14 @@ describe("HttpService", () => {
 
   it.live("refuses to start without a token", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const store = yield* EmbeddedStore.make({ dataDir })
+      const store = yield* freshStore("can-http-service-")
       const error = yield* Effect.flip(HttpService.serve(store, { port: 0, token: "" }))
       assert.strictEqual(error._tag, "ServeError")
     }))
 
   it.live("closing the scope ends open SSE streams, lets in-flight uploads finish, then frees the port", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const store = yield* EmbeddedStore.make({ dataDir, watchInterval: "50 millis" })
+      const store = yield* freshStore("can-http-service-", { watchInterval: "50 millis" })
       const scope = yield* Scope.make()
       const { url, port } = yield* HttpService.serve(store, { port: 0, token, shutdownGrace: "30 seconds" }).pipe(
         Scope.provide(scope)

@@ -7,30 +7,18 @@
 import type { AssetHash, StoreEvent } from "@can-sync/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Queue, Scope, Stream } from "effect"
-import { createHash } from "node:crypto"
-import { mkdtemp, rm } from "node:fs/promises"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import * as EmbeddedStore from "../src/EmbeddedStore.ts"
 import * as HttpService from "../src/HttpService.ts"
 import * as HttpStore from "../src/HttpStore.ts"
 import { canStoreContract } from "./contract.ts"
+import { freshStore, servedStore, sha256 } from "./fixtures/stores.ts"
 
 const token = "contract-token"
 const encoder = new TextEncoder()
-const sha256 = (data: string | Uint8Array): AssetHash => createHash("sha256").update(data).digest("hex") as AssetHash
-
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => mkdtemp(join(tmpdir(), "can-http-store-"))),
-  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-)
 
 /** A fresh embedded store, served on a free port, and an HttpStore client of it. */
 const stack = Effect.gen(function*() {
-  const dataDir = yield* tempDir
-  const embedded = yield* EmbeddedStore.make({ dataDir, watchInterval: "50 millis" })
-  const service = yield* HttpService.serve(embedded, { port: 0, token, keepAlive: "500 millis" })
+  const { store: embedded, service } = yield* servedStore({ prefix: "can-http-store-", token, keepAlive: "500 millis" })
   const client = yield* HttpStore.make({
     baseUrl: service.url,
     token,
@@ -109,8 +97,7 @@ describe("HttpStore", () => {
 
   it.live("an asset larger than the service's store accepts is refused with AssetTooLarge, and nothing is stored", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const embedded = yield* EmbeddedStore.make({ dataDir, maxAssetBytes: 1024 })
+      const embedded = yield* freshStore("can-http-store-", { maxAssetBytes: 1024 })
       const service = yield* HttpService.serve(embedded, { port: 0, token })
       const client = yield* HttpStore.make({ baseUrl: service.url, token })
       const big = new Uint8Array(64 * 1024).fill(7)
@@ -135,8 +122,7 @@ describe("HttpStore", () => {
 
   it.live("a network failure is StoreUnavailable", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const embedded = yield* EmbeddedStore.make({ dataDir })
+      const embedded = yield* freshStore("can-http-store-")
       const scope = yield* Scope.make()
       const service = yield* HttpService.serve(embedded, { port: 0, token }).pipe(Scope.provide(scope))
       const client = yield* HttpStore.make({ baseUrl: service.url, token })
@@ -149,8 +135,7 @@ describe("HttpStore", () => {
 
   it.live("events reconnect after a service restart and deliver exactly the missed changes, once, in order", () =>
     Effect.gen(function*() {
-      const dataDir = yield* tempDir
-      const embedded = yield* EmbeddedStore.make({ dataDir, watchInterval: "50 millis" })
+      const embedded = yield* freshStore("can-http-store-", { watchInterval: "50 millis" })
       const first = yield* Scope.make()
       const service = yield* HttpService.serve(embedded, { port: 0, token, keepAlive: "200 millis" }).pipe(
         Scope.provide(first)
