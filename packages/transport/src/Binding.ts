@@ -1,8 +1,9 @@
 /**
  * What both ends of a link sign in their AuthProofs: both peer ids and both DTLS fingerprints
- * (read from the signed SDPs). No Node-only imports, so a browser peer uses this very module and
- * the bytes cannot drift apart.
+ * (read from the signed SDPs), and what a link needs to sign and check them. No Node-only
+ * imports, so a browser peer uses this very module and the bytes cannot drift apart.
  */
+import type * as Effect from "effect/Effect"
 
 /** Which side of the SDP exchange a peer took (the lower peer id offers). */
 export type SdpRole = "offerer" | "answerer"
@@ -31,4 +32,22 @@ export const bindingBytes = (binding: ChannelBinding, signer: SdpRole): Uint8Arr
 export const fingerprintOf = (sdp: string): string | undefined => {
   const match = /^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$/m.exec(sdp)
   return match === null ? undefined : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`
+}
+
+/**
+ * What a link needs of an identity to prove itself over the channel and check the peer's proof.
+ * Effects, because a browser signs and verifies asynchronously (WebCrypto); the agent does not.
+ */
+export interface LinkAuth {
+  readonly peerId: string
+  /** Raw 32-byte Ed25519 public key. */
+  readonly publicKey: Uint8Array
+  readonly sign: (bytes: Uint8Array<ArrayBuffer>) => Effect.Effect<Uint8Array>
+  /** True only if `publicKey` derives to `peerId` and `signature` is its signature over `bytes`. */
+  readonly verify: (
+    peerId: string,
+    publicKey: Uint8Array,
+    bytes: Uint8Array<ArrayBuffer>,
+    signature: Uint8Array
+  ) => Effect.Effect<boolean>
 }

@@ -1,12 +1,13 @@
 /**
  * How frames travel as data-channel messages. Every message starts with one kind byte: a piece of
- * an engine frame (MORE: more pieces follow, LAST: the frame ends here), one whole transport
- * frame (CONTROL: Credit, Ping, Pong, AuthProof), which may arrive between the pieces of a large
- * frame, or GOODBYE: "nothing more from me", answered in kind before the channel is closed, so
- * everything sent before a close is delivered. Pure functions, tested without a network.
+ * an engine frame (MORE: more pieces follow, LAST: the frame ends here), one whole control frame
+ * of the link itself (CONTROL: Credit, Ping, Pong, AuthProof, encoded here, never seen by the
+ * engine), which may arrive between the pieces of a large frame, or GOODBYE: "nothing more from
+ * me", answered in kind before the channel is closed. Pure functions; no Node-only imports.
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import { Proto } from "@can-sync/core"
 
 export const MORE = 0x00
 export const LAST = 0x01
@@ -45,7 +46,7 @@ export const pieceAt = (
   offset: number,
   maxMessageBytes: number
 ): { readonly message: Uint8Array; readonly next: number } => {
-  const target = Buffer.allocUnsafe(Math.min(maxMessageBytes, KIND_BYTES + frame.length - offset))
+  const target = new Uint8Array(Math.min(maxMessageBytes, KIND_BYTES + frame.length - offset))
   const { length, next } = writePiece(target, frame, offset)
   return { message: target.subarray(0, length), next }
 }
@@ -62,16 +63,68 @@ export const split = (frame: Uint8Array, maxMessageBytes: number): Array<Uint8Ar
   return out
 }
 
-/** A whole transport frame as one CONTROL message. */
-export const control = (frame: Uint8Array): Uint8Array => {
-  const message = Buffer.allocUnsafe(KIND_BYTES + frame.length)
+/** The one-byte message that closes a link gracefully. */
+export const goodbye = (): Uint8Array => new Uint8Array([GOODBYE])
+
+// ---- control frames -------------------------------------------------------------------------
+
+/**
+ * A CONTROL message is the kind byte, a type byte, the payload length (4 bytes, big endian) and
+ * the protobuf payload: the layout of an engine frame, with types of the link's own.
+ */
+const controlKinds = {
+  Credit: [0x09, Proto.Credit],
+  Ping: [0x0a, Proto.Ping],
+  Pong: [0x0b, Proto.Pong],
+  AuthProof: [0x0c, Proto.AuthProof]
+} as const
+
+export type ControlFrame =
+  | { readonly _tag: "Credit"; readonly message: Proto.Credit }
+  | { readonly _tag: "Ping"; readonly message: Proto.Ping }
+  | { readonly _tag: "Pong"; readonly message: Proto.Pong }
+  | { readonly _tag: "AuthProof"; readonly message: Proto.AuthProof }
+
+/** The largest CONTROL message accepted (an AuthProof is ~150 bytes). */
+export const MAX_CONTROL_BYTES = 4096
+const CONTROL_HEADER_BYTES = KIND_BYTES + 5
+
+interface ControlCodec {
+  encode(message: unknown): { finish(): Uint8Array }
+  decode(input: Uint8Array): unknown
+}
+const codecOf = (tag: ControlFrame["_tag"]): ControlCodec => controlKinds[tag][1] as ControlCodec
+const tagOfType = new Map<number, ControlFrame["_tag"]>(
+  (Object.keys(controlKinds) as Array<ControlFrame["_tag"]>).map((tag) => [controlKinds[tag][0], tag])
+)
+
+/** One control frame as one CONTROL message. */
+export const control = (frame: ControlFrame): Uint8Array => {
+  const payload = codecOf(frame._tag).encode(frame.message).finish()
+  const message = new Uint8Array(CONTROL_HEADER_BYTES + payload.length)
   message[0] = CONTROL
-  message.set(frame, KIND_BYTES)
+  message[1] = controlKinds[frame._tag][0]
+  new DataView(message.buffer).setUint32(2, payload.length, false)
+  message.set(payload, CONTROL_HEADER_BYTES)
   return message
 }
 
-/** The one-byte message that closes a link gracefully. */
-export const goodbye = (): Uint8Array => Buffer.from([GOODBYE])
+/** The control frame in a CONTROL message's body (what `parse` gives as `frame`). */
+export const decodeControl = (body: Uint8Array): Result.Result<ControlFrame, FramingViolation> => {
+  const refuse = (detail: string) => Result.fail(new FramingViolation({ detail: `bad control frame: ${detail}` }))
+  if (body.length > MAX_CONTROL_BYTES) return refuse(`${body.length} bytes, over ${MAX_CONTROL_BYTES}`)
+  if (body.length < CONTROL_HEADER_BYTES - KIND_BYTES) return refuse("truncated")
+  const tag = tagOfType.get(body[0]!)
+  if (tag === undefined) return refuse(`unknown type 0x${body[0]!.toString(16)}`)
+  const length = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(1, false)
+  if (length !== body.length - (CONTROL_HEADER_BYTES - KIND_BYTES)) return refuse(`${tag} length ${length} does not match`)
+  try {
+    const message = codecOf(tag).decode(body.subarray(CONTROL_HEADER_BYTES - KIND_BYTES))
+    return Result.succeed({ _tag: tag, message } as ControlFrame)
+  } catch (error) {
+    return refuse(`${tag}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
 
 export type Message =
   | { readonly _tag: "Piece"; readonly last: boolean; readonly payload: Uint8Array }

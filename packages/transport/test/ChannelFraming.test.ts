@@ -5,22 +5,22 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Result } from "effect"
 import { ReceiveWindow, SendCredit } from "../src/FlowControl.ts"
-import * as Wire from "../src/ChannelFraming.ts"
+import * as Framing from "../src/ChannelFraming.ts"
 
 const frameOf = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 255)
 const MAX_MESSAGE = 64 * 1024
 
-describe("Wire", () => {
+describe("ChannelFraming", () => {
   it("splits frames into messages no larger than the limit and joins them byte for byte", () => {
     for (const size of [0, 1, MAX_MESSAGE - 2, MAX_MESSAGE - 1, MAX_MESSAGE, MAX_MESSAGE + 1, 3 * MAX_MESSAGE + 17, 1_000_000]) {
       const frame = frameOf(size)
-      const messages = Wire.split(frame, MAX_MESSAGE)
+      const messages = Framing.split(frame, MAX_MESSAGE)
       expect(messages.every((m) => m.length <= MAX_MESSAGE)).toBe(true)
       expect(messages.length).toBe(Math.max(1, Math.ceil(size / (MAX_MESSAGE - 1))))
-      const joiner = new Wire.Reassembler(2_000_000)
+      const joiner = new Framing.Reassembler(2_000_000)
       const out: Array<Uint8Array> = []
       for (const message of messages) {
-        const parsed = Result.getOrThrow(Wire.parse(message))
+        const parsed = Result.getOrThrow(Framing.parse(message))
         expect(parsed._tag).toBe("Piece")
         if (parsed._tag !== "Piece") continue
         const joined = Result.getOrThrow(joiner.push(parsed.payload, parsed.last))
@@ -32,18 +32,39 @@ describe("Wire", () => {
     }
   })
 
-  it("carries control frames whole, distinguishable from data pieces", () => {
-    const parsed = Result.getOrThrow(Wire.parse(Wire.control(new Uint8Array([9, 0, 0, 0, 0]))))
+  it("carries control frames whole, distinguishable from data pieces, in the engine frame layout", () => {
+    const message = Framing.control({ _tag: "Credit", message: { bytes: 0 } })
+    expect([...message]).toEqual([Framing.CONTROL, 0x09, 0, 0, 0, 0])
+    const parsed = Result.getOrThrow(Framing.parse(message))
     expect(parsed._tag).toBe("Control")
-    expect(parsed._tag === "Control" && [...parsed.frame]).toEqual([9, 0, 0, 0, 0])
+    expect(parsed._tag === "Control" && [...parsed.frame]).toEqual([0x09, 0, 0, 0, 0])
+  })
+
+  it("encodes and decodes every control frame, and refuses broken ones", () => {
+    const frames: ReadonlyArray<Framing.ControlFrame> = [
+      { _tag: "Credit", message: { bytes: 16 * 1024 * 1024 } },
+      { _tag: "Ping", message: { nonce: 7, sentAt: 1_700_000_000_000 } },
+      { _tag: "Pong", message: { nonce: 7, sentAt: 1_700_000_000_000 } },
+      { _tag: "AuthProof", message: { peerId: "a".repeat(32), publicKey: new Uint8Array(32).fill(1), signature: new Uint8Array(64).fill(2) } }
+    ]
+    for (const frame of frames) {
+      const parsed = Result.getOrThrow(Framing.parse(Framing.control(frame)))
+      expect(parsed._tag === "Control" && Result.getOrThrow(Framing.decodeControl(parsed.frame))).toEqual(frame)
+    }
+    const refusal = (body: Array<number>) => Result.match(Framing.decodeControl(new Uint8Array(body)), { onSuccess: () => "", onFailure: (e) => e.detail })
+    expect(refusal([0x01, 0, 0, 0, 0])).toBe("bad control frame: unknown type 0x1")
+    expect(refusal([0x09, 0, 0, 0])).toBe("bad control frame: truncated")
+    expect(refusal([0x09, 0, 0, 0, 5, 8])).toBe("bad control frame: Credit length 5 does not match")
+    expect(refusal([0x09, 0, 0, 0, 1, 0xff])).toMatch(/^bad control frame: Credit: /)
+    expect(refusal([0x0c, ...new Array(5000).fill(0)])).toBe("bad control frame: 5001 bytes, over 4096")
   })
 
   it("refuses a frame growing past the limit before buffering it", () => {
-    const joiner = new Wire.Reassembler(100_000)
-    const messages = Wire.split(frameOf(300_000), MAX_MESSAGE)
+    const joiner = new Framing.Reassembler(100_000)
+    const messages = Framing.split(frameOf(300_000), MAX_MESSAGE)
     let failure: string | undefined
     for (const message of messages) {
-      const parsed = Result.getOrThrow(Wire.parse(message))
+      const parsed = Result.getOrThrow(Framing.parse(message))
       if (parsed._tag !== "Piece") continue
       const r = joiner.push(parsed.payload, parsed.last)
       if (Result.isFailure(r)) {
@@ -56,8 +77,8 @@ describe("Wire", () => {
   })
 
   it("refuses empty messages and unknown kinds", () => {
-    expect(Result.isFailure(Wire.parse(new Uint8Array(0)))).toBe(true)
-    const unknown = Wire.parse(new Uint8Array([7, 1, 2]))
+    expect(Result.isFailure(Framing.parse(new Uint8Array(0)))).toBe(true)
+    const unknown = Framing.parse(new Uint8Array([7, 1, 2]))
     expect(Result.isFailure(unknown) && unknown.failure.detail).toMatch(/unknown message kind 0x7/)
   })
 })

@@ -6,13 +6,13 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
 import nodeDataChannel from "node-datachannel"
-import { Frame, LinkCloseReason } from "@can-sync/core"
+import { LinkCloseReason } from "@can-sync/core"
 import { Identity } from "../src/Identity.ts"
 import type { PeerIdentity } from "../src/Identity.ts"
 import type { DataChannel } from "../src/Native.ts"
 import * as WebRtcLink from "../src/WebRtcLink.ts"
-import type { ChannelBinding, LinkOptions, PendingLink } from "../src/WebRtcLink.ts"
-import * as Wire from "../src/ChannelFraming.ts"
+import type { ChannelBinding, LinkOptions, PendingWebRtcLink } from "../src/WebRtcLink.ts"
+import * as Framing from "../src/ChannelFraming.ts"
 import { directPair } from "./support/directPair.ts"
 
 afterAll(() => nodeDataChannel.cleanup())
@@ -32,7 +32,7 @@ interface Side {
 /** Two links over a direct pair, offerer `a` and answerer `b`, not yet authenticated. */
 const linkPair = (a: Side, b: Side) =>
   Effect.gen(function*() {
-    let answerer: PendingLink | undefined
+    let answerer: PendingWebRtcLink | undefined
     const pair = yield* directPair(a.identity, b.identity, (dc) => answerer?.attach(dc))
     const make = (side: Side, role: "offerer" | "answerer", other: Side) => {
       const expected = side.expects ?? other.identity
@@ -65,12 +65,8 @@ const rogueAnswerer = (a: Side, rogue: PeerIdentity) =>
     })
     offerer.attach(pair.offerer.createDataChannel("can-sync"))
     const channel: DataChannel = yield* pair.answererChannel
-    const proof = Frame.make("AuthProof", {
-      peerId: rogue.peerId,
-      publicKey: rogue.publicKey,
-      signature: rogue.sign(WebRtcLink.bindingBytes(pair.binding()!, "answerer"))
-    })
-    channel.sendMessageBinary(Wire.control(Frame.encode(proof)))
+    const signature = rogue.sign(WebRtcLink.bindingBytes(pair.binding()!, "answerer"))
+    channel.sendMessageBinary(Framing.control({ _tag: "AuthProof", message: { peerId: rogue.peerId, publicKey: rogue.publicKey, signature } }))
     return { offerer, channel }
   })
 
@@ -140,7 +136,7 @@ describe("WebRtcLink", () => {
       )
       const link = yield* offerer.authenticate
       // nobody consumes frames; the rogue sends 64 KiB frames far past the 1 MiB it was granted
-      const piece = Wire.split(frameOf(64 * 1024 - 1, 1), 64 * 1024)[0]!
+      const piece = Framing.split(frameOf(64 * 1024 - 1, 1), 64 * 1024)[0]!
       for (let i = 0; i < 200; i++) channel.sendMessageBinary(piece)
       const reason = yield* link.closeReason
       expect(reason.reason._tag).toBe("LinkProtocolViolation")

@@ -1,0 +1,670 @@
+/**
+ * The PeerLink over one ordered, reliable data channel, whichever carries it (node-datachannel in
+ * the agent, the browser's own RTCDataChannel in the browser test peer, both behind
+ * `DataChannelPort`): frames split and joined (ChannelFraming), send backpressure from the
+ * channel's buffered amount, a credit window (FlowControl), the Ping/Pong heartbeat, the graceful
+ * GOODBYE close and the AuthProof exchange. No Node-only imports; times come from the Clock.
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import type { Context, Scope } from "effect"
+import { LinkClosed, LinkCloseReason } from "@can-sync/core"
+import type { PeerId, PeerLink, Role } from "@can-sync/core"
+import { bindingBytes } from "./Binding.ts"
+import type { ChannelBinding, LinkAuth, SdpRole } from "./Binding.ts"
+import * as Framing from "./ChannelFraming.ts"
+import type { ControlFrame } from "./ChannelFraming.ts"
+import { ReceiveWindow, SendCredit } from "./FlowControl.ts"
+
+/** The events of a data channel; each handler is registered once. */
+export interface ChannelHandlers {
+  readonly onOpen: () => void
+  readonly onMessage: (message: Uint8Array | string) => void
+  readonly onClosed: () => void
+  readonly onError: (error: string) => void
+  readonly onBufferedAmountLow: () => void
+}
+
+/** What the link needs of a data channel (ordered, reliable, binary). */
+export interface DataChannelPort {
+  /** Write one message; the bytes may be reused once it returns. Throws if the channel is gone. */
+  readonly send: (message: Uint8Array) => void
+  readonly close: () => void
+  readonly bufferedAmount: () => number
+  readonly isOpen: () => boolean
+  /** Register every handler, once; `onBufferedAmountLow` fires on draining to `lowWaterBytes`. Throws if the channel is gone. */
+  readonly listen: (handlers: ChannelHandlers, lowWaterBytes: number) => void
+}
+
+export interface LinkOptions {
+  /** Largest data-channel message, kind byte included (a 64 KiB chunk and its frame envelope fit). */
+  readonly maxMessageBytes: number
+  /** Largest frame the link carries; at most half the receive window. */
+  readonly maxFrameBytes: number
+  /** Bytes the peer may send ahead of what our consumer has taken. */
+  readonly receiveWindowBytes: number
+  /** Stop writing while the channel buffers more than this ... */
+  readonly highWaterBytes: number
+  /** ... and resume when it has drained to this. */
+  readonly lowWaterBytes: number
+  readonly heartbeatInterval: Duration.Input
+  /** Silence after which the peer is taken for gone and the link fails. */
+  readonly heartbeatTimeout: Duration.Input
+}
+
+/**
+ * The window must cover the credit loop: our channel buffer (high water), the peer's own outgoing
+ * buffer that its Credit frames queue behind when traffic flows both ways, and the grant batch.
+ * Measured on loopback (bench/transport.ts): with an 8 MiB window behind 4 MiB buffers, senders
+ * waited for credit 35-60% of the time in bidirectional transfers; 16 MiB behind 2 MiB, ~0-2%.
+ */
+export const defaultLinkOptions: LinkOptions = {
+  maxMessageBytes: 64 * 1024 + 1024,
+  maxFrameBytes: 4 * 1024 * 1024,
+  receiveWindowBytes: 16 * 1024 * 1024,
+  highWaterBytes: 2 * 1024 * 1024,
+  lowWaterBytes: 512 * 1024,
+  heartbeatInterval: "1 second",
+  heartbeatTimeout: "4 seconds"
+}
+
+/** Why a set of options cannot work, or undefined. */
+export const checkOptions = (options: LinkOptions): string | undefined => {
+  if (options.maxFrameBytes * 2 > options.receiveWindowBytes) {
+    return "receiveWindowBytes must be at least twice maxFrameBytes (so credit cannot deadlock)"
+  }
+  if (options.maxMessageBytes < 2 || options.maxMessageBytes > 256 * 1024) {
+    return "maxMessageBytes must be between 2 and 262144 (the channel's message limit)"
+  }
+  if (options.lowWaterBytes > options.highWaterBytes) return "lowWaterBytes must not exceed highWaterBytes"
+  return undefined
+}
+
+/** How long a graceful close waits for the peer's GOODBYE before closing anyway. */
+const GOODBYE_TIMEOUT = "1 second"
+/** Messages held while the peer's AuthProof is being verified (only small control frames can come). */
+const MAX_HELD_MESSAGES = 256
+
+export interface LinkStats {
+  readonly framesSent: number
+  readonly bytesSent: number
+  readonly framesReceived: number
+  readonly bytesReceived: number
+  /** Received frame bytes the consumer has not taken yet (the receive buffer). */
+  readonly bufferedBytes: number
+  /** The most the receive buffer has held. */
+  readonly peakBufferedBytes: number
+  /** Credit granted by the peer and not yet used. */
+  readonly sendCredit: number
+  /** Round trip of the last Ping, if any came back. */
+  readonly rttMillis: number | undefined
+  /** Time `send` spent waiting for the peer's credit (its consumer or the window is the limit). */
+  readonly creditWaitMillis: number
+  /** Time `send` spent waiting for the channel to drain (the network or the library is the limit). */
+  readonly bufferWaitMillis: number
+  readonly authProofSent: boolean
+  /** The peer's AuthProof verified here. */
+  readonly remoteProofVerified: boolean
+  /** The peer granted credit, which it does only after verifying our AuthProof. */
+  readonly peerAcceptedProof: boolean
+  readonly creditGrants: number
+  readonly creditGrantedBytes: number
+  readonly pingsSent: number
+  readonly pingsReceived: number
+  readonly pongsSent: number
+  readonly pongsReceived: number
+  /** After our GOODBYE, the peer's came back (everything we sent was received). */
+  readonly goodbyeAnswered: boolean
+}
+
+export interface WebRtcLink extends PeerLink {
+  /** Whether this side made the offer (the lower peer id always does). */
+  readonly sdpRole: SdpRole
+  /** The same, as the engine names it: the offerer dialed. */
+  readonly role: Role
+  /** Waits for the link to close and gives the reason (heartbeat timeout, closed by the peer, ...). */
+  readonly closeReason: Effect.Effect<LinkClosed>
+  /** Close at once, without a goodbye, for `reason` (the transport: a newer connection replaced it). */
+  readonly closeBecause: (reason: LinkCloseReason) => Effect.Effect<void>
+  readonly stats: Effect.Effect<LinkStats>
+}
+
+export interface ChannelLinkParams {
+  readonly auth: LinkAuth
+  readonly role: SdpRole
+  readonly remotePeer: PeerId
+  /** The key the peer signed its SDP with (known once its offer or answer arrived); its AuthProof must carry the same one. */
+  readonly remotePublicKey: () => Uint8Array | undefined
+  /** Read when the channel opens: by then both SDPs (and so both fingerprints) are known. */
+  readonly binding: () => ChannelBinding | undefined
+  readonly options: LinkOptions
+  /** Called once, synchronously, when the link closes; `authenticated` says whether it ever was. */
+  readonly onClosed?: ((closed: LinkClosed, authenticated: boolean) => void) | undefined
+}
+
+/** A link being set up: attach the channel synchronously, then `authenticate`. */
+export interface PendingLink {
+  /** Register every handler on the channel; call in the same step that obtained it. */
+  readonly attach: (channel: DataChannelPort) => void
+  /** Fail the link before it is handed out (connection failed, attempt given up, ...). */
+  readonly fail: (reason: LinkCloseReason) => void
+  /**
+   * Wait for the channel to open and both AuthProofs to verify, then give the link. Fails if
+   * the link closes first; bounding the wait is the caller's (one deadline for the whole connect).
+   */
+  readonly authenticate: Effect.Effect<WebRtcLink, LinkClosed>
+}
+
+type State = "detached" | "connecting" | "open" | "verifying" | "authenticated" | "closed"
+
+const lost = (detail: string) => LinkCloseReason.cases.ConnectionLost.make({ detail })
+const authFailed = (detail: string) => LinkCloseReason.cases.AuthFailed.make({ detail })
+const violation = (detail: string) => LinkCloseReason.cases.LinkProtocolViolation.make({ detail })
+
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && a.every((byte, i) => byte === b[i])
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/**
+ * One link's state. Channel callbacks run on the JS thread and drive it synchronously; fibers see
+ * it through `send`, `take`, `closeReason` and the heartbeat. Signing and verifying run as
+ * effects (at once in the agent; asynchronously in a browser, with messages held meanwhile).
+ */
+class ChannelLink {
+  readonly remotePeer: PeerId
+  private readonly params: ChannelLinkParams
+  private readonly queue: Queue.Queue<Uint8Array, LinkClosed | Cause.Done>
+  private readonly clock: Clock.Clock
+  private readonly context: Context.Context<never>
+  private readonly closedSignal = Deferred.makeUnsafe<LinkClosed>()
+  private readonly authenticated = Deferred.makeUnsafe<void, LinkClosed>()
+  private readonly goodbyeReceived = Deferred.makeUnsafe<void>()
+  private readonly channelClosed = Deferred.makeUnsafe<void>()
+  private readonly sendLock = Semaphore.makeUnsafe(1)
+  private readonly window: ReceiveWindow
+  private readonly credit = new SendCredit()
+  private readonly reassembler: Framing.Reassembler
+  /** Every data message is built here: the channel copies it synchronously when sending. */
+  private readonly scratch: Uint8Array
+  private channel: DataChannelPort | undefined
+  private state: State = "detached"
+  private reason: LinkClosed | undefined
+  private creditWaiter: (() => void) | undefined
+  private bufferWaiter: (() => void) | undefined
+  private held: Array<Uint8Array | string> = []
+  lastHeard: number
+  private pingNonce = 0
+  private counters = {
+    framesSent: 0,
+    bytesSent: 0,
+    framesReceived: 0,
+    bytesReceived: 0,
+    rttMillis: undefined as number | undefined,
+    creditWaitMillis: 0,
+    bufferWaitMillis: 0,
+    authProofSent: false,
+    remoteProofVerified: false,
+    peerAcceptedProof: false,
+    creditGrants: 0,
+    creditGrantedBytes: 0,
+    pingsSent: 0,
+    pingsReceived: 0,
+    pongsSent: 0,
+    pongsReceived: 0,
+    goodbyeAnswered: false
+  }
+
+  constructor(
+    params: ChannelLinkParams,
+    queue: Queue.Queue<Uint8Array, LinkClosed | Cause.Done>,
+    clock: Clock.Clock,
+    context: Context.Context<never>
+  ) {
+    this.params = params
+    this.remotePeer = params.remotePeer
+    this.queue = queue
+    this.clock = clock
+    this.context = context
+    this.lastHeard = clock.currentTimeMillisUnsafe()
+    this.window = new ReceiveWindow(params.options.receiveWindowBytes)
+    this.reassembler = new Framing.Reassembler(params.options.maxFrameBytes)
+    this.scratch = new Uint8Array(params.options.maxMessageBytes)
+  }
+
+  now(): number {
+    return this.clock.currentTimeMillisUnsafe()
+  }
+
+  /**
+   * Take the channel and register every handler, once. Call it in the same synchronous step that
+   * obtained the channel, so no event is missed. The link holds the channel for its whole life:
+   * a native channel nothing references is garbage-collected mid-transfer.
+   */
+  attach(channel: DataChannelPort): void {
+    if (this.state !== "detached") return
+    this.channel = channel
+    this.state = "connecting"
+    try {
+      channel.listen({
+        onMessage: (message) => this.onMessage(message),
+        onOpen: () => this.onOpen(),
+        onClosed: () => this.onChannelClosed(),
+        onError: (error) => this.closeWith(lost(`channel error: ${error}`), true),
+        onBufferedAmountLow: () => this.bufferWaiter?.()
+      }, this.params.options.lowWaterBytes)
+    } catch (error) {
+      // the library refuses handlers on a channel that is already gone
+      return this.closeWith(lost(`the channel closed at once: ${errorText(error)}`), true)
+    }
+    if (channel.isOpen()) this.onOpen()
+  }
+
+  get isOpen(): boolean {
+    return this.state === "open" || this.state === "verifying" || this.state === "authenticated"
+  }
+
+  get isClosed(): boolean {
+    return this.state === "closed"
+  }
+
+  // ---- closing -------------------------------------------------------------------------------
+
+  /**
+   * The logical close, once: no more sends, the frame stream ends (clean: after the frames
+   * already received) or fails, every waiter wakes. False if the link was already closed.
+   */
+  private finish(reason: LinkCloseReason, failed: boolean): boolean {
+    if (this.state === "closed") return false
+    const wasAuthenticated = this.state === "authenticated"
+    this.state = "closed"
+    this.held = []
+    const error = new LinkClosed({ peer: this.remotePeer, reason })
+    this.reason = error
+    if (failed) Queue.failCauseUnsafe(this.queue, Cause.fail(error))
+    else Queue.endUnsafe(this.queue)
+    this.creditWaiter?.()
+    this.bufferWaiter?.()
+    Deferred.doneUnsafe(this.authenticated, Effect.fail(error))
+    Deferred.doneUnsafe(this.closedSignal, Effect.succeed(error))
+    this.params.onClosed?.(error, wasAuthenticated)
+    return true
+  }
+
+  /** Close the channel (idempotent); whatever it still buffers may be lost. */
+  private closeChannel(): void {
+    Deferred.doneUnsafe(this.goodbyeReceived, Effect.void)
+    Deferred.doneUnsafe(this.channelClosed, Effect.void)
+    try {
+      this.channel?.close()
+    } catch {
+      // already closed: nothing left to release
+    }
+  }
+
+  /** Close at once, without a goodbye: failures, and links that never authenticated. */
+  closeWith(reason: LinkCloseReason, failed: boolean): void {
+    if (this.finish(reason, failed)) this.closeChannel()
+  }
+
+  /**
+   * Close gracefully: say GOODBYE after everything already sent, wait (bounded) for the peer's
+   * GOODBYE, which it sends only after receiving ours and thus everything before it, then close
+   * the channel. Concurrent and repeated calls wait for the same close.
+   */
+  readonly closeGracefully: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.state === "authenticated" && this.channel !== undefined) {
+      this.finish(LinkCloseReason.cases.ClosedLocally.make({}), false)
+      this.writeUnchecked(Framing.goodbye())
+      return Deferred.await(this.goodbyeReceived).pipe(
+        Effect.timeoutOption(GOODBYE_TIMEOUT),
+        Effect.andThen(Effect.sync(() => this.closeChannel()))
+      )
+    }
+    if (this.finish(LinkCloseReason.cases.ClosedLocally.make({}), false)) this.closeChannel()
+    return Deferred.await(this.channelClosed)
+  })
+
+  /** The peer said GOODBYE: deliver what came before it, answer in kind, close. */
+  private onGoodbye(): void {
+    if (!this.finish(LinkCloseReason.cases.ClosedByPeer.make({}), false)) return
+    this.writeUnchecked(Framing.goodbye())
+    this.closeChannel()
+  }
+
+  private onChannelClosed(): void {
+    this.finish(lost("the channel closed without a goodbye"), true)
+    this.closeChannel()
+  }
+
+  private closedError(): LinkClosed {
+    return this.reason ?? new LinkClosed({ peer: this.remotePeer, reason: LinkCloseReason.cases.ClosedLocally.make({}) })
+  }
+
+  // ---- authentication ------------------------------------------------------------------------
+
+  /** Run a signing or verifying effect; `then` runs when it is done (at once if it is synchronous). */
+  private run<A>(effect: Effect.Effect<A>, then: (a: A) => void): void {
+    Effect.runForkWith(this.context)(Effect.flatMap(effect, (a) => Effect.sync(() => then(a))))
+  }
+
+  private onOpen(): void {
+    if (this.state !== "connecting") return
+    this.state = "open"
+    this.lastHeard = this.now()
+    const { auth, role } = this.params
+    const binding = this.params.binding()
+    if (binding === undefined) return this.closeWith(lost("the channel opened before both descriptions were known"), true)
+    this.run(auth.sign(bindingBytes(binding, role)), (signature) => {
+      this.sendControl({ _tag: "AuthProof", message: { peerId: auth.peerId, publicKey: auth.publicKey, signature } })
+      this.counters.authProofSent = true
+    })
+  }
+
+  private onAuthProof(proof: { readonly peerId: string; readonly publicKey: Uint8Array; readonly signature: Uint8Array }) {
+    if (this.state !== "open") return this.violation("a second AuthProof")
+    const { remotePeer, role } = this.params
+    const binding = this.params.binding()
+    const remotePublicKey = this.params.remotePublicKey()
+    if (binding === undefined || remotePublicKey === undefined) {
+      return this.violation("AuthProof before both descriptions were known")
+    }
+    if (proof.peerId !== remotePeer) {
+      return this.closeWith(authFailed(`the channel proved ${proof.peerId}, expected ${remotePeer}`), true)
+    }
+    if (!equalBytes(proof.publicKey, remotePublicKey)) {
+      return this.closeWith(authFailed("the channel key differs from the key that signed the SDP"), true)
+    }
+    const remoteRole: SdpRole = role === "offerer" ? "answerer" : "offerer"
+    this.state = "verifying"
+    this.run(this.params.auth.verify(remotePeer, proof.publicKey, bindingBytes(binding, remoteRole), proof.signature), (valid) => {
+      if (this.state !== "verifying") return
+      if (!valid) return this.closeWith(authFailed("the channel binding signature does not verify"), true)
+      this.state = "authenticated"
+      this.counters.remoteProofVerified = true
+      this.grant(this.window.initialGrant())
+      Deferred.doneUnsafe(this.authenticated, Effect.void)
+      for (const message of this.held.splice(0)) this.onMessage(message)
+    })
+  }
+
+  // ---- receiving -----------------------------------------------------------------------------
+
+  private violation(detail: string): void {
+    this.closeWith(violation(detail), true)
+  }
+
+  private onMessage(message: Uint8Array | string): void {
+    if (typeof message === "string") return this.violation("text message on a binary channel")
+    if (this.state === "closed") {
+      // after our GOODBYE only the peer's GOODBYE matters
+      if (message.length === 1 && message[0] === Framing.GOODBYE) {
+        this.counters.goodbyeAnswered = true
+        Deferred.doneUnsafe(this.goodbyeReceived, Effect.void)
+      }
+      return
+    }
+    this.lastHeard = this.now()
+    if (this.state === "verifying") {
+      if (this.held.length >= MAX_HELD_MESSAGES) return this.violation("too many messages before authentication")
+      this.held.push(message)
+      return
+    }
+    if (this.state === "connecting") this.onOpen()
+    const parsed = Framing.parse(message)
+    if (Result.isFailure(parsed)) return this.violation(parsed.failure.detail)
+    const msg = parsed.success
+    if (msg._tag === "Goodbye") return this.onGoodbye()
+    if (msg._tag === "Control") return this.onControl(msg.frame)
+    if (this.state !== "authenticated") return this.violation("data before authentication")
+    const accounted = this.window.received(msg.payload.length)
+    if (Result.isFailure(accounted)) return this.violation(accounted.failure.detail)
+    const joined = this.reassembler.push(msg.payload, msg.last)
+    if (Result.isFailure(joined)) return this.violation(joined.failure.detail)
+    if (joined.success === undefined) return
+    this.counters.framesReceived++
+    this.counters.bytesReceived += joined.success.length
+    Queue.offerUnsafe(this.queue, joined.success)
+  }
+
+  private onControl(body: Uint8Array): void {
+    const decoded = Framing.decodeControl(body)
+    if (Result.isFailure(decoded)) return this.violation(decoded.failure.detail)
+    const frame = decoded.success
+    switch (frame._tag) {
+      case "Ping":
+        this.counters.pingsReceived++
+        // with our buffer full the peer hears our data anyway; never queue Pongs without bound
+        if (this.channel !== undefined && this.channel.bufferedAmount() <= this.params.options.highWaterBytes) {
+          this.sendControl({ _tag: "Pong", message: { nonce: frame.message.nonce, sentAt: frame.message.sentAt } })
+          this.counters.pongsSent++
+        }
+        return
+      case "Pong":
+        this.counters.pongsReceived++
+        this.counters.rttMillis = this.now() - frame.message.sentAt
+        return
+      case "Credit":
+        if (this.state !== "authenticated") return this.violation("credit before authentication")
+        this.counters.peerAcceptedProof = true
+        this.credit.grant(frame.message.bytes)
+        this.creditWaiter?.()
+        return
+      case "AuthProof":
+        return this.onAuthProof(frame.message)
+    }
+  }
+
+  /** One frame handed to the consumer: its bytes are granted back once enough have gathered. */
+  readonly take: Effect.Effect<Uint8Array, LinkClosed | Cause.Done> = Effect.tap(
+    Effect.suspend(() => Queue.take(this.queue)),
+    (frame) =>
+      Effect.sync(() => {
+        const grant = this.window.consumed(frame.length)
+        if (grant > 0 && this.state === "authenticated") this.grant(grant)
+      })
+  )
+
+  private grant(bytes: number): void {
+    this.sendControl({ _tag: "Credit", message: { bytes } })
+    this.counters.creditGrants++
+    this.counters.creditGrantedBytes += bytes
+  }
+
+  // ---- sending -------------------------------------------------------------------------------
+
+  /** Write one message now (a full channel buffers it: that is not a failure). */
+  private sendRaw(message: Uint8Array): boolean {
+    if (this.state === "closed" || this.channel === undefined) return false
+    try {
+      this.channel.send(message)
+      return true
+    } catch (error) {
+      this.closeWith(lost(`send failed: ${errorText(error)}`), true)
+      return false
+    }
+  }
+
+  /** Write even though the link is logically closed (the GOODBYEs); errors mean it is gone anyway. */
+  private writeUnchecked(message: Uint8Array): void {
+    try {
+      this.channel?.send(message)
+    } catch {
+      // the channel is already closed
+    }
+  }
+
+  /** Control frames skip the credit and the send lock: they are tiny and must never wait behind data. */
+  sendControl(frame: ControlFrame): void {
+    this.sendRaw(Framing.control(frame))
+  }
+
+  private waitCredit(bytes: number): Effect.Effect<void, LinkClosed> {
+    if (this.state !== "closed" && this.credit.tryUse(bytes)) return Effect.void
+    return this.waitUntil("credit", () => this.credit.tryUse(bytes))
+  }
+
+  /** Suspends until the channel has drained to the low-water mark (or the link closes). */
+  private waitBuffer(): Effect.Effect<void, LinkClosed> {
+    return this.waitUntil("buffer", () => this.channel!.bufferedAmount() <= this.params.options.highWaterBytes)
+  }
+
+  /**
+   * Suspends until `ready()` holds, checked now and each time the `which` waiter is woken (credit
+   * granted, buffer drained), or fails once the link closes; the time spent is counted.
+   */
+  private waitUntil(which: "credit" | "buffer", ready: () => boolean): Effect.Effect<void, LinkClosed> {
+    const since = this.now()
+    const setWaiter = (waiter: (() => void) | undefined) => {
+      if (which === "credit") this.creditWaiter = waiter
+      else this.bufferWaiter = waiter
+    }
+    return Effect.callback<void, LinkClosed>((resume) => {
+      const attempt = () => {
+        if (this.state === "closed") {
+          setWaiter(undefined)
+          resume(Effect.fail(this.closedError()))
+        } else if (ready()) {
+          setWaiter(undefined)
+          resume(Effect.void)
+        }
+      }
+      setWaiter(attempt)
+      attempt()
+      return Effect.sync(() => setWaiter(undefined))
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      if (which === "credit") this.counters.creditWaitMillis += this.now() - since
+      else this.counters.bufferWaitMillis += this.now() - since
+    })))
+  }
+
+  private sendPieces(frame: Uint8Array, from: number): Effect.Effect<void, LinkClosed> {
+    return Effect.suspend(() => {
+      const { highWaterBytes } = this.params.options
+      let offset = from
+      do {
+        if (this.state === "closed") return Effect.fail(this.closedError())
+        if (this.channel!.bufferedAmount() > highWaterBytes) {
+          const resumeAt = offset
+          return Effect.andThen(this.waitBuffer(), this.sendPieces(frame, resumeAt))
+        }
+        const piece = Framing.writePiece(this.scratch, frame, offset)
+        if (!this.sendRaw(this.scratch.subarray(0, piece.length))) return Effect.fail(this.closedError())
+        offset = piece.next
+      } while (offset < frame.length)
+      this.counters.framesSent++
+      this.counters.bytesSent += frame.length
+      return Effect.void
+    })
+  }
+
+  readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
+    this.sendLock.withPermit(
+      Effect.suspend(() => {
+        if (this.state !== "authenticated") return Effect.fail(this.closedError())
+        const limit = this.params.options.maxFrameBytes
+        if (frame.length > limit) {
+          this.violation(`we tried to send a frame of ${frame.length} bytes, over the link limit of ${limit}`)
+          return Effect.fail(this.closedError())
+        }
+        return Effect.andThen(this.waitCredit(frame.length), this.sendPieces(frame, 0))
+      })
+    )
+
+  // ---- heartbeat, lifecycle ------------------------------------------------------------------
+
+  /** Send a Ping now (the heartbeat's). */
+  ping(now: number): void {
+    this.sendControl({ _tag: "Ping", message: { nonce: ++this.pingNonce, sentAt: now } })
+    this.counters.pingsSent++
+  }
+
+  /** Fail the link: the peer has been silent too long. */
+  silenced(silentMillis: number): void {
+    this.closeWith(LinkCloseReason.cases.HeartbeatTimeout.make({ silentMillis }), true)
+  }
+
+  /** Completes once both sides have proved their keys over the channel; fails if the link closes first. */
+  readonly whenAuthenticated: Effect.Effect<void, LinkClosed> = Deferred.await(this.authenticated)
+
+  readonly closeReason: Effect.Effect<LinkClosed> = Deferred.await(this.closedSignal)
+
+  readonly stats: Effect.Effect<LinkStats> = Effect.sync(() => ({
+    ...this.counters,
+    bufferedBytes: this.window.buffered,
+    peakBufferedBytes: this.window.peakBuffered,
+    sendCredit: this.credit.bytes
+  }))
+}
+
+/**
+ * Ping every interval; fail the link after `heartbeatTimeout` without any message from the peer
+ * (checked four times per interval, so a vanished peer is noticed soon after the timeout).
+ */
+const heartbeat = (link: ChannelLink, options: LinkOptions): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const interval = Duration.toMillis(Duration.fromInputUnsafe(options.heartbeatInterval))
+    const timeout = Duration.toMillis(Duration.fromInputUnsafe(options.heartbeatTimeout))
+    const tickMillis = Math.max(10, Math.floor(interval / 4))
+    let lastPing = 0
+    let lastTick = link.now()
+    const tick = Effect.sync(() => {
+      if (!link.isOpen) return
+      const now = link.now()
+      // Our own event loop stalled (GC, a long synchronous task): the peer's messages may be
+      // queued behind this timer, unread. Give it a fresh window instead of blaming it.
+      if (now - lastTick > 2 * tickMillis + 500) link.lastHeard = now
+      lastTick = now
+      const silent = now - link.lastHeard
+      if (silent > timeout) return link.silenced(silent)
+      if (now - lastPing >= interval) {
+        lastPing = now
+        link.ping(now)
+      }
+    })
+    return Effect.whileLoop({
+      while: () => !link.isClosed,
+      body: () => Effect.andThen(Effect.sleep(tickMillis), tick),
+      step: () => undefined
+    })
+  })
+
+/**
+ * Prepare a link for one peer. Its heartbeat runs in, and the channel closes with, the current
+ * scope; the link also closes when either side closes it or the heartbeat fails.
+ */
+export const make = Effect.fn("ChannelLink.make")(function*(params: ChannelLinkParams) {
+  const invalid = checkOptions(params.options)
+  if (invalid !== undefined) return yield* Effect.die(new Error(`LinkOptions: ${invalid}`))
+  // Unbounded as a queue, bounded in bytes by the credit window: the peer cannot send more than
+  // one window ahead of the consumer without breaking the protocol (and the link).
+  const queue = yield* Queue.make<Uint8Array, LinkClosed | Cause.Done>()
+  const core = new ChannelLink(params, queue, yield* Clock.Clock, yield* Effect.context<never>())
+  yield* Effect.addFinalizer(() => core.closeGracefully)
+  yield* Effect.forkScoped(heartbeat(core, params.options))
+  const link: WebRtcLink = {
+    remotePeer: params.remotePeer,
+    sdpRole: params.role,
+    role: params.role === "offerer" ? "dialer" : "acceptor",
+    send: core.send,
+    frames: Stream.fromEffectRepeat(core.take),
+    closed: Effect.asVoid(core.closeReason),
+    close: core.closeGracefully,
+    closeReason: core.closeReason,
+    closeBecause: (reason) => Effect.sync(() => core.closeWith(reason, true)),
+    stats: core.stats
+  }
+  const pending: PendingLink = {
+    attach: (channel) => core.attach(channel),
+    fail: (reason) => core.closeWith(reason, true),
+    authenticate: Effect.as(core.whenAuthenticated, link)
+  }
+  return pending
+}) satisfies (params: ChannelLinkParams) => Effect.Effect<PendingLink, never, Scope.Scope>
