@@ -4,6 +4,7 @@
  * Docker, Kubernetes or a load balancer hit it every few seconds, so its requests make no spans.
  */
 import { NodeHttpServer } from "@effect/platform-node"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { Scope } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -49,12 +50,13 @@ const app = (options: Options, startedAt: number) =>
       default: {
         const ready = yield* probe(options.ready)
         const extra = options.status === undefined ? {} : yield* options.status.pipe(Effect.catchCause(() => Effect.succeed({})))
+        const now = yield* Clock.currentTimeMillis
         return json(200, {
           ...extra,
           healthy: true,
           ready,
           pid: process.pid,
-          uptimeSeconds: Math.round((Date.now() - startedAt) / 1000)
+          uptimeSeconds: Math.round((now - startedAt) / 1000)
         })
       }
     }
@@ -69,7 +71,7 @@ export const serve = Effect.fn("Admin.serve")(function*(
     port: options.port,
     gracefulShutdownTimeout: "1 second"
   })
-  yield* server.serve(app(options, Date.now())).pipe(Effect.withTracerEnabled(false))
+  yield* server.serve(app(options, yield* Clock.currentTimeMillis)).pipe(Effect.withTracerEnabled(false))
   const port = server.address._tag === "UnixPathAddress" ? options.port : server.address.port
   const host = options.host.includes(":") ? `[${options.host}]` : options.host
   yield* Effect.logDebug(`admin endpoints at http://${host}:${port}`)

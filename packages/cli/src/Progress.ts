@@ -4,6 +4,7 @@
  * its state changes and a summary every `every` (default 30 s), for journald and `--json` logs.
  */
 import type { PeerManagerShape, SessionInfo } from "@can-sync/core/PeerManager"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
@@ -39,7 +40,7 @@ export const terminal = (manager: PeerManagerShape, write: (text: string) => voi
     let drawn = 0
     const draw = Effect.gen(function*() {
       const sessions = yield* manager.sessions
-      const now = Date.now()
+      const now = yield* Clock.currentTimeMillis
       const lines = sessions.map((info) => {
         const last = samples.get(info.peer)
         const rate = last === undefined ? 0 : ((info.stats.bytesReceived - last.bytes) * 1000) / Math.max(1, now - last.at)
@@ -57,11 +58,13 @@ export const terminal = (manager: PeerManagerShape, write: (text: string) => voi
 export const logLines = (manager: PeerManagerShape, every: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
     const states = new Map<string, string>()
-    let lastSummary = Date.now()
+    const interval = Duration.toMillis(Duration.fromInputUnsafe(every))
+    let lastSummary = yield* Clock.currentTimeMillis
     const tick = Effect.gen(function*() {
       const sessions = yield* manager.sessions
-      const summary = Date.now() - lastSummary >= Duration.toMillis(Duration.fromInputUnsafe(every))
-      if (summary) lastSummary = Date.now()
+      const now = yield* Clock.currentTimeMillis
+      const summary = now - lastSummary >= interval
+      if (summary) lastSummary = now
       for (const info of sessions) {
         const changed = states.get(info.peer) !== info.state
         states.set(info.peer, info.state)

@@ -14,6 +14,7 @@ import * as EmbeddedStore from "@can-sync/store/EmbeddedStore"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -21,7 +22,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
 import { constants, createReadStream } from "node:fs"
 import { access, stat } from "node:fs/promises"
-import { dataFlag, jsonFlag, tokenFlag } from "./Config.ts"
+import { dataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
 import { CliFailure } from "./Errors.ts"
 
 const withStore = <A, E>(dataDir: string, use: (store: EmbeddedStore.EmbeddedStoreShape) => Effect.Effect<A, E>) =>
@@ -47,11 +48,11 @@ const tagsFlag = Flag.String("tag").pipe(Flag.withDescription("A tag (repeatable
 export const serve = Command.make("serve", {
   data: dataFlag,
   host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
-  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7650)),
+  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), port, Flag.withDefault(7650)),
   token: tokenFlag
 }, ({ data, host, port, token }) =>
   Effect.scoped(Effect.gen(function*() {
-    const bearer = Option.getOrElse(token, () => randomBytes(24).toString("base64url"))
+    const bearer = Option.match(token, { onNone: () => randomBytes(24).toString("base64url"), onSome: Redacted.value })
     if (Option.isNone(token)) yield* Console.error(`can-sync: no --token given; this run's token: ${bearer}`)
     const store = yield* EmbeddedStore.make({ dataDir: data })
     const HttpService = yield* Effect.promise(() => import("@can-sync/store/HttpService"))

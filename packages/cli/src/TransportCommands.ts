@@ -7,7 +7,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
-import { dataFlag } from "./Config.ts"
+import { dataFlag, port, positive } from "./SharedFlags.ts"
 
 export const id = Command.make("id", { data: dataFlag }, ({ data }) =>
   Identity.loadOrCreate(data).pipe(Effect.flatMap((identity) => Console.log(identity.peerId)))
@@ -15,13 +15,15 @@ export const id = Command.make("id", { data: dataFlag }, ({ data }) =>
 
 export const signal = Command.make("signal", {
   host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
-  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), Flag.withDefault(7777)),
+  port: Flag.Int("port").pipe(Flag.withDescription("Port to listen on"), port, Flag.withDefault(7777)),
   maxConnections: Flag.Int("max-connections").pipe(
     Flag.withDescription("Connections open at once; more are refused (default 10000)"),
+    positive,
     Flag.optional
   ),
   relaysPerSecond: Flag.Int("relays-per-second").pipe(
     Flag.withDescription("Signals one connection may relay per second, twice that in a burst (default 200)"),
+    positive,
     Flag.optional
   )
 }, ({ host, port, maxConnections, relaysPerSecond }) =>
