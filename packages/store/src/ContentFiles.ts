@@ -449,24 +449,25 @@ export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnav
  * put back if it turns out not to be the one that was found. True if it was removed.
  */
 export const removeOrphan = (layout: Layout, file: ObjectFile): Effect.Effect<boolean, StoreUnavailable> =>
-  Effect.tryPromise({
-    try: async () => {
-      const quarantine = join(layout.tmp, tempName())
-      try {
-        await rename(file.path, quarantine)
-      } catch (error) {
-        if (errorCode(error) === "ENOENT") return false
-        throw error
-      }
-      if ((await stat(quarantine)).ino !== file.inode) {
-        await rename(quarantine, file.path) // same content whatever is there now: a hash names it
-        return false
-      }
-      await unlink(quarantine)
-      return true
-    },
-    catch: unavailable("remove orphaned content file")
-  })
+  Effect.gen(function*() {
+    const quarantine = join(layout.tmp, tempName())
+    const moved = yield* Effect.tryPromise({ try: () => rename(file.path, quarantine), catch: (error) => error }).pipe(
+      Effect.as(true),
+      Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.succeed(false) : Effect.fail(error))
+    )
+    if (!moved) return false
+    return yield* Effect.tryPromise({
+      try: async () => {
+        if ((await stat(quarantine)).ino !== file.inode) {
+          await rename(quarantine, file.path) // same content whatever is there now: a hash names it
+          return false
+        }
+        await unlink(quarantine)
+        return true
+      },
+      catch: (error) => error
+    })
+  }).pipe(Effect.mapError(unavailable("remove orphaned content file")))
 
 /** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
 export const check = Effect.fn("ContentFiles.check")(function*(

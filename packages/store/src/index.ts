@@ -1,5 +1,6 @@
 /**
- * @can-sync/store: implementations of the CanStore contract. Keep this a plain list of exports.
+ * @can-sync/store: the implementations of core's CanStore contract (the embedded store, and the
+ * HTTP client of a CAN service), the CAN HTTP service itself and its API. A plain list of exports.
  */
 export * as EmbeddedStore from "./EmbeddedStore.ts"
 export * as CanHttpApi from "./CanHttpApi.ts"
