@@ -1,0 +1,305 @@
+/**
+ * Throughput over an emulated WAN (test/netlab): one way, A → B, through linkemu with a given RTT
+ * and loss, in one run per cell: plain TCP and the bare node-datachannel library (default SCTP
+ * settings, tuned ones, N peer connections in parallel), each sender and receiver its own process
+ * in its own namespace. Prints a table, writes bench/results/wan.json. Needs root (namespaces).
+ * Usage: node bench/wan.ts [--mib 64] [--rtt 0,20,50,100] [--loss 0,0.001,0.01] [--repeat N] [--only REGEX] [--quick]
+ */
+import { Duration, Effect, Queue } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import type { DataChannel, PeerConnection } from "../packages/transport/src/Native.ts"
+import { library as nodeDataChannel } from "../packages/transport/src/Native.ts"
+import * as Netlab from "../test/netlab/Netlab.ts"
+import { toolPath } from "../test/netlab/NetTool.ts"
+
+const SELF = fileURLToPath(import.meta.url)
+const MiB = 1024 * 1024
+
+/** node-datachannel's setSctpSettings (0.33 passes these six to libdatachannel; the rest are not exposed). */
+interface Sctp {
+  readonly recvBufferSize?: number
+  readonly sendBufferSize?: number
+  readonly maxChunksOnQueue?: number
+  readonly initialCongestionWindow?: number
+  /** 0 RFC2581 (default), 1 HSTCP, 2 H-TCP, 3 RTCC */
+  readonly congestionControlModule?: number
+  readonly delayedSackTime?: number
+}
+
+/** One bare-library measurement: both processes get the same job. */
+interface RawJob {
+  readonly bytes: number
+  /** peer connections in parallel, one ordered reliable channel each */
+  readonly peers: number
+  readonly sctp?: Sctp
+  readonly messageBytes: number
+  readonly highWater: number
+}
+
+interface Variant {
+  readonly name: string
+  readonly kind: "tcp" | "raw"
+  readonly peers?: number
+  readonly sctp?: Sctp
+}
+
+interface Cell {
+  readonly rttMs: number
+  readonly loss: number
+  readonly variant: string
+  /** median over the repeats that finished, MB/s (10^6 bytes) */
+  readonly mbps: number | null
+  readonly runs: ReadonlyArray<number | null>
+  readonly failures?: ReadonlyArray<string>
+}
+
+// ---- the bare library, in a namespace (child process) ----------------------------------------
+
+type Line = Record<string, unknown> & { readonly type: string }
+const say = (line: Line) => process.stdout.write(`${JSON.stringify(line)}\n`)
+
+const onLines = (onLine: (line: Line) => void) => {
+  let buffered = ""
+  process.stdin.setEncoding("utf8")
+  process.stdin.on("data", (chunk: string) => {
+    buffered += chunk
+    const parts = buffered.split("\n")
+    buffered = parts.pop() ?? ""
+    for (const part of parts) if (part.trim() !== "") onLine(JSON.parse(part) as Line)
+  })
+}
+
+/** Sender (role "send", offers) or receiver (role "receive", answers) of a bare-library run. */
+const rawPeer = (role: "send" | "receive", job: RawJob) => {
+  if (job.sctp !== undefined) nodeDataChannel.setSctpSettings({ ...job.sctp }) // process-wide, before any connection
+  const pcs: Array<PeerConnection> = []
+  const channels: Array<DataChannel> = [] // strong references (a collected channel resets its stream)
+  const remoteSet = new Set<number>()
+  const early = new Map<number, Array<Line>>()
+  const connection = (i: number) => {
+    if (pcs[i] !== undefined) return pcs[i]
+    const pc = new nodeDataChannel.PeerConnection(`${role}-${i}`, { iceServers: [] })
+    pcs[i] = pc
+    pc.onLocalDescription((sdp, kind) => say({ type: "description", pc: i, sdp, kind }))
+    pc.onLocalCandidate((candidate, mid) => say({ type: "candidate", pc: i, candidate, mid }))
+    return pc
+  }
+  let got = 0
+  let first = 0
+  const count = (m: string | ArrayBuffer | Buffer) => {
+    if (got === 0) first = performance.now()
+    got += typeof m === "string" ? m.length : m.byteLength
+    if (got >= job.bytes) say({ type: "received", bytes: got, seconds: (performance.now() - first) / 1000 })
+  }
+  const opened = () => {
+    if (channels.length === job.peers) say({ type: "open" })
+  }
+  if (role === "send") {
+    for (let i = 0; i < job.peers; i++) {
+      const dc = connection(i).createDataChannel("bench")
+      channels.push(dc)
+      dc.onOpen(opened)
+    }
+  } else {
+    for (let i = 0; i < job.peers; i++) {
+      connection(i).onDataChannel((dc) => {
+        channels.push(dc)
+        dc.onMessage(count)
+        opened()
+      })
+    }
+  }
+  const send = () => {
+    const message = Buffer.alloc(job.messageBytes, 7)
+    let sent = 0
+    let next = 0
+    const pump = () => {
+      while (sent < job.bytes) {
+        const dc = channels[next % channels.length]!
+        if (dc.bufferedAmount() > job.highWater) return
+        next++
+        const n = Math.min(job.messageBytes, job.bytes - sent)
+        dc.sendMessageBinary(n === job.messageBytes ? message : message.subarray(0, n))
+        sent += n
+      }
+    }
+    for (const dc of channels) {
+      dc.setBufferedAmountLowThreshold(Math.floor(job.highWater / 4))
+      dc.onBufferedAmountLow(pump)
+    }
+    pump()
+  }
+  onLines((line) => {
+    const i = line.pc as number
+    if (line.type === "description") {
+      connection(i).setRemoteDescription(line.sdp as string, line.kind as "offer")
+      remoteSet.add(i)
+      for (const c of early.get(i) ?? []) connection(i).addRemoteCandidate(c.candidate as string, c.mid as string)
+      early.delete(i)
+    } else if (line.type === "candidate") {
+      if (remoteSet.has(i)) connection(i).addRemoteCandidate(line.candidate as string, line.mid as string)
+      else early.set(i, [...(early.get(i) ?? []), line])
+    } else if (line.type === "go") send()
+  })
+  process.stdin.on("end", () => {
+    for (const dc of channels) dc.close()
+    for (const pc of pcs) pc.close()
+    nodeDataChannel.cleanup()
+    setTimeout(() => process.exit(0), 2000).unref()
+  })
+}
+
+// ---- orchestration (parent, root namespace) --------------------------------------------------
+
+const parseLine = (text: string): Line => {
+  try {
+    return JSON.parse(text) as Line
+  } catch {
+    return { type: "text", text }
+  }
+}
+
+/** Forwards signaling between the two peers; everything else goes to each side's own queue. */
+const relay = (from: Netlab.LabProcess, to: Netlab.LabProcess, mine: Queue.Queue<Line>) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const line = parseLine(yield* from.nextLine("1 hour", "a line"))
+      if (line.type === "description" || line.type === "candidate") yield* to.writeLine(JSON.stringify(line))
+      else yield* Queue.offer(mine, line)
+    }
+  }).pipe(Effect.ignore)
+
+const awaitLine = (queue: Queue.Queue<Line>, type: string, within: Duration.Input, what: string) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const line = yield* Queue.take(queue)
+      if (line.type === type) return line
+    }
+  }).pipe(Effect.timeoutOrElse({ duration: within, orElse: () => Effect.fail(new Netlab.NetlabError({ step: what, detail: `no "${type}" within ${Duration.format(Duration.fromInputUnsafe(within))}` })) }))
+
+const timeLimit = (bytes: number) => Duration.seconds(30 + bytes / (200 * 1024)) // floor: 200 KB/s
+
+const rawRun = (p: Netlab.Pair, job: RawJob) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const argv = (role: string) => [process.execPath, SELF, "peer", role, JSON.stringify(job)]
+      const receiver = yield* p.b.spawn(argv("receive"))
+      const sender = yield* p.a.spawn(argv("send"))
+      const atSender = yield* Queue.unbounded<Line>()
+      const atReceiver = yield* Queue.unbounded<Line>()
+      yield* Effect.forkScoped(relay(sender, receiver, atSender))
+      yield* Effect.forkScoped(relay(receiver, sender, atReceiver))
+      yield* awaitLine(atSender, "open", "30 seconds", "bare library: channels open at the sender")
+      yield* awaitLine(atReceiver, "open", "30 seconds", "bare library: channels open at the receiver")
+      yield* sender.writeLine(JSON.stringify({ type: "go" }))
+      const done = yield* awaitLine(atReceiver, "received", timeLimit(job.bytes), "bare library: all bytes at the receiver")
+      sender.child.stdin?.end()
+      receiver.child.stdin?.end()
+      return done.seconds as number
+    })
+  )
+
+const tcpRun = (p: Netlab.Pair, bytes: number) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const sink = yield* p.b.spawn([process.execPath, toolPath, "tcp-sink", "7001"])
+      yield* sink.nextLine("10 seconds", "tcp-sink ready")
+      yield* p.a.spawn([process.execPath, toolPath, "tcp-send", p.addressB, "7001", String(bytes)])
+      const result = JSON.parse(yield* sink.nextLine(timeLimit(bytes), "the sink's count")) as { bytes: number; seconds: number }
+      return result.seconds
+    })
+  )
+
+/** Tuned: buffers sized for the bandwidth-delay product of ~100 MB/s at 100 ms, more chunks on queue. */
+const bdpBuffers = (mib: number): Sctp => ({ recvBufferSize: mib * MiB, sendBufferSize: mib * MiB, maxChunksOnQueue: 64 * 1024 })
+
+const VARIANTS: ReadonlyArray<Variant> = [
+  { name: "tcp", kind: "tcp" },
+  { name: "raw default", kind: "raw" },
+  { name: "raw buf1M", kind: "raw", sctp: { recvBufferSize: MiB, sendBufferSize: MiB } },
+  { name: "raw buf2M", kind: "raw", sctp: bdpBuffers(2) },
+  { name: "raw buf4M", kind: "raw", sctp: bdpBuffers(4) },
+  { name: "raw buf8M", kind: "raw", sctp: bdpBuffers(8) },
+  { name: "raw buf16M", kind: "raw", sctp: bdpBuffers(16) },
+  { name: "raw buf8M htcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: 2 } },
+  { name: "raw buf8M hstcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: 1 } },
+  { name: "raw buf8M sack0", kind: "raw", sctp: { ...bdpBuffers(8), delayedSackTime: 0 } },
+  { name: "raw buf8M cwnd32", kind: "raw", sctp: { ...bdpBuffers(8), initialCongestionWindow: 32 } },
+  { name: "raw default x2", kind: "raw", peers: 2 },
+  { name: "raw default x4", kind: "raw", peers: 4 },
+  { name: "raw default x8", kind: "raw", peers: 8 },
+  { name: "raw buf8M x2", kind: "raw", peers: 2, sctp: bdpBuffers(8) },
+  { name: "raw buf8M x4", kind: "raw", peers: 4, sctp: bdpBuffers(8) }
+]
+
+const QUICK = new Set(["tcp", "raw default", "raw buf8M", "raw default x4"])
+
+const median = (xs: ReadonlyArray<number | null>): number | null => {
+  const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
+  return done.length === 0 ? null : done.length % 2 === 1 ? done[(done.length - 1) / 2]! : (done[done.length / 2 - 1]! + done[done.length / 2]!) / 2
+}
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+const list = (text: string | undefined, fallback: ReadonlyArray<number>) => (text === undefined ? fallback : text.split(",").map(Number))
+
+const loadavg = Effect.sync(() => fs.readFileSync("/proc/loadavg", "utf8").trim())
+
+const main = Effect.gen(function*() {
+  const probe = yield* Netlab.canCreateNamespaces
+  if (!probe.ok) {
+    console.log(`wan bench skipped: ${probe.reason}`)
+    return
+  }
+  const bytes = Number(arg("mib") ?? 64) * MiB
+  const rtts = list(arg("rtt"), [0, 20, 50, 100])
+  const losses = list(arg("loss"), [0, 0.001, 0.01])
+  const only = arg("only")
+  const variants = VARIANTS.filter((v) => (only === undefined ? !process.argv.includes("--quick") || QUICK.has(v.name) : new RegExp(only).test(v.name)))
+  const repeat = Number(arg("repeat") ?? 1)
+  const cells: Array<Cell> = []
+  const p = yield* Netlab.pair()
+  console.log(`${bytes / MiB} MiB one way per run, ${repeat} run(s) per cell, load ${yield* loadavg}`)
+  yield* rawRun(p, { bytes: 4 * MiB, peers: 1, messageBytes: 64 * 1024, highWater: 4 * MiB }).pipe(Effect.ignore) // warm-up, not counted
+  for (const rttMs of rtts) {
+    for (const loss of losses) {
+      yield* p.link.set(Netlab.symmetric({ delayMs: rttMs / 2, lossRate: loss }))
+      const runs = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
+      const failures = new Map<string, Array<string>>(variants.map((v) => [v.name, []]))
+      for (let r = 0; r < repeat; r++) {
+        for (const v of variants) { // interleaved, so a burst of load elsewhere spreads over all variants
+          const job: RawJob = { bytes, peers: v.peers ?? 1, messageBytes: 64 * 1024, highWater: 4 * MiB, ...(v.sctp === undefined ? {} : { sctp: v.sctp }) }
+          const outcome = yield* (v.kind === "tcp" ? tcpRun(p, bytes) : rawRun(p, job)).pipe(Effect.result)
+          if (outcome._tag === "Success") runs.get(v.name)!.push(bytes / 1e6 / outcome.success)
+          else {
+            runs.get(v.name)!.push(null)
+            failures.get(v.name)!.push(outcome.failure.message)
+          }
+        }
+      }
+      const tcp = median(runs.get("tcp") ?? [])
+      for (const v of variants) {
+        const all = runs.get(v.name)!
+        const mbps = median(all)
+        const failed = failures.get(v.name)!
+        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, ...(failed.length > 0 ? { failures: failed } : {}) })
+        const shown = all.map((x) => (x === null ? "fail" : x.toFixed(1))).join(" ")
+        const ratio = mbps !== null && tcp !== null ? `  ${(mbps / tcp).toFixed(2)}× tcp` : ""
+        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]${failed.length > 0 ? ` ${failed[0]}` : ""}`)
+      }
+    }
+  }
+  console.log(`load ${yield* loadavg}`)
+  const stats = yield* p.link.stats
+  const out = path.join(path.dirname(SELF), "results", "wan.json")
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  fs.writeFileSync(out, `${JSON.stringify({ when: new Date().toISOString(), mibPerRun: bytes / MiB, loadavg: yield* loadavg, cells, emulator: stats }, null, 2)}\n`)
+  console.log(`wrote ${out}`)
+})
+
+if (process.argv[2] === "peer") rawPeer(process.argv[3] as "send" | "receive", JSON.parse(process.argv[4] ?? "{}") as RawJob)
+else void Effect.runPromise(Effect.scoped(main).pipe(Effect.catch((e: Netlab.NetlabError) => Effect.sync(() => { console.error(e.message); process.exitCode = 1 }))))
