@@ -4,10 +4,12 @@
  * swaps the DTLS fingerprint in every relayed offer and answer for one of its own — what a man in
  * the middle would do. End-to-end signatures must make the receiving agent refuse those signals.
  */
+import { Effect } from "effect"
+import type { Scope } from "effect"
 import { createRequire } from "node:module"
 import { join } from "node:path"
 import type { RawData, WebSocket as WsSocket, WebSocketServer as WsServer } from "ws"
-import { repoRoot } from "./harness.ts"
+import { repoRoot } from "../kit/Process.ts"
 
 // `ws` is a dependency of the transport package, not of the workspace root: load it from there.
 const ws = createRequire(join(repoRoot, "packages", "transport", "package.json"))("ws") as typeof import("ws")
@@ -42,6 +44,11 @@ export class TamperingRelay {
         done(relay)
       })
     })
+  }
+
+  /** `start`, for the length of the scope. */
+  static scoped(upstream: string): Effect.Effect<TamperingRelay, never, Scope.Scope> {
+    return Effect.acquireRelease(Effect.promise(() => TamperingRelay.start(upstream)), (relay) => Effect.promise(() => relay.close()))
   }
 
   private proxy(client: WsSocket, upstream: string): void {

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import { join, resolve } from "node:path"
 import { StringDecoder } from "node:string_decoder"
 import type { Writable } from "node:stream"
-import { eventually, GaveUp, type TimedOut } from "./Eventually.ts"
+import { eventually, GaveUp, notYet, type TimedOut } from "./Eventually.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..")
 export const cliMain = join(repoRoot, "packages", "cli", "src", "main.ts")
@@ -172,7 +172,7 @@ export class Child {
       const match = pattern.exec(this[stream])
       if (match !== null) return Effect.succeed(match)
       if (!this.running) return Effect.fail(new GaveUp({ what: "", reason: `${this.name} exited (${this.describeExit()}) before printing it`, diagnostics: "" }))
-      return Effect.succeed(undefined)
+      return Effect.succeed(notYet(`no match in ${this[stream].split("\n").length - 1} lines`))
     }), deadline, { interval: "25 millis", diagnostics: diagnostics ?? (() => this.tail()) })
   }
 
@@ -182,7 +182,7 @@ export class Child {
       const found = this.json(stream).find(match)
       if (found !== undefined) return Effect.succeed(found)
       if (!this.running) return Effect.fail(new GaveUp({ what: "", reason: `${this.name} exited (${this.describeExit()})`, diagnostics: "" }))
-      return Effect.succeed(undefined)
+      return Effect.succeed(notYet(`no match in ${this.json(stream).length} JSON lines`))
     }), deadline, { interval: "20 millis", diagnostics: () => this.tail(200, "both") })
   }
 
