@@ -10,7 +10,7 @@ import { type ChildProcess, spawn as spawnChild } from "node:child_process"
 import { join, resolve } from "node:path"
 import { StringDecoder } from "node:string_decoder"
 import type { Writable } from "node:stream"
-import { eventually, GaveUp, notYet, type TimedOut } from "./Eventually.ts"
+import { eventually, GaveUp, notYet, type NotYet, type TimedOut } from "./Eventually.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..")
 export const cliMain = join(repoRoot, "packages", "cli", "src", "main.ts")
@@ -168,7 +168,7 @@ export class Child {
 
   /** The first match of `pattern` on `stream`, within `deadline`; gives up if the process exits. */
   waitFor(stream: Stream, pattern: RegExp, deadline: Duration.Input, diagnostics?: () => string): Effect.Effect<RegExpExecArray, TimedOut | GaveUp> {
-    return eventually(`${this.name} to print ${pattern} on ${stream}`, Effect.suspend(() => {
+    return eventually(`${this.name} to print ${pattern} on ${stream}`, Effect.suspend((): Effect.Effect<RegExpExecArray | NotYet, GaveUp> => {
       const match = pattern.exec(this[stream])
       if (match !== null) return Effect.succeed(match)
       if (!this.running) return Effect.fail(new GaveUp({ what: "", reason: `${this.name} exited (${this.describeExit()}) before printing it`, diagnostics: "" }))
@@ -178,7 +178,7 @@ export class Child {
 
   /** The first JSON line on `stream` satisfying `match`, within `deadline`. */
   waitForJson(stream: Stream, what: string, match: (line: JsonLine) => boolean, deadline: Duration.Input): Effect.Effect<JsonLine, TimedOut | GaveUp> {
-    return eventually(`${this.name}: ${what}`, Effect.suspend(() => {
+    return eventually(`${this.name}: ${what}`, Effect.suspend((): Effect.Effect<JsonLine | NotYet, GaveUp> => {
       const found = this.json(stream).find(match)
       if (found !== undefined) return Effect.succeed(found)
       if (!this.running) return Effect.fail(new GaveUp({ what: "", reason: `${this.name} exited (${this.describeExit()})`, diagnostics: "" }))
