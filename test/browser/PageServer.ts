@@ -1,8 +1,9 @@
 /**
  * Serves the browser peer's page from the repository itself, on 127.0.0.1: `.ts` modules (the
- * page's own and the project's browser-safe ones: Frame, proto/sync, EngineConfig, transport
- * Wire and FlowControl) with their types stripped by Node, `.js` as is, and an import map for the
- * two bare specifiers they use (`effect`, `@bufbuild/protobuf/wire`). No bundler, no new package.
+ * page's own and the project's browser-safe ones: core, and the transport's ChannelLink with its
+ * framing, flow control and binding) with their types stripped by Node, `.js` as is, and an
+ * import map for the bare specifiers they use (`effect`, `@bufbuild/protobuf/wire`,
+ * `@can-sync/core`). No bundler, no new package.
  */
 import { readdir, readFile, realpath } from "node:fs/promises"
 import { createServer } from "node:http"
@@ -36,7 +37,8 @@ const exportTarget = (json: Record<string, unknown>, subpath: string): string =>
 
 /**
  * The import map: `effect` and every `effect/<Module>` (effect's own dist imports a few modules
- * by bare name), and `@bufbuild/protobuf/wire` as resolved from packages/core, its dependent.
+ * by bare name), `@bufbuild/protobuf/wire` as resolved from packages/core, its dependent, and
+ * `@can-sync/core` (the transport's browser-safe modules import it).
  */
 const importMap = async (root: string): Promise<Record<string, string>> => {
   const url = (file: string) => `/${relative(root, file).split(sep).join("/")}`
@@ -44,7 +46,8 @@ const importMap = async (root: string): Promise<Record<string, string>> => {
   const protobuf = await packageAt(join(root, "packages", "core", "node_modules", "@bufbuild", "protobuf"))
   const imports: Record<string, string> = {
     "effect": url(join(effect.dir, exportTarget(effect.json, "."))),
-    "@bufbuild/protobuf/wire": url(join(protobuf.dir, exportTarget(protobuf.json, "./wire")))
+    "@bufbuild/protobuf/wire": url(join(protobuf.dir, exportTarget(protobuf.json, "./wire"))),
+    "@can-sync/core": url(join(root, "packages", "core", exportTarget((await packageAt(join(root, "packages", "core"))).json, ".")))
   }
   for (const file of await readdir(join(effect.dir, "dist"))) {
     if (file.endsWith(".js") && file !== "index.js") imports[`effect/${file.slice(0, -3)}`] = url(join(effect.dir, "dist", file))

@@ -10,7 +10,7 @@ import { MAX_DIGESTS_PER_FRAME, MAX_OUTSTANDING_WANTS, PROTOCOL_VERSION } from "
 import * as Frame from "../../../packages/core/src/Frame.ts"
 import type * as Proto from "../../../packages/core/src/proto/sync.ts"
 import { sha256, toBase64, toHex } from "./Identity.ts"
-import type { DataChannelLink } from "./Link.ts"
+import type { PageLink } from "./PageLink.ts"
 
 export const AGENT = "can-sync-browser-peer/0.1.0"
 
@@ -56,7 +56,7 @@ export interface EngineSession {
 class SessionFailure extends globalThis.Error {}
 
 /** Run the session over an authenticated link until the link closes. */
-export const run = (link: DataChannelLink, params: EngineParams): EngineSession => {
+export const run = (link: PageLink, params: EngineParams): EngineSession => {
   let agentHello: Proto.Hello | undefined
   let agentDone: Proto.Done | undefined
   let digestsDone = false

@@ -1,12 +1,13 @@
 /**
- * One connection attempt from the browser to an agent, as packages/transport/src/Session.ts and
- * Transport.ts make one: the lower peer id offers; the higher one knocks ("please offer") and
- * answers. SDPs and trickled candidates travel as signed signals of one session id; the channel
+ * One connection attempt from the browser to an agent, as packages/transport/src/ConnectAttempt.ts
+ * and PeerSlot.ts make one: the lower peer id offers; the higher one knocks ("please offer") and
+ * answers. SDPs and trickled candidates travel as signed signals of one attempt id; the channel
  * is the single "can-sync" data channel; the link is handed out once both AuthProofs verified.
  */
+import { makeIssuer } from "../../../packages/transport/src/AttemptIds.ts"
+import type { LinkOptions } from "../../../packages/transport/src/ChannelLink.ts"
 import type { BrowserIdentity } from "./Identity.ts"
-import type { LinkParams } from "./Link.ts"
-import { DataChannelLink } from "./Link.ts"
+import { PageLink } from "./PageLink.ts"
 import type { SignalKind, VerifiedSignal } from "./Signal.ts"
 import { fingerprintOf, sign, verify } from "./Signal.ts"
 import type { SignalingClient } from "./Signaling.ts"
@@ -14,20 +15,22 @@ import type { SignalingClient } from "./Signaling.ts"
 export const CHANNEL_LABEL = "can-sync"
 /** How often the answering side knocks while no offer has come. */
 const KNOCK_INTERVAL_MS = 2000
+/** Ids of our attempts and knocks: a random boot id and a counter, as the agent's. */
+const nextSid = makeIssuer()
 
 export interface ConnectParams {
   readonly identity: BrowserIdentity
   readonly signaling: SignalingClient
   readonly agent: string
   readonly timeoutMs: number
-  readonly link: Omit<LinkParams, "identity" | "role" | "remotePeer" | "binding" | "remotePublicKey">
+  readonly link: LinkOptions
   readonly log: (line: string) => void
   /** Sessions of earlier, failed attempts: their late offers are not answered. */
   readonly staleSids?: ReadonlySet<string> | undefined
 }
 
 export interface Connection {
-  readonly link: DataChannelLink
+  readonly link: PageLink
   readonly pc: RTCPeerConnection
   readonly role: "offerer" | "answerer"
   readonly sid: string
@@ -83,8 +86,8 @@ export const connect = async (params: ConnectParams): Promise<Connection> => {
   const refused: Array<string> = []
 
   const pc = new RTCPeerConnection({ iceServers: [] })
-  const link = new DataChannelLink({
-    ...params.link,
+  const link = new PageLink({
+    options: params.link,
     identity,
     role,
     remotePeer: agent,
@@ -197,7 +200,7 @@ export const connect = async (params: ConnectParams): Promise<Connection> => {
 
   let knocker: ReturnType<typeof setInterval> | undefined
   if (role === "offerer") {
-    sid = `${Date.now()}.1`
+    sid = nextSid()
     link.attach(pc.createDataChannel(CHANNEL_LABEL))
     await pc.setLocalDescription(await pc.createOffer())
     const sdp = pc.localDescription!.sdp
@@ -211,7 +214,8 @@ export const connect = async (params: ConnectParams): Promise<Connection> => {
     const knock = () => {
       if (sid !== undefined) return clearInterval(knocker)
       knocks++
-      send("knock", "", String(Date.now()))
+      const knockSid = nextSid()
+      send("knock", knockSid, "")
     }
     knock()
     knocker = setInterval(knock, KNOCK_INTERVAL_MS)

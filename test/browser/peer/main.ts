@@ -8,7 +8,8 @@ import type { EngineReport, EngineSession } from "./Engine.ts"
 import * as Engine from "./Engine.ts"
 import type { BrowserIdentity } from "./Identity.ts"
 import { generate } from "./Identity.ts"
-import type { LinkStats } from "./Link.ts"
+import { defaultLinkOptions } from "../../../packages/transport/src/ChannelLink.ts"
+import type { LinkStats } from "./PageLink.ts"
 import type { Connection } from "./Session.ts"
 import { AttemptFailed, connect } from "./Session.ts"
 import { SignalingClient } from "./Signaling.ts"
@@ -142,11 +143,12 @@ const sync: CanSyncPeer["sync"] = async ({ signalUrl, agent, timeoutMs }) => {
         log: note,
         staleSids,
         link: {
+          ...defaultLinkOptions,
           receiveWindowBytes: RECEIVE_WINDOW_BYTES,
           maxFrameBytes: RECEIVE_WINDOW_BYTES / 2,
           maxMessageBytes: 64 * 1024,
-          heartbeatIntervalMs: 1000,
-          heartbeatTimeoutMs: 4000
+          heartbeatInterval: "1 second",
+          heartbeatTimeout: "4 seconds"
         }
       })
     } catch (error) {
