@@ -1,11 +1,13 @@
 /**
  * The one place that touches node-datachannel's process-wide state: peer connections are created
  * here from our options, the library's own log (why ICE, DTLS or SCTP failed) goes to ours, and
- * its `cleanup()` runs once, when the last scope that used the library closes (without it the
- * process lingers ~8 s or never exits).
+ * its `cleanup()` runs once, when the last scope that used the library closes (an RcRef; without
+ * it the process lingers ~8 s or never exits).
  */
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type { Scope } from "effect"
+import * as RcRef from "effect/RcRef"
+import * as Scope from "effect/Scope"
 import nodeDataChannel from "node-datachannel"
 import type { DataChannel, LogLevel, PeerConnection, RtcConfig } from "node-datachannel"
 
@@ -48,45 +50,60 @@ const libraryLogLevel = (): LogLevel => {
   return wanted !== undefined && isLibraryLogLevel(wanted) ? wanted : "Warning"
 }
 
-let users = 0
+/** Who uses the library now, in order: its log lines are written with the first one's logger. */
+let logTargets: ReadonlyArray<Context.Context<never>> = []
+
+const forwardLog = (at: LogLevel, message: string) => {
+  const context = logTargets[0]
+  if (context === undefined) return
+  const line = `libdatachannel: ${message}`
+  // The library's errors are a connection's failures, which the caller retries: warnings here.
+  // Its warnings are mostly benign (a stream reset on a closing association): debug. Lower
+  // levels come only when asked for with CAN_SYNC_RTC_LOG, so they are shown at info.
+  const log = at === "Error" || at === "Fatal"
+    ? Effect.logWarning(line)
+    : at === "Warning"
+    ? Effect.logDebug(line)
+    : Effect.logInfo(line)
+  Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
+}
+
+/** The library's process-wide state: its logger set up by the first user, `cleanup()` after the last. */
+const libraryState: RcRef.RcRef<void> = Effect.runSync(
+  RcRef.make({
+    acquire: Effect.acquireRelease(
+      Effect.gen(function*() {
+        try {
+          nodeDataChannel.initLogger(libraryLogLevel(), forwardLog)
+        } catch (error) {
+          // only the log is lost; the release below still runs cleanup()
+          yield* Effect.logWarning(`libdatachannel's log is not available: ${error instanceof Error ? error.message : String(error)}`)
+        }
+      }),
+      () => Effect.sync(() => nodeDataChannel.cleanup())
+    )
+  }).pipe(Scope.provide(Scope.makeUnsafe()))
+)
 
 /**
- * Use the native library for the life of the current scope; the last scope to close calls
- * `cleanup()`, after every connection opened inside it has been closed. While in use, the
+ * Use the native library for the life of the current scope; when the last scope using it closes
+ * (after every connection opened inside it has been closed), `cleanup()` runs. While in use, the
  * library's log lines become our log lines (annotated `component: "libdatachannel"`), written
- * with the first user's logger.
+ * with the logger of the oldest user still open.
  */
-export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.gen(function*() {
-    users++
-    if (users > 1) return
-    const context = yield* Effect.context<never>()
-    const level = libraryLogLevel()
-    const forward = (at: LogLevel, message: string) => {
-      const line = `libdatachannel: ${message}`
-      // The library's errors are a connection's failures, which the transport retries: warnings
-      // here. Its warnings are mostly benign (a stream reset on a closing association): debug.
-      // Lower levels come only when asked for with CAN_SYNC_RTC_LOG, so they are shown at info.
-      const log = at === "Error" || at === "Fatal"
-        ? Effect.logWarning(line)
-        : at === "Warning"
-        ? Effect.logDebug(line)
-        : Effect.logInfo(line)
-      Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
-    }
-    try {
-      nodeDataChannel.initLogger(level, forward)
-    } catch (error) {
-      // only the log is lost; `users` is counted, so cleanup() still runs at the end
-      yield* Effect.logWarning(`libdatachannel's log is not available: ${error instanceof Error ? error.message : String(error)}`)
-    }
-  }),
-  () =>
+export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.gen(function*() {
+  yield* RcRef.get(libraryState)
+  const context = yield* Effect.context<never>()
+  yield* Effect.acquireRelease(
     Effect.sync(() => {
-      users--
-      if (users === 0) nodeDataChannel.cleanup()
-    })
-)
+      logTargets = [...logTargets, context]
+    }),
+    () =>
+      Effect.sync(() => {
+        logTargets = logTargets.filter((target) => target !== context)
+      })
+  )
+})
 
 export const rtcConfig = (options: RtcOptions): RtcConfig => {
   const config: RtcConfig = { iceServers: [...(options.iceServers ?? [])] }
