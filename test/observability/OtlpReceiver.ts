@@ -4,8 +4,10 @@
  * flattened, so tests can assert names, attributes and values. Anything else (protobuf, unknown
  * paths) is answered 415/404 and recorded as rejected.
  */
-import { Data, Effect, Schedule } from "effect"
+import { Data, Effect } from "effect"
 import type { Scope } from "effect"
+import { eventually } from "../kit/Eventually.ts"
+import type { GaveUp, NotYet, TimedOut } from "../kit/Eventually.ts"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { gunzipSync } from "node:zlib"
@@ -69,7 +71,6 @@ export interface ReceivedLog {
   readonly resource: Attributes
 }
 
-export class ReceiverTimeout extends Data.TaggedError("ReceiverTimeout")<{ readonly waitingFor: string }> {}
 export class ReceiverStartFailed extends Data.TaggedError("ReceiverStartFailed")<{ readonly message: string }> {}
 
 export interface OtlpReceiver {
@@ -87,7 +88,7 @@ export interface OtlpReceiver {
    */
   readonly latest: (name: string, match?: Attributes, resource?: Attributes) => ReceivedPoint | undefined
   /** Polls `look` every 100 ms until it returns a value, at most `seconds` (default 30). */
-  readonly waitFor: <A>(waitingFor: string, look: () => A | undefined, seconds?: number) => Effect.Effect<A, ReceiverTimeout>
+  readonly waitFor: <A>(waitingFor: string, look: () => A | undefined, seconds?: number) => Effect.Effect<Exclude<A, NotYet | undefined>, TimedOut | GaveUp>
   /** Forget everything received so far. */
   readonly clear: () => void
 }
@@ -264,11 +265,15 @@ export const start: Effect.Effect<OtlpReceiver, ReceiverStartFailed, Scope.Scope
     return best
   }
 
+  /** What arrived so far, for a failed wait's message. */
+  const summary = () => {
+    const names = [...new Set(points.map((p) => p.name))].sort()
+    return `received ${requests.length} requests (${requests.filter((r) => !r.accepted).length} refused), ` +
+      `${spans.length} spans, ${logs.length} log records, metrics: ${names.join(", ") || "none"}`
+  }
+
   const waitFor = <A>(waitingFor: string, look: () => A | undefined, seconds = 30) =>
-    Effect.suspend(() => {
-      const found = look()
-      return found === undefined ? Effect.fail(new ReceiverTimeout({ waitingFor })) : Effect.succeed(found)
-    }).pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: seconds * 10 }))))
+    eventually(waitingFor, Effect.sync(look), `${seconds} seconds`, { interval: "100 millis", diagnostics: summary })
 
   return {
     url: `http://127.0.0.1:${port}`,

@@ -9,9 +9,15 @@ import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { eventually } from "../kit/Eventually.ts"
+import { tempDir } from "../kit/Files.ts"
+import { freePort, httpStatus } from "../kit/Net.ts"
+import { cleanEnv, cli, cliMain, runOk } from "../kit/Process.ts"
 import * as OtlpReceiver from "./OtlpReceiver.ts"
 import type { ReceivedSpan } from "./OtlpReceiver.ts"
-import { cleanEnv, cli, cliMain, eventually, freePort, httpStatus, start, tempDir } from "./Processes.ts"
+
+/** `can-sync ARGS` to completion; a non-zero exit fails the test. */
+const cliOk = (args: ReadonlyArray<string>) => runOk(process.execPath, [cliMain, ...args], { name: `can-sync ${args[0] ?? ""}` })
 
 /** The engine's span names (packages/core PeerActor, Receiver, Sender; packages/store EmbeddedStore). */
 const SPAN = {
@@ -28,54 +34,61 @@ describe("two agents syncing, observed over OTLP", () => {
   it.live("export the spans and metrics of what they did", () =>
     Effect.gen(function*() {
       const receiver = yield* OtlpReceiver.start
-      const dir = yield* tempDir("can-sync-e2e-otel")
+      const dir = yield* tempDir("e2e-otel")
       const [dataA, dataB] = [join(dir, "a"), join(dir, "b")]
-      const idA = (yield* cli(["id", "--data", dataA])).stdout.trim().split("\n").at(-1) ?? ""
-      const idB = (yield* cli(["id", "--data", dataB])).stdout.trim().split("\n").at(-1) ?? ""
+      const idA = (yield* cliOk(["id", "--data", dataA])).stdout.trim().split("\n").at(-1) ?? ""
+      const idB = (yield* cliOk(["id", "--data", dataB])).stdout.trim().split("\n").at(-1) ?? ""
 
       const files = sizes.map((size, i) => {
         const path = join(dir, `asset-${i}.bin`)
         writeFileSync(path, randomBytes(size))
         return path
       })
-      const added = (yield* cli(["add", "--data", dataA, ...files])).stdout.trim().split("\n").map((line) => line.split(/\s+/)[0] ?? "")
+      const added = (yield* cliOk(["add", "--data", dataA, ...files])).stdout.trim().split("\n").map((line) => line.split(/\s+/)[0] ?? "")
       const size = new Map(added.map((hash, i) => [hash, sizes[i] ?? 0]))
       const total = sizes.reduce((a, b) => a + b, 0)
 
       const signalPort = yield* freePort
-      yield* start([process.execPath, cliMain, "signal", "--host", "127.0.0.1", "--port", String(signalPort)], cleanEnv())
+      const signal = yield* cli(["signal", "--host", "127.0.0.1", "--port", String(signalPort)])
+      yield* signal.waitFor("stdout", /signaling at/, "30 seconds")
       const agent = (name: string, data: string, peer: string, adminPort: number) =>
-        start([
-          process.execPath, cliMain, "sync",
+        cli([
+          "sync",
           "--data", data,
           "--signal", `ws://127.0.0.1:${signalPort}`,
           "--peer", peer,
           "--admin-port", String(adminPort),
           "--bind-address", "127.0.0.1"
-        ], cleanEnv({
-          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-          OTEL_SERVICE_NAME: "can-sync",
-          OTEL_RESOURCE_ATTRIBUTES: `service.instance.id=${name}`,
-          OTEL_METRIC_EXPORT_INTERVAL: "300",
-          OTEL_BSP_SCHEDULE_DELAY: "200"
-        }))
+        ], {
+          name,
+          grace: "20 seconds",
+          env: cleanEnv({
+            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+            OTEL_SERVICE_NAME: "can-sync",
+            OTEL_RESOURCE_ATTRIBUTES: `service.instance.id=${name}`,
+            OTEL_METRIC_EXPORT_INTERVAL: "300",
+            OTEL_BSP_SCHEDULE_DELAY: "200"
+          })
+        })
       const [adminA, adminB] = [yield* freePort, yield* freePort]
       const agentA = yield* agent("agent-a", dataA, idB, adminA)
       const agentB = yield* agent("agent-b", dataB, idA, adminB)
       const inA = { "service.instance.id": "agent-a" }
       const inB = { "service.instance.id": "agent-b" }
 
+      const tails = () => `${agentA.tail()}\n${agentB.tail()}`
       yield* eventually("both agents ready", Effect.gen(function*() {
+        yield* agentA.alive
+        yield* agentB.alive
         const statuses = [yield* httpStatus(`http://127.0.0.1:${adminA}/readyz`), yield* httpStatus(`http://127.0.0.1:${adminB}/readyz`)]
         return statuses.every((s) => s === 200) ? true : undefined
-      }))
-      yield* eventually("B to store every asset", cli(["ls", "--data", dataB, "--json"]).pipe(
+      }), "60 seconds", { diagnostics: tails })
+      yield* eventually("B to store every asset", cliOk(["ls", "--data", dataB, "--json"]).pipe(
         Effect.map(({ stdout }) => {
           const have = new Set((JSON.parse(stdout) as Array<{ readonly hash: string }>).map((r) => r.hash))
           return added.every((h) => have.has(h)) ? true : undefined
-        }),
-        Effect.orElseSucceed(() => undefined)
-      ))
+        })
+      ), "60 seconds", { diagnostics: tails })
 
       // Metrics, exported every 300 ms while the agents run.
       const value = (name: string, attributes: OtlpReceiver.Attributes, resource: OtlpReceiver.Attributes, expected: number) =>
@@ -107,7 +120,7 @@ describe("two agents syncing, observed over OTLP", () => {
       expect(receiver.latest("cansync.verification.failures", {}, inB)?.value ?? 0).toBe(0)
 
       // Spans end (and are flushed) when the agents shut down.
-      expect([yield* agentA.stop(), yield* agentB.stop()]).toEqual([0, 0])
+      expect([(yield* agentA.stop("SIGTERM", "20 seconds")).code, (yield* agentB.stop("SIGTERM", "20 seconds")).code]).toEqual([0, 0])
       const spans = (name: string, resource: OtlpReceiver.Attributes) =>
         receiver.spans().filter((s) => s.name === name && Object.entries(resource).every(([k, v]) => s.resource[k] === v))
       const one = (name: string, resource: OtlpReceiver.Attributes): ReceivedSpan => {
@@ -148,7 +161,7 @@ describe("two agents syncing, observed over OTLP", () => {
       // Logs: JSON lines (stderr is a pipe, not a terminal), tied to the exported traces.
       const traceIds = new Set(receiver.spans().map((s) => s.traceId))
       for (const running of [agentA, agentB]) {
-        const lines = running.output().stderr.split("\n").filter((l) => l.trim() !== "")
+        const lines = running.stderr.split("\n").filter((l) => l.trim() !== "")
         expect(lines.length).toBeGreaterThan(0)
         const records = lines.map((l) => JSON.parse(l) as { readonly level: string; readonly message: string; readonly trace_id?: string })
         for (const r of records) expect(r).toMatchObject({ level: expect.any(String), message: expect.any(String) })

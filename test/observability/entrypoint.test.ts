@@ -10,9 +10,17 @@ import { Effect } from "effect"
 import { Yaml } from "effect/encoding"
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, delimiter, dirname, join } from "node:path"
+import { eventually } from "../kit/Eventually.ts"
+import { tempDir } from "../kit/Files.ts"
+import { freePort, httpStatus } from "../kit/Net.ts"
+import { cleanEnv, cli, cliMain, repoRoot as root, runOk, spawn } from "../kit/Process.ts"
 import * as Dockerfile from "./Dockerfile.ts"
 import * as OtlpReceiver from "./OtlpReceiver.ts"
-import { cleanEnv, cli, cliMain, eventually, freePort, httpStatus, root, run, start, tempDir } from "./Processes.ts"
+
+/** `can-sync ARGS` to completion; a non-zero exit fails the test. */
+const cliOk = (args: ReadonlyArray<string>) => runOk(process.execPath, [cliMain, ...args], { name: `can-sync ${args[0] ?? ""}` })
+/** A shell script to completion, in `cwd`. */
+const sh = (script: string, env: NodeJS.ProcessEnv, cwd = root) => runOk("sh", ["-ec", script], { env, cwd, deadline: "100 seconds" })
 
 const deploy = join(root, "deploy")
 const image = Dockerfile.parse(readFileSync(join(deploy, "Dockerfile"), "utf8"))
@@ -52,7 +60,7 @@ const buildStage = (app: string) =>
       }
       if (ins.keyword === "RUN" && ins.args.includes("pnpm install")) {
         const command = ins.args.replace(/--mount=\S+/g, "").replace(/--store-dir\s+\S+/g, "").trim()
-        yield* run(["sh", "-ec", `${command} --prefer-offline --reporter=silent`], toolPath, app)
+        yield* sh(`${command} --prefer-offline --reporter=silent`, toolPath, app)
       }
     }
     const runtime = image.stages.at(-1)?.instructions ?? []
@@ -68,17 +76,17 @@ const mapper = (mapping: Record<string, string>) => {
 describe("the container's command, run as the Dockerfile and compose.yaml say", () => {
   it.live("compose's identities script gives every agent a key and lists their peer ids", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir("can-sync-identities")
+      const dir = yield* tempDir("identities")
       for (const sub of ["agents", "peers"]) mkdirSync(join(dir, sub))
       const map = mapper({ "/app/": `${root}/`, "/agents/": `${dir}/agents/`, "/peers/": `${dir}/peers/` })
       // Handing the volumes to the image's `node` user needs the image; everything else runs as written.
       const script = map(composeScript("identities")).replace(/^\s*chown .*$/m, "true")
-      yield* run(["sh", "-ec", script], toolPath)
+      yield* sh(script, toolPath)
       const ids = readFileSync(join(dir, "peers", "ids"), "utf8").trim().split("\n")
       expect(ids).toHaveLength(3)
       for (const [i, agent] of ["a", "b", "c"].entries()) {
         expect(ids[i]).toMatch(/^[a-z2-7]{32}$/)
-        const again = (yield* cli(["id", "--data", join(dir, "agents", agent)])).stdout.trim()
+        const again = (yield* cliOk(["id", "--data", join(dir, "agents", agent)])).stdout.trim()
         expect(again).toBe(ids[i])
       }
     }), { timeout: 120_000 })
@@ -86,18 +94,18 @@ describe("the container's command, run as the Dockerfile and compose.yaml say", 
   it.live("the ENTRYPOINT with its CMD and ENV becomes ready, passes its HEALTHCHECK and exports telemetry", () =>
     Effect.gen(function*() {
       const receiver = yield* OtlpReceiver.start
-      const dir = yield* tempDir("can-sync-entrypoint")
+      const dir = yield* tempDir("entrypoint")
       const [app, data, peers] = [join(dir, "app"), join(dir, "data"), join(dir, "peers")]
       mkdirSync(peers)
       yield* buildStage(app)
       // The allow-list compose would mount: another agent's id (and this agent's own, which it ignores).
-      const other = (yield* cli(["id", "--data", join(dir, "other")])).stdout.trim()
-      const self = (yield* cli(["id", "--data", data])).stdout.trim()
+      const other = (yield* cliOk(["id", "--data", join(dir, "other")])).stdout.trim()
+      const self = (yield* cliOk(["id", "--data", data])).stdout.trim()
       writeFileSync(join(peers, "ids"), `${self}\n${other}\n`)
 
       const signalPort = yield* freePort
-      const signalServer = yield* start([process.execPath, cliMain, "signal", "--host", "127.0.0.1", "--port", String(signalPort)], cleanEnv())
-      yield* eventually("the signaling server", Effect.sync(() => (signalServer.output().stdout.includes("signaling at") ? true : undefined)))
+      const signalServer = yield* cli(["signal", "--host", "127.0.0.1", "--port", String(signalPort)])
+      yield* signalServer.waitFor("stdout", /signaling at/, "30 seconds")
 
       const imagePort = image.env.CAN_SYNC_ADMIN_PORT ?? ""
       const adminPort = String(yield* freePort)
@@ -117,27 +125,32 @@ describe("the container's command, run as the Dockerfile and compose.yaml say", 
       const env = cleanEnv(Object.fromEntries(
         Object.entries({ ...image.env, ...composeEnv("agent-a") }).map(([k, v]) => [k, mapPort(map(v))])
       ))
-      const agent = yield* start([process.execPath, ...argv.slice(1)], env, app)
+      const agent = yield* spawn(process.execPath, argv.slice(1), { env, cwd: app, name: "agent-a", grace: "20 seconds" })
 
       const readyz = `http://127.0.0.1:${adminPort}/readyz`
-      const status = yield* eventually("/readyz to answer 200", Effect.map(httpStatus(readyz), (s) => (s === 200 ? s : undefined)), 60)
+      const status = yield* eventually(
+        "/readyz to answer 200",
+        agent.alive.pipe(Effect.andThen(httpStatus(readyz)), Effect.map((s) => (s === 200 ? s : undefined))),
+        "60 seconds",
+        { diagnostics: () => agent.tail() }
+      )
       expect(status).toBe(200)
-      expect(agent.exitCode()).toBeUndefined()
+      expect(agent.running).toBe(true)
 
       // Docker runs HEALTHCHECK inside the container, with the image's environment.
       const healthcheck = image.healthcheck?.cmd ?? []
       expect(healthcheck[0]).toBe("node")
-      yield* run([process.execPath, ...healthcheck.slice(1)], env)
+      yield* runOk(process.execPath, healthcheck.slice(1), { env })
 
       // The agent keeps its store and identity in the volume; a clean stop flushes its telemetry
-      // (the OpenTelemetry packages the image installed were loaded and worked).
+      // (the exporter the image installed was loaded and worked).
       expect(existsSync(join(data, "identity.key"))).toBe(true)
-      expect(yield* agent.stop()).toBe(0)
+      expect((yield* agent.stop("SIGTERM", "20 seconds")).code).toBe(0)
       const fromAgent = receiver.points().filter((p) => p.resource["service.instance.id"] === "agent-a")
       expect(fromAgent.map((p) => p.name)).toContain("cansync.store.assets")
       expect(receiver.spans().some((s) => s.resource["service.instance.id"] === "agent-a")).toBe(true)
       // Stopped, the image's healthcheck fails, as Docker would see it.
-      const after = yield* run([process.execPath, ...healthcheck.slice(1)], env).pipe(Effect.as("healthy"), Effect.orElseSucceed(() => "unhealthy"))
+      const after = yield* runOk(process.execPath, healthcheck.slice(1), { env }).pipe(Effect.as("healthy"), Effect.orElseSucceed(() => "unhealthy"))
       expect(after).toBe("unhealthy")
     }), { timeout: 120_000 })
 })

@@ -34,7 +34,7 @@ export const describePeer = (info: SessionInfo, rate: number): string => {
 }
 
 /** Redraws the per-peer block on a terminal every second. */
-export const terminal = (manager: PeerManagerShape, write: (text: string) => void = (t) => process.stderr.write(t)) =>
+export const terminal = (manager: Pick<PeerManagerShape, "sessions">, write: (text: string) => void = (t) => process.stderr.write(t)) =>
   Effect.gen(function*() {
     const samples = new Map<string, Sample>()
     let drawn = 0
@@ -55,7 +55,7 @@ export const terminal = (manager: PeerManagerShape, write: (text: string) => voi
   })
 
 /** Log lines for machines: state changes at once, a summary per peer every `every`. */
-export const logLines = (manager: PeerManagerShape, every: Duration.Input = "30 seconds") =>
+export const logLines = (manager: Pick<PeerManagerShape, "sessions">, every: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
     const states = new Map<string, string>()
     const interval = Duration.toMillis(Duration.fromInputUnsafe(every))
