@@ -4,6 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLING="$ROOT/.tooling"
+# pnpm at the version package.json's `packageManager` pins (the container build reads it too).
+PNPM_SPEC="$(sed -n 's/.*"packageManager": *"\(pnpm@[^"]*\)".*/\1/p' "$ROOT/package.json")"
+PNPM_VERSION="${PNPM_SPEC#pnpm@}"
 
 node_ok() {
   command -v node >/dev/null 2>&1 || return 1
@@ -16,13 +19,13 @@ if ! node_ok; then
     mkdir -p "$TOOLING"
     # --userconfig /dev/null: the machine's ~/.npmrc points native builds at Node 20's headers.
     npm install --prefix "$TOOLING" --no-save --no-audit --no-fund --loglevel=error \
-      --userconfig /dev/null node@24 pnpm@10 >&2
+      --userconfig /dev/null node@24 "$PNPM_SPEC" >&2
   fi
   export PATH="$TOOLING/node_modules/node/bin:$TOOLING/node_modules/.bin:$PATH"
-elif ! command -v pnpm >/dev/null 2>&1 || ! pnpm --version 2>/dev/null | grep -q '^10\.'; then
-  if [ ! -x "$TOOLING/node_modules/.bin/pnpm" ]; then
+elif ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
+  if [ "$("$TOOLING/node_modules/.bin/pnpm" --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
     mkdir -p "$TOOLING"
-    npm install --prefix "$TOOLING" --no-save --no-audit --no-fund --loglevel=error --userconfig /dev/null pnpm@10 >&2
+    npm install --prefix "$TOOLING" --no-save --no-audit --no-fund --loglevel=error --userconfig /dev/null "$PNPM_SPEC" >&2
   fi
   export PATH="$TOOLING/node_modules/.bin:$PATH"
 fi

@@ -59,10 +59,10 @@ const binds = (name: string) =>
   })
 
 describe("deploy/Dockerfile", () => {
-  it("is multi-stage on a slim Node >= 22 base and installs production dependencies with pnpm", () => {
+  it("is multi-stage on a slim Node >= 22 base pinned by digest and installs production dependencies with pnpm", () => {
     expect(image.stages.length).toBeGreaterThanOrEqual(2)
     for (const stage of image.stages) {
-      const m = /^node:(\d+)(?:\.[\d.]+)?-slim$/.exec(stage.from)
+      const m = /^node:(\d+)(?:\.[\d.]+)?-slim@sha256:[0-9a-f]{64}$/.exec(stage.from)
       expect(m, stage.from).not.toBeNull()
       expect(Number(m?.[1])).toBeGreaterThanOrEqual(22)
     }
