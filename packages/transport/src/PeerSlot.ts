@@ -216,7 +216,7 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
     if (weOffer) return Effect.logWarning(`transport: ignored an offer from ${peer}: the lower peer id makes the offers`)
     if (!seen.accept(signal.sid)) return Effect.logDebug(`transport: ignored a stale offer ${signal.sid} from ${peer}`)
     return Effect.andThen(
-      replaceOpen("offered again"),
+      Effect.andThen(Effect.logDebug(`transport: ${peer} offered (${signal.sid})`), replaceOpen("offered again")),
       Effect.sync(() => {
         if (inFlight !== undefined) Queue.offerUnsafe(inFlight.inbox, { _tag: "Superseded" })
         if (waiter !== undefined) {

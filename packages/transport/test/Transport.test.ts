@@ -180,28 +180,30 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
       }).pipe(Effect.scoped))
   }
 
-  it.live("replaces the dead link at once when a killed peer comes back before the heartbeat notices", () =>
-    Effect.gen(function*() {
-      const server = yield* Signaling.serve({ port: 0 })
-      const a = Identity.generate()
-      const b = yield* identityDir("b")
-      const config = { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" } as const
-      const first = yield* Scope.make()
-      const peer = yield* spawnPeer("b", config).pipe(Scope.provide(first))
-      const transport = yield* localTransport(a, {
-        signalingUrl: server.url,
-        peers: [b.identity.peerId],
-        link: { heartbeatTimeout: "60 seconds" } // out of the way: the new session must do it
-      })
-      const link = yield* nextLink(transport)
-      yield* peer.kill("SIGKILL")
-      yield* Scope.close(first, Exit.void)
-      yield* spawnPeer("b again", config)
-      const again = yield* nextLink(transport)
-      expect((yield* link.closeReason).reason._tag).toBe("Replaced") // the restarted peer's offer or knock replaced it
-      const greeting = yield* again.frames.pipe(Stream.take(1), Stream.runCollect)
-      expect(same(greeting[0]!, pattern(GREETING_BYTES, 7))).toBe(true)
-    }).pipe(Effect.scoped))
+  for (const [killed, signal] of [["offerer", "offer"], ["answerer", "knock"]] as const) {
+    it.live(`closes the open link (Replaced) when a killed peer (the ${killed}) comes back and its ${signal} arrives before the heartbeat notices`, () =>
+      Effect.gen(function*() {
+        const server = yield* Signaling.serve({ port: 0 })
+        const b = yield* identityDir("b")
+        const a = identityOrdered(b.identity.peerId, killed === "offerer" ? "above" : "below")
+        const config = { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" } as const
+        const first = yield* Scope.make()
+        const peer = yield* spawnPeer("b", config).pipe(Scope.provide(first))
+        const transport = yield* localTransport(a, {
+          signalingUrl: server.url,
+          peers: [b.identity.peerId],
+          link: { heartbeatTimeout: "60 seconds" } // out of the way: the restarted peer's signal must do it
+        })
+        const link = yield* nextLink(transport)
+        yield* peer.kill("SIGKILL")
+        yield* Scope.close(first, Exit.void)
+        yield* spawnPeer("b again", config)
+        const again = yield* nextLink(transport)
+        expect((yield* link.closeReason).reason._tag).toBe("Replaced")
+        const greeting = yield* again.frames.pipe(Stream.take(1), Stream.runCollect)
+        expect(same(greeting[0]!, pattern(GREETING_BYTES, 7))).toBe(true)
+      }).pipe(Effect.scoped))
+  }
 
   it.live("refuses a peer that is not on the allow-list, with a clear log line, and exchanges nothing", () =>
     Effect.gen(function*() {
