@@ -72,35 +72,18 @@ const objectPath = (data: string, hash: string) => join(data, "objects", hash.sl
 
 const iso = (millis: number) => new Date(millis).toISOString()
 
-/** A running `can-sync serve` (stopped with the test's scope), with its output so far. */
-class Served {
-  readonly child: Child
-  constructor(child: Child) {
-    this.child = child
-  }
-  get stdout(): string {
-    return this.child.stdout
-  }
-  get stderr(): string {
-    return this.child.stderr
-  }
-  /** The first match of `pattern` on `stream`; fails if the process exits first or after SERVE_TIMEOUT. */
-  waitFor(stream: "stdout" | "stderr", pattern: RegExp) {
-    return this.child.waitFor(stream, pattern, SERVE_TIMEOUT, () => this.child.tail(25, "both"))
-  }
-  /** The base URL from its one line on stdout, `serving DIR at URL`. */
-  url(data: string) {
-    const dir = data.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-    return this.waitFor("stdout", new RegExp(`^serving ${dir} at (http://127\\.0\\.0\\.1:\\d+)\\n`)).pipe(Effect.map((match) => match[1]!))
-  }
-  /** Sends `signal`; the exit (SIGKILL after SERVE_TIMEOUT). */
-  stop(signal: NodeJS.Signals) {
-    return this.child.stop(signal, SERVE_TIMEOUT)
-  }
-}
+/** `can-sync serve ARGS`, stopped (if still running) with the test's scope. */
+const serve = (args: ReadonlyArray<string>, options: RunOptions = {}) => cli(["serve", ...args], childOptions(options))
 
-const serve = (args: ReadonlyArray<string>, options: RunOptions = {}) =>
-  cli(["serve", ...args], childOptions(options)).pipe(Effect.map((child) => new Served(child)))
+/** The first match of `pattern` on a stream of `served`; fails if it exits first or after SERVE_TIMEOUT. */
+const printed = (served: Child, stream: "stdout" | "stderr", pattern: RegExp) =>
+  served.waitFor(stream, pattern, SERVE_TIMEOUT, () => served.tail(25, "both"))
+
+/** The base URL from its one line on stdout, `serving DIR at URL`. */
+const urlOf = (served: Child, data: string) => {
+  const dir = data.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  return printed(served, "stdout", new RegExp(`^serving ${dir} at (http://127\\.0\\.0\\.1:\\d+)\\n`)).pipe(Effect.map((match) => match[1]!))
+}
 
 /** GET `url`: its status and whole body. */
 const get = (url: string, headers: Record<string, string> = {}) =>
@@ -459,7 +442,7 @@ describe("can-sync store commands", () => {
       yield* ok(["add", "--data", data, "early"], { cwd: dir })
 
       const served = yield* serve(["--data", data, "--host", "127.0.0.1", "--port", "0", "--token", token])
-      const url = yield* served.url(data)
+      const url = yield* urlOf(served, data)
       const bearer = { authorization: `Bearer ${token}` }
 
       const health = yield* get(`${url}/healthz`)
@@ -484,7 +467,7 @@ describe("can-sync store commands", () => {
       }
       expect(yield* status(`${url}/assets/${sha256("never added")}`, bearer)).toBe(404)
 
-      expect(yield* served.stop("SIGTERM")).toEqual({ code: 0, signal: null })
+      expect(yield* served.stop("SIGTERM", SERVE_TIMEOUT)).toEqual({ code: 0, signal: null })
       expect({ stdout: served.stdout, stderr: served.stderr }).toEqual({ stdout: `serving ${data} at ${url}\n`, stderr: "" })
       expect(yield* refused(`${url}/healthz`)).toBe(true)
     }))
@@ -493,8 +476,8 @@ describe("can-sync store commands", () => {
     Effect.gen(function*() {
       const data = join(yield* testDir("serve-generated"), "store")
       const served = yield* serve(["--data", data, "--port", "0"])
-      const url = yield* served.url(data)
-      const token = (yield* served.waitFor("stderr", /^can-sync: no --token given; this run's token: (\S+)\n/))[1]!
+      const url = yield* urlOf(served, data)
+      const token = (yield* printed(served, "stderr", /^can-sync: no --token given; this run's token: (\S+)\n/))[1]!
       // 24 random bytes in base64url, and nothing else on stderr.
       expect(token).toMatch(/^[A-Za-z0-9_-]{32}$/)
       expect(served.stderr).toBe(`can-sync: no --token given; this run's token: ${token}\n`)
@@ -504,7 +487,7 @@ describe("can-sync store commands", () => {
         status(`${url}/sync/info`, { authorization: `Bearer ${token}` })
       ])).toEqual([401, 200])
 
-      expect(yield* served.stop("SIGINT")).toEqual({ code: 0, signal: null })
+      expect(yield* served.stop("SIGINT", SERVE_TIMEOUT)).toEqual({ code: 0, signal: null })
       expect(yield* refused(`${url}/healthz`)).toBe(true)
     }))
 
@@ -513,7 +496,7 @@ describe("can-sync store commands", () => {
       const data = join(yield* testDir("serve-env"), "store")
       const port = yield* freePort
       const served = yield* serve(["--data", data, "--port", String(port)], { env: { CAN_SYNC_TOKEN: "from-the-environment" } })
-      const url = yield* served.url(data)
+      const url = yield* urlOf(served, data)
       expect(url).toBe(`http://127.0.0.1:${port}`)
 
       expect(yield* all([
@@ -521,7 +504,7 @@ describe("can-sync store commands", () => {
         status(`${url}/sync/info`, { authorization: "Bearer from-the-environment" })
       ])).toEqual([401, 200])
 
-      expect(yield* served.stop("SIGTERM")).toEqual({ code: 0, signal: null })
+      expect(yield* served.stop("SIGTERM", SERVE_TIMEOUT)).toEqual({ code: 0, signal: null })
       expect(served.stderr).toBe("")
     }))
 })

@@ -17,8 +17,7 @@ describe("can-sync sync --can-url", () => {
     Effect.gen(function*() {
       const s = yield* Scenario.make("can-url")
       const service = s.path("service")
-      const a = s.path("a") // A's identity only: its assets live in the service
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")] // a: A's identity only (its assets live in the service)
       const token = "e2e-token-0123456789"
       const [atService, atB, bigService, bigB, liveCli, liveHttp, liveB] = yield* all([
         s.smallFiles("files-s", "can-url/s", 40),
@@ -81,8 +80,7 @@ describe("can-sync sync --can-url", () => {
     Effect.gen(function*() {
       const s = yield* Scenario.make("can-url-down")
       const service = s.path("service")
-      const a = s.path("a")
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")]
       const token = "e2e-token-down"
       const [before, whileDownAtB, whileDownAtService] = yield* all([
         s.smallFiles("before", "can-url-down/before", 5),

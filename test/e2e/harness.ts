@@ -14,32 +14,14 @@ export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done
 
 const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
 
-/** A running CLI process (a `Child` of the kit). */
+/** A running CLI process: the kit's `Child`, with Promise forms of what the callers use. */
 export class Proc {
   readonly child: Child
   constructor(child: Child) {
     this.child = child
   }
-  get name(): string {
-    return this.child.name
-  }
-  get pid(): number {
-    return this.child.pid
-  }
-  get running(): boolean {
-    return this.child.running
-  }
-  get stdout(): string {
-    return this.child.stdout
-  }
-  get stderr(): string {
-    return this.child.stderr
-  }
   messages(pattern: RegExp): ReadonlyArray<string> {
     return this.child.messages(pattern)
-  }
-  tail(lines?: number): string {
-    return this.child.tail(lines)
   }
   waitForOutput(stream: "stdout" | "stderr", pattern: RegExp, timeout: number, diagnostics?: () => string): Promise<RegExpExecArray> {
     return run(this.child.waitFor(stream, pattern, Duration.millis(timeout), diagnostics))

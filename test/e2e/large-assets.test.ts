@@ -20,8 +20,7 @@ describe("can-sync sync: large assets", () => {
   it.live("64 MiB each way at once converge, and every byte verifies on both sides", () =>
     Effect.gen(function*() {
       const s = yield* Scenario.make("large")
-      const a = s.path("a")
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")]
       const [bigA, bigB] = yield* all([s.largeFile("big-a", "large/a", 64 * MiB), s.largeFile("big-b", "large/b", 64 * MiB)])
       const [signal, [hashA], [hashB]] = yield* all([s.signal(), s.add(a, [bigA.path]), s.add(b, [bigB.path])])
       // The store names content by its SHA-256.
@@ -58,8 +57,7 @@ describe("can-sync sync: large assets", () => {
   it.live("an agent killed with SIGKILL while receiving recovers on restart: no leftover, no partial asset listed", () =>
     Effect.gen(function*() {
       const s = yield* Scenario.make("sigkill")
-      const a = s.path("a")
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")]
       const big = yield* s.largeFile("big", "sigkill/big", 128 * MiB)
       const [signal, [hash]] = yield* all([s.signal(), s.add(a, [big.path], { description: "big one" })])
       const [idA, idB] = yield* all([s.id(a), s.id(b)])

@@ -15,8 +15,7 @@ describe("can-sync sync: overlapping stores", () => {
   it.live("each side receives exactly the assets it lacked, large and small, and none it already had", () =>
     Effect.gen(function*() {
       const s = yield* Scenario.make("overlap")
-      const a = s.path("a")
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")]
       // Large: L0 only at A, L1 on both, L2 and L3 only at B. Small: 0..99 at A, 60..159 at B.
       const large = yield* all([0, 1, 2, 3].map((i) => s.largeFile(`large-${i}`, `overlap/large/${i}`, (6 + i) * MiB)))
       const small = yield* s.smallFiles("small", "overlap/small", 160)

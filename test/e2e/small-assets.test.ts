@@ -10,8 +10,7 @@ describe("can-sync sync: many small assets", () => {
   it.live("300 distinct assets on each side converge both ways; a restart then transfers nothing", () =>
     Effect.gen(function*() {
       const s = yield* Scenario.make("small")
-      const a = s.path("a")
-      const b = s.path("b")
+      const [a, b] = [s.path("a"), s.path("b")]
       const [filesA, filesB] = yield* all([s.smallFiles("files-a", "small/a", 300), s.smallFiles("files-b", "small/b", 300)])
       const [signal, idA, idB] = yield* all([
         s.signal(),
