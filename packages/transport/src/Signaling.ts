@@ -5,6 +5,7 @@
  * the server holds no secret, and relayed signals are signed end to end (Signal.ts).
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Latch from "effect/Latch"
@@ -124,11 +125,15 @@ const socketEvents = (ws: WebSocket): Stream.Stream<SocketEvent> =>
 
 /** Ping every interval; terminate the socket when no pong came back for three intervals. */
 const keepalive = (ws: WebSocket, lastPong: () => number): Effect.Effect<never> =>
-  Effect.sync(() => {
-    if (ws.readyState !== WebSocket.OPEN) return
-    if (Date.now() - lastPong() > 3 * KEEPALIVE_MILLIS) ws.terminate()
-    else ws.ping()
-  }).pipe(Effect.andThen(Effect.sleep(KEEPALIVE_MILLIS)), Effect.forever)
+  Clock.currentTimeMillis.pipe(
+    Effect.map((now) => {
+      if (ws.readyState !== WebSocket.OPEN) return
+      if (now - lastPong() > 3 * KEEPALIVE_MILLIS) ws.terminate()
+      else ws.ping()
+    }),
+    Effect.andThen(Effect.sleep(KEEPALIVE_MILLIS)),
+    Effect.forever
+  )
 
 // ---- server ---------------------------------------------------------------------------------
 
@@ -158,13 +163,13 @@ export const DEFAULT_RELAYS_PER_SECOND = 200
 export const CLOSE_FULL = 1013
 
 /** A token bucket: `rate` per second, holding at most `2 * rate`; `take` says whether one was left. */
-const tokenBucket = (rate: number) => {
+const tokenBucket = (rate: number, clock: Clock.Clock) => {
   const capacity = 2 * rate
   let tokens = capacity
-  let refilledAt = Date.now()
+  let refilledAt = clock.currentTimeMillisUnsafe()
   return {
     take: (): boolean => {
-      const now = Date.now()
+      const now = clock.currentTimeMillisUnsafe()
       tokens = Math.min(capacity, tokens + ((now - refilledAt) / 1000) * rate)
       refilledAt = now
       if (tokens < 1) return false
@@ -182,9 +187,10 @@ export interface SignalingServerInfo {
 
 const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>, relaysPerSecond: number): Effect.Effect<void> =>
   Effect.gen(function*() {
+    const clock = yield* Clock.Clock
     const nonce = randomBytes(16).toString("base64")
     let peerId: string | undefined
-    const relays = tokenBucket(relaysPerSecond)
+    const relays = tokenBucket(relaysPerSecond, clock)
     let droppedSince = 0
     let toldAt = 0
     sendJson(ws, { type: "challenge", nonce })
@@ -222,7 +228,7 @@ const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>, relaysPer
       if (peerId === undefined) return refuse("register first")
       if (!relays.take()) {
         droppedSince++
-        const now = Date.now()
+        const now = clock.currentTimeMillisUnsafe()
         if (now - toldAt < 1000) return Effect.void
         toldAt = now
         const dropped = droppedSince
@@ -244,10 +250,10 @@ const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>, relaysPer
     )
     yield* Effect.forkScoped(registerDeadline)
     // a peer that vanished without closing (cable pulled) is dropped, so it stops receiving relays
-    let lastPong = Date.now()
+    let lastPong = clock.currentTimeMillisUnsafe()
     yield* Effect.forkScoped(keepalive(ws, () => lastPong))
     yield* socketEvents(ws).pipe(Stream.runForEach((event) => {
-      if (event._tag === "Pong") lastPong = Date.now()
+      if (event._tag === "Pong") lastPong = clock.currentTimeMillisUnsafe()
       return event._tag === "Message" ? handle(event.data) : Effect.void
     }))
     if (peerId !== undefined && peers.get(peerId) === ws) {
@@ -374,11 +380,12 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
         })
     )
     let registered = false
-    let lastPong = Date.now()
+    const clock = yield* Clock.Clock
+    let lastPong = clock.currentTimeMillisUnsafe()
     yield* Effect.forkScoped(keepalive(ws, () => lastPong))
     const handle = (event: SocketEvent): Effect.Effect<void> => {
       if (event._tag === "Pong") {
-        lastPong = Date.now()
+        lastPong = clock.currentTimeMillisUnsafe()
         return Effect.void
       }
       if (event._tag === "Open") return Effect.void
