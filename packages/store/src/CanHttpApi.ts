@@ -45,6 +45,12 @@ export const HeaderNames = {
   lastEventId: "last-event-id"
 } as const
 
+/**
+ * The header size both sides accept: room for an `x-can-meta` with a long description (Node's and
+ * undici's default is 16 KiB).
+ */
+export const MaxHeaderBytes = 256 * 1024
+
 /** SSE event names, by StoreEvent tag. */
 export const SseEventNames = { AssetAdded: "asset", MetaChanged: "meta" } as const
 

@@ -87,9 +87,6 @@ type RouteError =
   | Unauthorized
   | HttpServerError.HttpServerError
 
-/** Headers big enough for an `x-can-meta` with a long description (Node's default is 16 KiB). */
-const maxHeaderSize = 256 * 1024
-
 const jsonResponse = (status: number, body: unknown, headers?: Record<string, string>) =>
   HttpServerResponse.jsonUnsafe(body, headers === undefined ? { status } : { status, headers })
 
@@ -381,7 +378,7 @@ const makeApp = (store: CanStoreShape, options: RouteOptions) =>
 /** The Node server, tuned for large uploads and a prompt close once `stopping` is done. */
 const makeNodeServer = (stopping: Deferred.Deferred<void>) => {
   // requestTimeout 0: a large upload on a slow link may take longer than Node's default 300 s.
-  const nodeServer = createServer({ maxHeaderSize, requestTimeout: 0, headersTimeout: 60_000 })
+  const nodeServer = createServer({ maxHeaderSize: Api.MaxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000 })
   // Node closes idle keep-alive sockets once, when closing starts; a socket whose response ends
   // after that would hold the close until the grace period ends. Close each as it goes idle.
   nodeServer.on("request", (_request, response) => {

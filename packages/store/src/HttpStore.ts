@@ -60,9 +60,6 @@ class Reconnect extends Data.TaggedError("Reconnect")<{ readonly reason: string;
 /** Marks "connected" inside the SSE stream so the backoff resets on every successful connect. */
 const Connected = { _tag: "Connected" } as const
 
-/** Large enough for an `x-can-meta` header with a long description (undici's default is 16 KiB). */
-const maxHeaderSize = 256 * 1024
-
 const unavailable = (operation: string, message: string) => new StoreUnavailable({ operation, message })
 
 const transportError = (operation: string) => (e: HttpClientError.HttpClientError) =>
@@ -134,7 +131,7 @@ interface Connection {
 
 const connect = (options: HttpStoreOptions) =>
   Effect.gen(function*() {
-    const services = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ maxHeaderSize }))
+    const services = yield* Layer.build(NodeHttpClient.layerUndiciOptions({ maxHeaderSize: Api.MaxHeaderBytes }))
     const base = options.baseUrl.replace(/\/+$/, "")
     const client = Context.get(services, HttpClient.HttpClient).pipe(
       HttpClient.mapRequest((request) =>
