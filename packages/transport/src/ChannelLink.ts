@@ -12,7 +12,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
-import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Context, Scope } from "effect"
 import { LinkClosed, LinkCloseReason } from "@can-sync/core"
@@ -20,8 +19,8 @@ import type { PeerId, PeerLink, Role } from "@can-sync/core"
 import { bindingBytes } from "./Binding.ts"
 import type { ChannelBinding, LinkAuth, SdpRole } from "./Binding.ts"
 import * as Framing from "./ChannelFraming.ts"
-import type { ControlFrame } from "./ChannelFraming.ts"
-import { ReceiveWindow, SendCredit } from "./FlowControl.ts"
+import { ChannelSender } from "./ChannelSender.ts"
+import { ReceiveWindow } from "./FlowControl.ts"
 
 /** The events of a data channel; each handler is registered once. */
 export interface ChannelHandlers {
@@ -188,28 +187,19 @@ class ChannelLink {
   private readonly authenticated = Deferred.makeUnsafe<void, LinkClosed>()
   private readonly goodbyeReceived = Deferred.makeUnsafe<void>()
   private readonly channelClosed = Deferred.makeUnsafe<void>()
-  private readonly sendLock = Semaphore.makeUnsafe(1)
   private readonly window: ReceiveWindow
-  private readonly credit = new SendCredit()
   private readonly reassembler: Framing.Reassembler
-  /** Every data message is built here: the channel copies it synchronously when sending. */
-  private readonly scratch: Uint8Array
+  private readonly sender: ChannelSender
   private channel: DataChannelPort | undefined
   private state: State = "detached"
   private reason: LinkClosed | undefined
-  private creditWaiter: (() => void) | undefined
-  private bufferWaiter: (() => void) | undefined
   private held: Array<Uint8Array | string> = []
   lastHeard: number
   private pingNonce = 0
   private counters = {
-    framesSent: 0,
-    bytesSent: 0,
     framesReceived: 0,
     bytesReceived: 0,
     rttMillis: undefined as number | undefined,
-    creditWaitMillis: 0,
-    bufferWaitMillis: 0,
     authProofSent: false,
     remoteProofVerified: false,
     peerAcceptedProof: false,
@@ -236,7 +226,14 @@ class ChannelLink {
     this.lastHeard = clock.currentTimeMillisUnsafe()
     this.window = new ReceiveWindow(params.options.receiveWindowBytes)
     this.reassembler = new Framing.Reassembler(params.options.maxFrameBytes)
-    this.scratch = new Uint8Array(params.options.maxMessageBytes)
+    this.sender = new ChannelSender({
+      channel: () => this.channel,
+      isAuthenticated: () => this.state === "authenticated",
+      isClosed: () => this.state === "closed",
+      closedError: () => this.closedError(),
+      fail: (reason) => this.closeWith(reason, true),
+      now: () => this.now()
+    }, params.options)
   }
 
   now(): number {
@@ -258,7 +255,7 @@ class ChannelLink {
         onOpen: () => this.onOpen(),
         onClosed: () => this.onChannelClosed(),
         onError: (error) => this.closeWith(lost(`channel error: ${error}`), true),
-        onBufferedAmountLow: () => this.bufferWaiter?.()
+        onBufferedAmountLow: () => this.sender.drained()
       }, this.params.options.lowWaterBytes)
     } catch (error) {
       // the library refuses handlers on a channel that is already gone
@@ -290,8 +287,7 @@ class ChannelLink {
     this.reason = error
     if (failed) Queue.failCauseUnsafe(this.queue, Cause.fail(error))
     else Queue.endUnsafe(this.queue)
-    this.creditWaiter?.()
-    this.bufferWaiter?.()
+    this.sender.closed()
     Deferred.doneUnsafe(this.authenticated, Effect.fail(error))
     Deferred.doneUnsafe(this.closedSignal, Effect.succeed(error))
     this.params.onClosed?.(error, wasAuthenticated)
@@ -322,7 +318,7 @@ class ChannelLink {
   readonly closeGracefully: Effect.Effect<void> = Effect.suspend(() => {
     if (this.state === "authenticated" && this.channel !== undefined) {
       this.finish(LinkCloseReason.cases.ClosedLocally.make({}), false)
-      this.writeUnchecked(Framing.goodbye())
+      this.sender.writeUnchecked(Framing.goodbye())
       return Deferred.await(this.goodbyeReceived).pipe(
         Effect.timeoutOption(GOODBYE_TIMEOUT),
         Effect.andThen(Effect.sync(() => this.closeChannel()))
@@ -335,7 +331,7 @@ class ChannelLink {
   /** The peer said GOODBYE: deliver what came before it, answer in kind, close. */
   private onGoodbye(): void {
     if (!this.finish(LinkCloseReason.cases.ClosedByPeer.make({}), false)) return
-    this.writeUnchecked(Framing.goodbye())
+    this.sender.writeUnchecked(Framing.goodbye())
     this.closeChannel()
   }
 
@@ -363,7 +359,7 @@ class ChannelLink {
     const binding = this.params.binding()
     if (binding === undefined) return this.closeWith(lost("the channel opened before both descriptions were known"), true)
     this.run(auth.sign(bindingBytes(binding, role)), (signature) => {
-      this.sendControl({ _tag: "AuthProof", message: { peerId: auth.peerId, publicKey: auth.publicKey, signature } })
+      this.sender.control({ _tag: "AuthProof", message: { peerId: auth.peerId, publicKey: auth.publicKey, signature } })
       this.counters.authProofSent = true
     })
   }
@@ -443,7 +439,7 @@ class ChannelLink {
         this.counters.pingsReceived++
         // with our buffer full the peer hears our data anyway; never queue Pongs without bound
         if (this.channel !== undefined && this.channel.bufferedAmount() <= this.params.options.highWaterBytes) {
-          this.sendControl({ _tag: "Pong", message: { nonce: frame.message.nonce, sentAt: frame.message.sentAt } })
+          this.sender.control({ _tag: "Pong", message: { nonce: frame.message.nonce, sentAt: frame.message.sentAt } })
           this.counters.pongsSent++
         }
         return
@@ -454,8 +450,7 @@ class ChannelLink {
       case "Credit":
         if (this.state !== "authenticated") return this.violation("credit before authentication")
         this.counters.peerAcceptedProof = true
-        this.credit.grant(frame.message.bytes)
-        this.creditWaiter?.()
+        this.sender.granted(frame.message.bytes)
         return
       case "AuthProof":
         return this.onAuthProof(frame.message)
@@ -473,116 +468,18 @@ class ChannelLink {
   )
 
   private grant(bytes: number): void {
-    this.sendControl({ _tag: "Credit", message: { bytes } })
+    this.sender.control({ _tag: "Credit", message: { bytes } })
     this.counters.creditGrants++
     this.counters.creditGrantedBytes += bytes
   }
 
-  // ---- sending -------------------------------------------------------------------------------
-
-  /** Write one message now (a full channel buffers it: that is not a failure). */
-  private sendRaw(message: Uint8Array): boolean {
-    if (this.state === "closed" || this.channel === undefined) return false
-    try {
-      this.channel.send(message)
-      return true
-    } catch (error) {
-      this.closeWith(lost(`send failed: ${errorText(error)}`), true)
-      return false
-    }
-  }
-
-  /** Write even though the link is logically closed (the GOODBYEs); errors mean it is gone anyway. */
-  private writeUnchecked(message: Uint8Array): void {
-    try {
-      this.channel?.send(message)
-    } catch {
-      // the channel is already closed
-    }
-  }
-
-  /** Control frames skip the credit and the send lock: they are tiny and must never wait behind data. */
-  sendControl(frame: ControlFrame): void {
-    this.sendRaw(Framing.control(frame))
-  }
-
-  private waitCredit(bytes: number): Effect.Effect<void, LinkClosed> {
-    if (this.state !== "closed" && this.credit.tryUse(bytes)) return Effect.void
-    return this.waitUntil("credit", () => this.credit.tryUse(bytes))
-  }
-
-  /** Suspends until the channel has drained to the low-water mark (or the link closes). */
-  private waitBuffer(): Effect.Effect<void, LinkClosed> {
-    return this.waitUntil("buffer", () => this.channel!.bufferedAmount() <= this.params.options.highWaterBytes)
-  }
-
-  /**
-   * Suspends until `ready()` holds, checked now and each time the `which` waiter is woken (credit
-   * granted, buffer drained), or fails once the link closes; the time spent is counted.
-   */
-  private waitUntil(which: "credit" | "buffer", ready: () => boolean): Effect.Effect<void, LinkClosed> {
-    const since = this.now()
-    const setWaiter = (waiter: (() => void) | undefined) => {
-      if (which === "credit") this.creditWaiter = waiter
-      else this.bufferWaiter = waiter
-    }
-    return Effect.callback<void, LinkClosed>((resume) => {
-      const attempt = () => {
-        if (this.state === "closed") {
-          setWaiter(undefined)
-          resume(Effect.fail(this.closedError()))
-        } else if (ready()) {
-          setWaiter(undefined)
-          resume(Effect.void)
-        }
-      }
-      setWaiter(attempt)
-      attempt()
-      return Effect.sync(() => setWaiter(undefined))
-    }).pipe(Effect.ensuring(Effect.sync(() => {
-      if (which === "credit") this.counters.creditWaitMillis += this.now() - since
-      else this.counters.bufferWaitMillis += this.now() - since
-    })))
-  }
-
-  private sendPieces(frame: Uint8Array, from: number): Effect.Effect<void, LinkClosed> {
-    return Effect.suspend(() => {
-      const { highWaterBytes } = this.params.options
-      let offset = from
-      do {
-        if (this.state === "closed") return Effect.fail(this.closedError())
-        if (this.channel!.bufferedAmount() > highWaterBytes) {
-          const resumeAt = offset
-          return Effect.andThen(this.waitBuffer(), this.sendPieces(frame, resumeAt))
-        }
-        const piece = Framing.writePiece(this.scratch, frame, offset)
-        if (!this.sendRaw(this.scratch.subarray(0, piece.length))) return Effect.fail(this.closedError())
-        offset = piece.next
-      } while (offset < frame.length)
-      this.counters.framesSent++
-      this.counters.bytesSent += frame.length
-      return Effect.void
-    })
-  }
-
-  readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
-    this.sendLock.withPermit(
-      Effect.suspend(() => {
-        if (this.state !== "authenticated") return Effect.fail(this.closedError())
-        const limit = this.params.options.maxFrameBytes
-        if (frame.length > limit) {
-          this.violation(`we tried to send a frame of ${frame.length} bytes, over the link limit of ${limit}`)
-          return Effect.fail(this.closedError())
-        }
-        return Effect.andThen(this.waitCredit(frame.length), this.sendPieces(frame, 0))
-      })
-    )
+  readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> => this.sender.send(frame)
 
   // ---- heartbeat, lifecycle ------------------------------------------------------------------
 
   /** Send a Ping now (the heartbeat's). */
   ping(now: number): void {
-    this.sendControl({ _tag: "Ping", message: { nonce: ++this.pingNonce, sentAt: now } })
+    this.sender.control({ _tag: "Ping", message: { nonce: ++this.pingNonce, sentAt: now } })
     this.counters.pingsSent++
   }
 
@@ -598,9 +495,13 @@ class ChannelLink {
 
   readonly stats: Effect.Effect<LinkStats> = Effect.sync(() => ({
     ...this.counters,
+    framesSent: this.sender.framesSent,
+    bytesSent: this.sender.bytesSent,
+    creditWaitMillis: this.sender.creditWaitMillis,
+    bufferWaitMillis: this.sender.bufferWaitMillis,
     bufferedBytes: this.window.buffered,
     peakBufferedBytes: this.window.peakBuffered,
-    sendCredit: this.credit.bytes
+    sendCredit: this.sender.creditBytes
   }))
 }
 
