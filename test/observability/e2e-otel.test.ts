@@ -2,7 +2,8 @@
  * Two real agents (`can-sync sync`) and a signaling server, exporting to a real OTLP/HTTP
  * receiver: after B pulls A's assets, the spans (session, reconcile, each transfer, store ingest)
  * and the metrics (bytes and assets per peer and direction, peers, latencies, store size) that
- * arrived say exactly what happened, and every agent log line is structured JSON with trace ids.
+ * arrived say exactly what happened, and every agent log line is structured JSON with trace ids
+ * (and exported over OTLP too).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -166,6 +167,11 @@ describe("two agents syncing, observed over OTLP", () => {
         const records = lines.map((l) => JSON.parse(l) as { readonly level: string; readonly message: string; readonly trace_id?: string })
         for (const r of records) expect(r).toMatchObject({ level: expect.any(String), message: expect.any(String) })
         expect(records.some((r) => r.trace_id !== undefined && traceIds.has(r.trace_id))).toBe(true)
+      }
+      // The same log lines also arrive over OTLP, from each agent, tied to exported traces.
+      for (const resource of [inA, inB]) {
+        const exported = receiver.logs().filter((l) => l.resource["service.instance.id"] === resource["service.instance.id"])
+        expect(exported.some((l) => traceIds.has(l.traceId)), `OTLP logs of ${resource["service.instance.id"]}`).toBe(true)
       }
       expect(receiver.requests().every((r) => r.accepted)).toBe(true)
     }), { timeout: 180_000 })
