@@ -1,6 +1,7 @@
 /**
  * Sync engine benchmark (`node bench/engine.ts`, or `pnpm bench engine`): two agents with
- * embedded stores on tmpfs (so the engine, not fsync, is measured) joined by an in-memory link.
+ * embedded stores on tmpfs (so the engine, not fsync, is measured) dialing each other over
+ * in-memory links.
  *  1. transfer: a large asset each way at once; MB/s both directions together, and as a ratio of
  *     the store's own ingest rate for the same bytes measured in the same run (the ceiling).
  *  2. reconcile: 100k vs 100k digests differing in 100 (50 only on each side), from dial to both
@@ -11,7 +12,7 @@ import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
-import type { AssetHash, PeerId } from "@can-sync/core"
+import type { AssetHash, PeerId, PeerLink } from "@can-sync/core"
 import * as AssetIndex from "@can-sync/store/AssetIndex"
 import { EmbeddedStore } from "@can-sync/store"
 import { Effect } from "effect"
@@ -49,19 +50,19 @@ const agent = (name: string, dir: string) =>
   })
 type Agent = Effect.Success<ReturnType<typeof agent>>
 
-/** a dials b over an in-memory link; counts the bytes of every frame, by kind. */
-const link = (a: Agent, b: Agent, bytesByKind: Map<string, number>) => {
-  const count = (frame: Uint8Array) => {
-    const kind = Frame.decode(frame)
-    const tag = kind._tag === "Success" ? kind.success._tag : "invalid"
-    bytesByKind.set(tag, (bytesByKind.get(tag) ?? 0) + frame.length)
-  }
-  return a.manager.dial(b.id, Effect.gen(function*() {
-    const [la, lb] = yield* InMemoryLink.pair(a.id, b.id)
-    yield* b.manager.accept({ ...lb, send: (f) => Effect.sync(() => count(f)).pipe(Effect.andThen(lb.send(f))) })
-    return { ...la, send: (f: Uint8Array) => Effect.sync(() => count(f)).pipe(Effect.andThen(la.send(f))) }
-  }))
-}
+/** a and b dial each other over an in-memory network; counts the bytes of every frame, by kind. */
+const link = (a: Agent, b: Agent, bytesByKind: Map<string, number>) =>
+  Effect.gen(function*() {
+    const count = (frame: Uint8Array) => {
+      const kind = Frame.decode(frame)
+      const tag = kind._tag === "Success" ? kind.success._tag : "invalid"
+      bytesByKind.set(tag, (bytesByKind.get(tag) ?? 0) + frame.length)
+    }
+    const counted = (link: PeerLink): PeerLink => ({ ...link, send: (f) => Effect.sync(() => count(f)).pipe(Effect.andThen(link.send(f))) })
+    const net = yield* InMemoryLink.network()
+    yield* a.manager.dial(b.id, net.connect(a.id, b.id).pipe(Effect.map(counted)))
+    yield* b.manager.dial(a.id, net.connect(b.id, a.id).pipe(Effect.map(counted)))
+  })
 
 const until = (check: Effect.Effect<boolean, unknown>) =>
   Effect.gen(function*() {

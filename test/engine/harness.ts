@@ -1,7 +1,8 @@
 /**
  * Test harness for the sync engine: embedded stores in temp dirs (removed afterwards),
- * deterministic content, peers wired with in-memory links, and "wait until every store holds the
- * same assets with the same metadata" with a deadline instead of sleeps.
+ * deterministic content, peers that dial each other over in-memory links (the PeerManager path
+ * the agent takes), and "wait until every store holds the same assets with the same metadata"
+ * with a deadline instead of sleeps.
  */
 import * as Backoff from "@can-sync/core/Backoff"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
@@ -187,19 +188,22 @@ export type Tap = (from: PeerId, to: PeerId, frame: Uint8Array) => void
 const tapped = (link: PeerLink, from: PeerId, tap: Tap | undefined): PeerLink =>
   tap === undefined ? link : { ...link, send: (frame) => Effect.sync(() => tap(from, link.remotePeer, frame)).pipe(Effect.andThen(link.send(frame))) }
 
+/** `self` dials `peer` over `net`: one in-memory link per attempt, met by the peer's own dial. */
+export const dialOver = (net: InMemoryLink.Network, self: Peer, peer: Peer, tap?: Tap) =>
+  self.manager.dial(peer.id, net.connect(self.id, peer.id).pipe(Effect.map((link) => tapped(link, self.id, tap))))
+
 /**
- * `a` dials `b` over a fresh in-memory link each attempt (so restarts reconnect); `b` accepts.
- * `capacity` is the link's per-direction frame buffer.
+ * `a` and `b` dial each other over a fresh in-memory network, as two agents do over the transport:
+ * each attempt of one meets an attempt of the other, so a failed session is redialed by both.
+ * `capacity` is the links' per-direction frame buffer.
  */
 export const connect = (a: Peer, b: Peer, options?: { readonly capacity?: number; readonly tap?: Tap }) =>
-  a.manager.dial(
-    b.id,
-    Effect.gen(function*() {
-      const [la, lb] = yield* InMemoryLink.pair(a.id, b.id, { capacity: options?.capacity ?? 16 })
-      yield* b.manager.accept(tapped(lb, b.id, options?.tap))
-      return tapped(la, a.id, options?.tap)
-    })
-  )
+  Effect.gen(function*() {
+    const net = yield* InMemoryLink.network({ capacity: options?.capacity ?? 16 })
+    yield* dialOver(net, a, b, options?.tap)
+    yield* dialOver(net, b, a, options?.tap)
+    return net
+  })
 
 /** Wait (real time) until `peer` has a live session with each of `others`. */
 export const awaitLive = (peer: Peer, others: ReadonlyArray<Peer>, deadline: Duration.Input = "30 seconds") =>

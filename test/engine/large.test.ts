@@ -6,12 +6,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
-import type { AssetHash } from "@can-sync/core"
-import { Effect, Exit, Option, Ref, Result, Scope, Stream } from "effect"
+import type { AssetHash, PeerLink } from "@can-sync/core"
+import { Effect, Exit, Ref, Result, Scope, Stream } from "effect"
 import { readdir } from "node:fs/promises"
 import { join } from "node:path"
-import { awaitConverged, connect, content, hashSet, ingestMany, makePeer, peerAt, tempDir } from "./harness.ts"
-import type { Peer } from "./harness.ts"
+import { awaitConverged, connect, content, dialOver, hashSet, ingestMany, makePeer, peerAt, peerId, tempDir } from "./harness.ts"
 
 const MiB = 1024 * 1024
 
@@ -63,37 +62,31 @@ describe("large assets", () => {
       const big = yield* a.store.ingest(content(77, 48 * MiB))
       yield* ingestMany(a.store, 78, 20)
       const dirB = yield* tempDir("b")
-      // A dials whichever B is running; while none is, the attempt fails and A backs off.
-      const current = yield* Ref.make(Option.none<Peer>())
+      // A and whichever B is running dial each other; while no B runs, A's attempt waits for one.
+      const net = yield* InMemoryLink.network({ capacity: 8 })
       const chunksToB = yield* Ref.make(0)
       // During B's first run the link stalls after 200 chunks (~12 MiB): B dies mid-asset, surely.
       const stall = yield* Ref.make(true)
-      const connectB = Effect.gen(function*() {
-        const b = yield* Ref.get(current).pipe(Effect.flatMap(Effect.fromOption))
-        const [la, lb] = yield* InMemoryLink.pair(a.id, b.id, { capacity: 8 })
-        yield* b.manager.accept(lb)
-        return {
-          ...la,
-          send: (bytes: Uint8Array) => {
-            const f = Frame.decode(bytes)
-            const isChunk = Result.isSuccess(f) && f.success._tag === "AssetChunk"
-            return Effect.gen(function*() {
-              if (!isChunk) return yield* la.send(bytes)
-              const n = yield* Ref.updateAndGet(chunksToB, (x) => x + 1)
-              if (n > 200 && (yield* Ref.get(stall))) return yield* Effect.never
-              return yield* la.send(bytes)
-            })
-          }
+      const stalling = (link: PeerLink): PeerLink => ({
+        ...link,
+        send: (bytes: Uint8Array) => {
+          const f = Frame.decode(bytes)
+          const isChunk = Result.isSuccess(f) && f.success._tag === "AssetChunk"
+          return Effect.gen(function*() {
+            if (!isChunk) return yield* link.send(bytes)
+            const n = yield* Ref.updateAndGet(chunksToB, (x) => x + 1)
+            if (n > 200 && (yield* Ref.get(stall))) return yield* Effect.never
+            return yield* link.send(bytes)
+          })
         }
       })
-      yield* a.manager.dial("b" as Peer["id"], connectB)
+      yield* a.manager.dial(peerId("b"), net.connect(a.id, peerId("b")).pipe(Effect.map(stalling)))
 
       // First run of B: killed once part of the big asset has crossed.
       const firstRun = yield* Scope.make()
       const b1 = yield* peerAt("b", dirB).pipe(Scope.provide(firstRun))
-      yield* Ref.set(current, Option.some(b1))
+      yield* dialOver(net, b1, a).pipe(Scope.provide(firstRun))
       while ((yield* Ref.get(chunksToB)) <= 200) yield* Effect.sleep("5 millis")
-      yield* Ref.set(current, Option.none())
       yield* Scope.close(firstRun, Exit.void)
 
       // Restarted B, same data dir: the partial transfer left nothing behind.
@@ -101,7 +94,7 @@ describe("large assets", () => {
       expect(yield* b2.store.has(big.hash)).toBe(false)
       expect(yield* Effect.promise(() => readdir(join(dirB, "tmp")))).toEqual([])
       yield* Ref.set(stall, false)
-      yield* Ref.set(current, Option.some(b2))
+      yield* dialOver(net, b2, a)
       expect(yield* awaitConverged([a.store, b2.store], "60 seconds", { expectSize: 21 })).toBe(21)
       const checks = yield* Stream.runCollect(b2.store.verify)
       expect(checks.length).toBe(21)

@@ -158,11 +158,9 @@ describe("fallback poll", () => {
       const config = (id: string) => EngineConfig.make({ localPeerId: peerId(id), pollInterval: "30 seconds" })
       const a = yield* PeerManager.make(config("a"), leaky)
       const b = yield* PeerManager.make(config("b"), storeB)
-      yield* a.dial(peerId("b"), Effect.gen(function*() {
-        const [la, lb] = yield* InMemoryLink.pair(peerId("a"), peerId("b"))
-        yield* b.accept(lb)
-        return la
-      }))
+      const net = yield* InMemoryLink.network()
+      yield* a.dial(peerId("b"), net.connect(peerId("a"), peerId("b")))
+      yield* b.dial(peerId("a"), net.connect(peerId("b"), peerId("a")))
       expect(yield* awaitReal(a.sessions.pipe(Effect.map((ss) => ss.some((s) => s.state === "live"))), 10_000)).toBe(true)
       yield* storeA.ingest(content(9091, 3000)) // an asset whose event arrives: pushed at once
       yield* storeA.ingest(lost)

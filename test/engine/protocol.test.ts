@@ -2,20 +2,26 @@
  * The engine against a hand-driven peer that speaks raw frames: the handshake refuses another
  * protocol version with a clear error, content that does not match its hash is refused without
  * ending the session, broken input fails that one session (never the agent), and a second
- * session with the same peer is refused. Also: the actor's scope owns its children and its link,
- * and the manager reconnects a failed outbound session with backoff.
+ * dial for a peer already dialed is refused. Also: the actor's scope owns its children and its
+ * link, and the manager retries failed attempts and dropped sessions with backoff.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerActor from "@can-sync/core/PeerActor"
+import { Proto } from "@can-sync/core"
 import type { PeerLink } from "@can-sync/core"
 import { Data, Effect, Fiber, Queue, Ref, Result, Stream } from "effect"
 import { createHash } from "node:crypto"
-import { asHash, awaitConverged, awaitLive, connect, ingestMany, makePeer, peerId, tempStore } from "./harness.ts"
+import { asHash, awaitConverged, awaitLive, connect, dialOver, ingestMany, makePeer, peerId, tempStore } from "./harness.ts"
 
 class UnexpectedFrame extends Data.TaggedError("UnexpectedFrame")<{ readonly detail: string }> {}
+class ConnectRefused extends Data.TaggedError("ConnectRefused")<{ readonly attempt: number }> {
+  override get message() {
+    return `connection refused (attempt ${this.attempt})`
+  }
+}
 
 /** The test's side of a link: send frames, and wait for the next frame of a given kind. */
 const rawPeer = (link: PeerLink) =>
@@ -62,7 +68,7 @@ describe("handshake", () => {
       yield* raw.send(hello(99))
       expect((yield* raw.next("Hello")).message.protocolVersion).toBe(EngineConfig.PROTOCOL_VERSION)
       const error = (yield* raw.next("Error")).message
-      expect(error).toMatchObject({ code: "PROTOCOL_VERSION", fatal: true })
+      expect(error).toMatchObject({ code: Proto.ErrorCode.PROTOCOL_VERSION, fatal: true })
       expect(error.message).toContain("version 99")
       const failure = yield* Fiber.join(actor)
       expect(failure).toMatchObject({ _tag: "ProtocolVersionMismatch", local: EngineConfig.PROTOCOL_VERSION, remote: 99 })
@@ -90,12 +96,12 @@ describe("transfer verification", () => {
       // We ask the engine for an asset it does not have: answered with a non-fatal error naming it.
       const absent = sha(new Uint8Array([42]))
       yield* raw.send(Frame.make("Want", { hashes: [absent], last: true }))
-      expect((yield* raw.next("Error")).message).toMatchObject({ code: "ASSET_NOT_FOUND", hash: absent, fatal: false })
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.ASSET_NOT_FOUND, hash: absent, fatal: false })
       expect((yield* raw.next("Want")).message).toEqual({ hashes: [x], last: true })
       yield* raw.send(Frame.make("AssetHeader", { hash: x, size: bad.length, meta }))
       yield* raw.send(Frame.make("AssetChunk", { hash: x, data: bad }))
       yield* raw.send(Frame.make("AssetEnd", { hash: x }))
-      expect((yield* raw.next("Error")).message).toMatchObject({ code: "HASH_MISMATCH", hash: x, fatal: false })
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.HASH_MISMATCH, hash: x, fatal: false })
       expect(yield* store.has(asHash(x))).toBe(false)
       // The session goes on: reconcile ends, and a live Offer is answered and served.
       yield* raw.next("Done")
@@ -121,7 +127,7 @@ describe("transfer verification", () => {
       yield* raw.send(Frame.make("AssetHeader", { hash: sha(data), size: 10, meta }))
       yield* raw.send(Frame.make("AssetChunk", { hash: sha(data), data }))
       expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "AssetHeader" })
-      expect((yield* raw.next("Error")).message).toMatchObject({ code: "PROTOCOL_VIOLATION", fatal: true })
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.PROTOCOL_VIOLATION, fatal: true })
       expect(yield* store.has(asHash(sha(data)))).toBe(false)
     }).pipe(Effect.scoped))
 })
@@ -134,31 +140,30 @@ describe("failure isolation and supervision", () => {
       yield* connect(a, b)
       yield* awaitLive(a, [b])
       const [toEngine, evilEnd] = yield* InMemoryLink.pair(peerId("a"), peerId("evil"))
-      yield* a.manager.accept(toEngine)
+      const evilLinks = yield* Queue.unbounded<PeerLink>()
+      yield* Queue.offer(evilLinks, toEngine) // one link: later attempts wait forever
+      yield* a.manager.dial(peerId("evil"), Queue.take(evilLinks))
       const evil = yield* rawPeer(evilEnd)
       yield* evilEnd.send(new Uint8Array([0x7f, 0, 0, 0, 0])) // unknown frame type
-      expect((yield* evil.next("Error")).message).toMatchObject({ code: "FRAME_INVALID", fatal: true })
+      expect((yield* evil.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.FRAME_INVALID, fatal: true })
       yield* evilEnd.closed
       // a's session with b is untouched and still syncs.
       yield* ingestMany(a.store, 61, 10)
       expect(yield* awaitConverged([a.store, b.store], "20 seconds", { expectSize: 10 })).toBe(10)
       const sessions = yield* a.manager.sessions
-      expect(sessions.map((s) => [s.peer, s.state])).toEqual([["b", "live"]])
+      expect(sessions.find((s) => s.peer === b.id)?.state).toBe("live")
+      expect(sessions.find((s) => s.peer === "evil")?.lastError).toBe("undecodable frame from evil: unknown frame type 0x7f")
       expect((yield* a.manager.stats(b.id)).sessions).toBe(1)
     }).pipe(Effect.scoped))
 
-  it.live("a second connection from a peer that already has a session is refused and its link closed", () =>
+  it.live("a second dial for a peer that is already dialed is refused", () =>
     Effect.gen(function*() {
       const a = yield* makePeer("a")
       const b = yield* makePeer("b")
       yield* connect(a, b)
       yield* awaitLive(a, [b])
-      const [, second] = yield* InMemoryLink.pair(peerId("a"), peerId("b")) // b's end: its peer is a
-      const refused = yield* b.manager.accept(second).pipe(Effect.flip)
-      expect(refused).toMatchObject({ _tag: "DuplicatePeer", peer: "a" })
-      yield* second.closed // closed by the refusal
-      expect((yield* a.manager.dial(b.id, Effect.never).pipe(Effect.flip))._tag).toBe("DuplicatePeer")
-      expect((yield* b.manager.sessions).length).toBe(1)
+      expect(yield* a.manager.dial(b.id, Effect.never).pipe(Effect.flip)).toMatchObject({ _tag: "DuplicatePeer", peer: "b" })
+      expect((yield* a.manager.sessions).map((s) => [s.peer, s.state])).toEqual([["b", "live"]])
     }).pipe(Effect.scoped))
 
   it.live("closing an actor's scope interrupts its children and closes the link; the peer's actor then fails with LinkClosed", () =>
@@ -177,27 +182,45 @@ describe("failure isolation and supervision", () => {
       expect(Result.isFailure(yield* la.send(new Uint8Array(1)).pipe(Effect.result))).toBe(true)
     }).pipe(Effect.scoped))
 
-  it.live("a failed outbound session is restarted with backoff until it connects", () =>
+  it.live("a failed connection attempt is retried with backoff until it connects; a dropped session is redialed", () =>
     Effect.gen(function*() {
       const a = yield* makePeer("a")
       const b = yield* makePeer("b")
       yield* ingestMany(b.store, 81, 5)
+      const net = yield* InMemoryLink.network()
       const attempts = yield* Ref.make(0)
       yield* a.manager.dial(b.id, Effect.gen(function*() {
         const n = yield* Ref.updateAndGet(attempts, (x) => x + 1)
-        if (n <= 3) return yield* Effect.fail(`connection refused (attempt ${n})`)
-        const [la, lb] = yield* InMemoryLink.pair(a.id, b.id)
-        yield* b.manager.accept(lb)
-        return la
+        if (n <= 3) return yield* new ConnectRefused({ attempt: n })
+        return yield* net.connect(a.id, b.id)
       }))
+      yield* dialOver(net, b, a)
       expect(yield* awaitConverged([a.store, b.store], "20 seconds", { expectSize: 5 })).toBe(5)
       expect(yield* Ref.get(attempts)).toBe(4)
       const [info] = yield* a.manager.sessions
-      expect(info).toMatchObject({ peer: "b", state: "live", restarts: 3 })
-      expect(info!.lastError).toContain("connection refused (attempt 3)")
-      // The peer goes away: the dialer notices and reconnects.
+      expect(info).toMatchObject({ peer: "b", state: "live", restarts: 3, role: expect.any(String) })
+      expect(info!.lastError).toBe("connection refused (attempt 3)")
+      // b stops dialing and drops the session: a notices and keeps trying; b dials again and they meet.
       yield* b.manager.disconnect(a.id)
-      while ((yield* a.manager.stats(b.id)).sessions < 2 || (yield* a.manager.sessions)[0]?.state !== "live") yield* Effect.sleep("10 millis")
-      expect((yield* a.manager.stats(b.id)).reconciles).toBe(2)
+      yield* dialOver(net, b, a)
+      yield* awaitLive(a, [b])
+      while ((yield* a.manager.stats(b.id)).reconciles < 2) yield* Effect.sleep("10 millis")
+      expect((yield* a.manager.stats(b.id)).sessions).toBe(2)
+      expect((yield* a.manager.sessions)[0]!.lastError).toBe("link to b closed: closed by the peer")
+    }).pipe(Effect.scoped))
+
+  it.live("a peer never reached keeps its entry: backing off, no session, the last error with its time and the next retry", () =>
+    Effect.gen(function*() {
+      const a = yield* makePeer("a")
+      yield* a.manager.dial(peerId("far"), new ConnectRefused({ attempt: 0 }))
+      while ((yield* a.manager.sessions)[0]!.restarts < 3) yield* Effect.sleep("10 millis")
+      const [info] = yield* a.manager.sessions
+      expect(info).toMatchObject({ peer: "far", role: undefined, lastError: "connection refused (attempt 0)" })
+      expect(["connecting", "backoff"]).toContain(info!.state)
+      expect(info!.stats.sessions).toBe(0) // never connected, as opposed to dropped
+      expect(info!.lastErrorAt).toBeGreaterThan(0)
+      if (info!.state === "backoff") expect(info!.nextRetryAt).toBeGreaterThanOrEqual(info!.lastErrorAt!)
+      yield* a.manager.disconnect(peerId("far"))
+      expect(yield* a.manager.sessions).toEqual([])
     }).pipe(Effect.scoped))
 })

@@ -1,9 +1,10 @@
 /**
  * The agent behind `can-sync sync` (loaded only when that command runs). Opens the store
  * (embedded by default, or a CAN HTTP service with `--can-url`), loads the identity, joins the
- * signaling server, and runs one PeerActor per authenticated, allowed peer under the PeerManager.
- * Progress on a terminal, structured logs otherwise; admin endpoints with `--admin-port`;
- * SIGINT/SIGTERM close everything and exit 0.
+ * signaling server, and has the PeerManager dial every allowed peer through the transport (the
+ * manager owns retries and backoff; the transport makes one attempt per connect). Progress on a
+ * terminal, structured logs otherwise; admin endpoints with `--admin-port`; SIGINT/SIGTERM close
+ * everything and exit 0.
  */
 import { InvalidInput, Metrics } from "@can-sync/core"
 import type { CanStoreShape } from "@can-sync/core"
@@ -15,14 +16,14 @@ import { Transport } from "@can-sync/transport/Transport"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import * as Stream from "effect/Stream"
 import { readFile } from "node:fs/promises"
 import * as Admin from "./Admin.ts"
-import * as Duration from "./HumanDuration.ts"
 import * as Logging from "./Logging.ts"
 import * as Progress from "./Progress.ts"
+import type { SyncFlags } from "./SyncCommand.ts"
 import * as Telemetry from "./Telemetry.ts"
 
 /** `--peers-file`: one peer id per line; blank lines and `#` comments are ignored. */
@@ -42,42 +43,24 @@ const allowList = (peers: ReadonlyArray<string>, file: Option.Option<string>) =>
     if (bad.length > 0) {
       return yield* new InvalidInput({ message: `not a peer id: ${bad.join(", ")} (see \`can-sync id\` on that machine)` })
     }
-    return all
+    return all.filter(isPeerId)
   })
 
-const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Option<string>) =>
+const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Option<Redacted.Redacted<string>>) =>
   Option.isSome(canUrl)
     ? Option.isNone(token)
       ? Effect.fail(new InvalidInput({ message: "--can-url needs --token (or CAN_SYNC_TOKEN)" }))
-      : HttpStore.make({ baseUrl: canUrl.value, token: token.value }).pipe(
+      : HttpStore.make({ baseUrl: canUrl.value, token: Redacted.value(token.value) }).pipe(
         Effect.map((store): { store: CanStoreShape; stats: Option.Option<EmbeddedStore.EmbeddedStoreShape["stats"]> } => ({ store, stats: Option.none() }))
       )
     : EmbeddedStore.make({ dataDir: data }).pipe(Effect.map((store) => ({ store: store as CanStoreShape, stats: Option.some(store.stats) })))
 
-/** The resolved flags of `can-sync sync` (see SyncCommand.ts). */
-export interface SyncFlags {
-  readonly data: string
-  readonly signal: string
-  readonly peers: ReadonlyArray<string>
-  readonly peersFile: Option.Option<string>
-  readonly canUrl: Option.Option<string>
-  readonly token: Option.Option<string>
-  readonly pollInterval: string
-  readonly ice: ReadonlyArray<string>
-  readonly bindAddress: Option.Option<string>
-  readonly mtu: Option.Option<number>
-  readonly adminHost: string
-  readonly adminPort: Option.Option<number>
-  readonly json: boolean
-}
-
 export const run = (flags: SyncFlags) =>
   Effect.gen(function*() {
-    const pollInterval = yield* Duration.parse(flags.pollInterval)
     const allowed = yield* allowList(flags.peers, flags.peersFile)
     const identity = yield* Identity.loadOrCreate(flags.data)
     const { store, stats } = yield* openStore(flags.data, flags.canUrl, flags.token)
-    const config = EngineConfig.make({ localPeerId: identity.peerId, pollInterval })
+    const config = EngineConfig.make({ localPeerId: identity.peerId, pollInterval: flags.pollInterval })
     const manager = yield* PeerManager.make(config, store)
     const transport = yield* Transport.make({
       signalingUrl: flags.signal,
@@ -104,12 +87,10 @@ export const run = (flags: SyncFlags) =>
       yield* Effect.logInfo(`admin endpoints at ${admin.url}`)
     }
 
-    // Every authenticated, allowed link runs one session; a newer link replaces an older one.
-    yield* Effect.forkScoped(Stream.runForEach(transport.links, (link) =>
-      manager.disconnect(link.remotePeer).pipe(
-        Effect.andThen(manager.accept(link, link.role === "offerer" ? "dialer" : "acceptor")),
-        Effect.catchTag("DuplicatePeer", (e) => Effect.logWarning(`refused a second session with ${e.peer}`))
-      )))
+    // One dial per allowed peer: the manager retries with backoff, cut short when the peer asks for a link.
+    for (const peer of allowed) {
+      yield* manager.dial(peer, transport.connect(peer), { wake: transport.wake(peer) })
+    }
 
     // Store size for the dashboard (embedded store only; a remote service reports its own).
     if (Option.isSome(stats)) {

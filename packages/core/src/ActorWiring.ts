@@ -15,9 +15,10 @@ import type { EngineConfig } from "./EngineConfig.ts"
 import { MAX_OUTSTANDING_WANTS, MAX_UNANSWERED_OFFERS } from "./EngineConfig.ts"
 import type { Frame, FrameOf } from "./Frame.ts"
 import type { InFlight, Owner } from "./InFlight.ts"
+import type { Role } from "./PeerLink.ts"
 import type * as Proto from "./proto/sync.ts"
+import type { ErrorCode } from "./proto/sync.ts"
 
-export type Role = "dialer" | "acceptor"
 export type SessionState = "connecting" | "handshake" | "reconciling" | "live" | "backoff"
 
 /** Counters of one peer, kept across restarts of its actor (tests and `sessions` read them). */
@@ -97,7 +98,7 @@ export type Outcome = "stored" | "refused" | "not-found" | "unavailable"
 export type WantInput =
   | { readonly _tag: "Missing"; readonly hashes: ReadonlyArray<AssetHash>; readonly sizes: ReadonlyArray<number> }
   | { readonly _tag: "Offered"; readonly hashes: ReadonlyArray<AssetHash>; readonly sizes: ReadonlyArray<number> }
-  | { readonly _tag: "Answered"; readonly hash: AssetHash; readonly outcome: Outcome; readonly code?: string | undefined }
+  | { readonly _tag: "Answered"; readonly hash: AssetHash; readonly outcome: Outcome; readonly code?: ErrorCode | undefined }
   | { readonly _tag: "Retry"; readonly hash: AssetHash; readonly size: number }
 
 export interface ActorWiring {

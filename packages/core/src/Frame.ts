@@ -59,18 +59,34 @@ export const make = <K extends FrameTag>(tag: K, message: MessageOf<K>): FrameOf
 export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameTooLarge", {
   size: Schema.Number,
   limit: Schema.Number
-}) {}
+}) {
+  override get message(): string {
+    return `a frame of ${this.size} bytes exceeds the limit of ${this.limit}`
+  }
+}
 export class UnknownFrameType extends Schema.TaggedError<UnknownFrameType>()("UnknownFrameType", {
   type: Schema.Number
-}) {}
+}) {
+  override get message(): string {
+    return `unknown frame type 0x${this.type.toString(16).padStart(2, "0")}`
+  }
+}
 export class FrameTruncated extends Schema.TaggedError<FrameTruncated>()("FrameTruncated", {
   expected: Schema.Number,
   received: Schema.Number
-}) {}
+}) {
+  override get message(): string {
+    return `truncated frame: ${this.received} of ${this.expected} bytes`
+  }
+}
 export class MalformedPayload extends Schema.TaggedError<MalformedPayload>()("MalformedPayload", {
   frame: Schema.String,
-  message: Schema.String
-}) {}
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `malformed ${this.frame} payload: ${this.detail}`
+  }
+}
 export type FrameError = FrameTooLarge | UnknownFrameType | FrameTruncated | MalformedPayload
 
 const textEncoder = new TextEncoder()
@@ -161,7 +177,7 @@ const decodePayload = (tag: FrameTag, payload: Uint8Array): Result.Result<Frame,
   try {
     return Result.succeed({ _tag: tag, message: codec.decode(payload) } as Frame)
   } catch (error) {
-    return Result.fail(new MalformedPayload({ frame: tag, message: error instanceof Error ? error.message : String(error) }))
+    return Result.fail(new MalformedPayload({ frame: tag, detail: error instanceof Error ? error.message : String(error) }))
   }
 }
 
@@ -179,7 +195,7 @@ export const decode = (
   if (bytes.length !== HEADER_BYTES + length) {
     return bytes.length < HEADER_BYTES + length
       ? Result.fail(new FrameTruncated({ expected: HEADER_BYTES + length, received: bytes.length }))
-      : Result.fail(new MalformedPayload({ frame: tag, message: `${bytes.length - HEADER_BYTES - length} trailing bytes` }))
+      : Result.fail(new MalformedPayload({ frame: tag, detail: `${bytes.length - HEADER_BYTES - length} trailing bytes` }))
   }
   return decodePayload(tag, bytes.subarray(HEADER_BYTES))
 }

@@ -1,5 +1,7 @@
 /**
- * InMemoryLink: two PeerLinks joined back to back inside one process, for tests and benchmarks.
+ * InMemoryLink: two PeerLinks joined back to back inside one process, for tests and benchmarks,
+ * and `network`, whose `connect(self, peer)` meets the peer's own `connect(peer, self)` as the
+ * WebRTC transport's does (one attempt per call), so PeerManagers dial each other over it.
  * Each direction is a bounded Queue of encoded frames, so a sender suspends when its peer reads
  * slowly, exactly as over a real transport; backpressure bugs show up here as deadlocks.
  * Closing either end closes both: frames already buffered are still delivered, then the streams end;
@@ -8,12 +10,13 @@
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { PeerId } from "./Domain.ts"
 import { LinkClosed } from "./PeerLink.ts"
-import type { PeerLink } from "./PeerLink.ts"
+import type { PeerLink, Role } from "./PeerLink.ts"
 
 export interface PairOptions {
   /** Frames buffered per direction before `send` suspends (default 16). */
@@ -43,7 +46,7 @@ export const makePair = Effect.fnUntraced(function*(a: PeerId, b: PeerId, capaci
       closedBy = self
       return Effect.all([Queue.end(aToB), Queue.end(bToA)], { discard: true })
     })
-  const end = (self: PeerId, remote: PeerId, outbound: Queue.Queue<Uint8Array, Cause.Done>, inbound: Queue.Queue<Uint8Array, Cause.Done>): PeerLink => {
+  const end = (self: PeerId, remote: PeerId, outbound: Queue.Queue<Uint8Array, Cause.Done>, inbound: Queue.Queue<Uint8Array, Cause.Done>, role: Role): PeerLink => {
     const error = () => new LinkClosed({ peer: remote, reason: { _tag: closedBy === self ? "ClosedLocally" : "ClosedByPeer" } })
     const send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
       Effect.suspend(() => {
@@ -59,11 +62,54 @@ export const makePair = Effect.fnUntraced(function*(a: PeerId, b: PeerId, capaci
       })
     return {
       remotePeer: remote,
+      role,
       send,
       frames: Stream.fromQueue(inbound),
       closed: Deferred.await(closed),
       close: closeFrom(self)
     }
   }
-  return [end(a, b, aToB, bToA), end(b, a, bToA, aToB)] as const
+  return [end(a, b, aToB, bToA, "dialer"), end(b, a, bToA, aToB, "acceptor")] as const
 })
+
+export interface Network {
+  /**
+   * One connection attempt from `self` to `peer`: waits until `peer` calls `connect(peer, self)`,
+   * then both get their end of a fresh pair. The link closes with the caller's scope.
+   */
+  readonly connect: (self: PeerId, peer: PeerId) => Effect.Effect<PeerLink, never, Scope.Scope>
+}
+
+/** A rendezvous for in-memory links: every pair of peers meets on it, one pair per attempt. */
+export const network = (options?: PairOptions): Effect.Effect<Network> =>
+  Effect.sync(() => {
+    /** `self→peer`: the end waiting for `peer` to connect back. */
+    const waiting = new Map<string, Deferred.Deferred<PeerLink>>()
+    const meet = (self: PeerId, peer: PeerId): Effect.Effect<PeerLink> =>
+      Effect.suspend(() => {
+        const theirs = waiting.get(`${peer}→${self}`)
+        if (theirs !== undefined) {
+          waiting.delete(`${peer}→${self}`)
+          return makePair(self, peer, options?.capacity ?? 16).pipe(
+            Effect.tap(([, forPeer]) => Deferred.succeed(theirs, forPeer)),
+            Effect.map(([mine]) => mine)
+          )
+        }
+        const mine = Deferred.makeUnsafe<PeerLink>()
+        waiting.set(`${self}→${peer}`, mine)
+        return Deferred.await(mine).pipe(Effect.onInterrupt(() =>
+          Effect.gen(function*() {
+            if (waiting.get(`${self}→${peer}`) === mine) waiting.delete(`${self}→${peer}`)
+            // Met just as this attempt was given up: close the link nobody will use.
+            const met = yield* Deferred.poll(mine)
+            if (Option.isSome(met)) yield* met.value.pipe(Effect.flatMap((link) => link.close))
+          })
+        ))
+      })
+    // The wait is interruptible (an attempt is given up at shutdown); the link, once met, closes with the scope.
+    const connect = (self: PeerId, peer: PeerId): Effect.Effect<PeerLink, never, Scope.Scope> =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(meet(self, peer)).pipe(Effect.tap((link) => Effect.addFinalizer(() => link.close)))
+      )
+    return { connect }
+  })

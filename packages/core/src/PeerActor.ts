@@ -24,15 +24,15 @@ import * as Handshake from "./Handshake.ts"
 import * as InFlight from "./InFlight.ts"
 import * as LivePusher from "./LivePusher.ts"
 import * as Metrics from "./Metrics.ts"
-import type { PeerLink } from "./PeerLink.ts"
+import type { PeerLink, Role } from "./PeerLink.ts"
 import { LinkClosed } from "./PeerLink.ts"
 import * as Receiver from "./Receiver.ts"
 import * as Reconcile from "./Reconcile.ts"
 import * as Sender from "./Sender.ts"
 import * as ActorWiring from "./ActorWiring.ts"
-import type { PeerStats, Role, SessionState } from "./ActorWiring.ts"
+import type { PeerStats, SessionState } from "./ActorWiring.ts"
 import type { SessionError } from "./SyncErrors.ts"
-import { describe, fatalCode, frameInvalid, ProtocolViolation, RemoteFailure } from "./SyncErrors.ts"
+import { describe, fatalCode, FrameInvalid, ProtocolViolation, RemoteFailure } from "./SyncErrors.ts"
 import { asHashes } from "./ProtoDomain.ts"
 
 export interface RunOptions {
@@ -53,12 +53,12 @@ const reader = (s: ActorWiring.ActorWiring, link: PeerLink) =>
     let helloSeen = false
     let peerDigestsDone = false
     let peerReconcileWantsDone = false
-    const violation = (frame: string, reason: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, reason }))
+    const violation = (frame: string, detail: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
 
     const route = (bytes: Uint8Array): Effect.Effect<void, SessionError> => {
       const decoded = Frame.decode(bytes, s.config.maxFrameBytes)
       if (Result.isFailure(decoded)) {
-        return Metrics.recordError("frame").pipe(Effect.andThen(Effect.fail(frameInvalid(s.peer, decoded.failure))))
+        return Metrics.recordError("frame").pipe(Effect.andThen(Effect.fail(new FrameInvalid({ peer: s.peer, cause: decoded.failure }))))
       }
       const frame = decoded.success
       if (!helloSeen && frame._tag !== "Hello") return violation(frame._tag, "expected Hello first")
@@ -102,7 +102,7 @@ const reader = (s: ActorWiring.ActorWiring, link: PeerLink) =>
           return Queue.offer(s.inbound, frame) // the receiver only waits on the store: safe to wait
         case "Error":
           if (frame.message.fatal) {
-            return Effect.fail(new RemoteFailure({ peer: s.peer, code: frame.message.code, reason: frame.message.message }))
+            return Effect.fail(new RemoteFailure({ peer: s.peer, code: frame.message.code, detail: frame.message.message }))
           }
           return Queue.offer(s.inbound, frame)
         case "Done":

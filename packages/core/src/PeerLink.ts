@@ -58,9 +58,14 @@ export class LinkClosed extends Schema.TaggedError<LinkClosed>()("LinkClosed", {
   }
 }
 
+/** Which side opened a connection: the dialer asked for it (WebRTC: sent the offer), the acceptor answered. */
+export type Role = "dialer" | "acceptor"
+
 export interface PeerLink {
   /** The authenticated id of the peer at the other end. */
   readonly remotePeer: PeerId
+  /** Which side this one was in opening the link, when the carrier knows (for status and logs). */
+  readonly role?: Role | undefined
   /** Send one encoded frame; suspends while the link's send buffer is full (backpressure). */
   readonly send: (frame: Uint8Array) => Effect.Effect<void, LinkClosed>
   /** Encoded frames from the peer, one element per frame; ends (or fails) when the link closes. */

@@ -1,67 +1,84 @@
 /**
- * PeerManager: one PeerActor per peer (a FiberMap keyed by peer id) over one local store. `dial`
- * keeps a session alive, restarting it with jittered exponential backoff (reset once live);
- * `accept` runs an inbound one; a second session with the same peer is refused. All sessions share
- * one InFlight registry. Closing the manager's scope stops every session and closes every link.
+ * PeerManager: one PeerActor per peer over one local store, and the one owner of reconnection.
+ * `dial(peer, connect)` keeps a session with `peer` going: one connection attempt (the transport's
+ * `connect`), a session over the link, and after any failure a wait by `restartBackoff` (reset once
+ * a session was live) before the next attempt. A dialed peer keeps its entry, counters and last
+ * error while disconnected. All sessions share one InFlight registry; closing the manager's
+ * scope stops every session and closes every link.
  */
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberMap from "effect/FiberMap"
-import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type { Scope } from "effect"
-import { CanStore } from "./CanStore.ts"
+import type { PeerStats, SessionState } from "./ActorWiring.ts"
+import { emptyStats } from "./ActorWiring.ts"
 import type { CanStoreShape } from "./CanStore.ts"
 import type { PeerId } from "./Domain.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import * as InFlight from "./InFlight.ts"
 import * as PeerActor from "./PeerActor.ts"
-import type { PeerLink } from "./PeerLink.ts"
-import type { PeerStats, Role, SessionState } from "./ActorWiring.ts"
-import { emptyStats } from "./ActorWiring.ts"
-import { describe, DuplicatePeer, PeerMismatch } from "./SyncErrors.ts"
-import type { SessionError } from "./SyncErrors.ts"
+import type { PeerLink, Role } from "./PeerLink.ts"
+import { describeFailure, DuplicatePeer, PeerMismatch } from "./SyncErrors.ts"
 
 export interface SessionInfo {
   readonly peer: PeerId
-  readonly role: Role
+  /** Which side opened the current (or last) connection, if the link says; undefined before the first. */
+  readonly role: Role | undefined
   readonly state: SessionState
-  /** Sessions that ended and were (or are about to be) started again. */
+  /** Sessions and connection attempts that ended and were (or are about to be) retried. */
   readonly restarts: number
+  /** Why the last session or attempt ended. */
   readonly lastError: string | undefined
+  /** When it ended (ms since the epoch). */
+  readonly lastErrorAt: number | undefined
+  /** While backing off: when the next attempt starts (ms since the epoch). */
+  readonly nextRetryAt: number | undefined
+  /** Counters over all sessions so far; `sessions === 0` means never connected (not "dropped"). */
   readonly stats: PeerStats
+}
+
+export interface DialOptions {
+  /**
+   * Completes when the peer asks for a link (the transport's `wake`): the backoff wait is cut
+   * short then, so a peer that comes back is met at once rather than at the next retry.
+   */
+  readonly wake?: Effect.Effect<void> | undefined
 }
 
 export interface PeerManagerShape {
   readonly localPeerId: PeerId
   /**
-   * Keep a session with `peer` alive: connect, run, and after any failure wait (backoff) and
-   * connect again, until `disconnect` or shutdown. Fails with DuplicatePeer if `peer` has a session.
+   * Keep a session with `peer` going: `connect` (one attempt, within its own deadline), run the
+   * session, and after any failure wait (backoff) and connect again, until `disconnect` or
+   * shutdown. Returns once the entry is registered; fails with DuplicatePeer if `peer` has one.
    */
-  readonly dial: <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>) => Effect.Effect<void, DuplicatePeer>
-  /** Run an inbound session on `link`; if its peer already has one, close the link and fail. */
-  readonly accept: (link: PeerLink, role?: Role) => Effect.Effect<void, DuplicatePeer>
-  /** Stop the session with `peer` (and its restarts); its link is closed. */
+  readonly dial: <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>, options?: DialOptions) => Effect.Effect<void, DuplicatePeer>
+  /** Stop dialing `peer`: its session (if any) ends and its link is closed; its counters stay. */
   readonly disconnect: (peer: PeerId) => Effect.Effect<void>
-  /** Every peer with a session (running, connecting or backing off). */
+  /** Every dialed peer, connected or not (connecting, in session, or backing off). */
   readonly sessions: Effect.Effect<ReadonlyArray<SessionInfo>>
   /** Counters of a peer over all its sessions so far (zero if never seen). */
   readonly stats: (peer: PeerId) => Effect.Effect<PeerStats>
 }
 
+/** A dialed peer's record; mutated only by its own supervising fiber (and read by `sessions`). */
 interface Entry {
-  readonly role: Role
   readonly state: Ref.Ref<SessionState>
+  role: Role | undefined
   restarts: number
   lastError: string | undefined
+  lastErrorAt: number | undefined
+  nextRetryAt: number | undefined
 }
 
 export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig, store: CanStoreShape) {
   const fibers = yield* FiberMap.make<PeerId>()
   const inFlight = yield* InFlight.make
-  // Mutated only in Effect.sync blocks: check-and-insert is atomic, so two sessions never race in.
+  // Mutated only in Effect.sync blocks: check-and-insert is atomic, so two dials never race in.
   const entries = new Map<PeerId, Entry>()
   const statsByPeer = new Map<PeerId, Ref.Ref<PeerStats>>()
 
@@ -74,10 +91,17 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
       return created
     })
 
-  const register = (peer: PeerId, role: Role) =>
+  const register = (peer: PeerId) =>
     Effect.suspend(() => {
       if (entries.has(peer)) return Effect.fail(new DuplicatePeer({ peer }))
-      const entry: Entry = { role, state: Ref.makeUnsafe<SessionState>("connecting"), restarts: 0, lastError: undefined }
+      const entry: Entry = {
+        state: Ref.makeUnsafe<SessionState>("connecting"),
+        role: undefined,
+        restarts: 0,
+        lastError: undefined,
+        lastErrorAt: undefined,
+        nextRetryAt: undefined
+      }
       entries.set(peer, entry)
       return Effect.succeed(entry)
     })
@@ -87,65 +111,63 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
       if (entries.get(peer) === entry) entries.delete(peer)
     })
 
-  const runSession = (link: PeerLink, role: Role, entry: Entry) =>
-    Effect.gen(function*() {
-      const stats = yield* statsRef(link.remotePeer)
-      return yield* PeerActor.run(link, { config, store, role, inFlight, stats, state: entry.state })
-    })
+  /** One attempt: connect, check the link is with `peer`, run a session on it until it ends. */
+  const attempt = <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>, entry: Entry) =>
+    Effect.scoped(Effect.gen(function*() {
+      const link = yield* connect
+      if (link.remotePeer !== peer) {
+        yield* link.close
+        return yield* new PeerMismatch({ expected: peer, announced: link.remotePeer })
+      }
+      entry.role = link.role
+      const stats = yield* statsRef(peer)
+      return yield* PeerActor.run(link, { config, store, role: link.role, inFlight, stats, state: entry.state })
+    }))
 
   const recordEnd = (entry: Entry, cause: Cause.Cause<unknown>) =>
-    Effect.sync(() => {
+    Effect.gen(function*() {
       const error = Cause.findErrorOption(cause)
-      entry.lastError = error._tag === "Some" ? describeUnknown(error.value) : Cause.pretty(cause)
+      entry.lastError = error._tag === "Some" ? describeFailure(error.value) : Cause.pretty(cause)
+      entry.lastErrorAt = yield* Clock.currentTimeMillis
+      entry.restarts++
     })
 
-  /** One dialed session after another, with backoff between them (reset after a live session). */
-  const supervise = <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>, entry: Entry) =>
+  /** Attempts one after another, with backoff between them (reset after a session that was live). */
+  const supervise = <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>, entry: Entry, wake: Effect.Effect<void>) =>
     Effect.gen(function*() {
-      let step = yield* Schedule.toStepWithSleep(config.restartBackoff)
+      let step = yield* Schedule.toStep(config.restartBackoff)
+      let failuresInARow = 0
       while (true) {
         yield* Ref.set(entry.state, "connecting")
-        const exit = yield* Effect.scoped(
-          Effect.gen(function*() {
-            const link = yield* connect
-            if (link.remotePeer !== peer) {
-              yield* link.close
-              return yield* new PeerMismatch({ expected: peer, announced: link.remotePeer })
-            }
-            return yield* runSession(link, "dialer", entry)
-          })
-        ).pipe(Effect.exit)
-        if (exit._tag === "Success") return
+        const exit = yield* Effect.exit(attempt(peer, connect, entry))
+        if (exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)) return
+        const wasLive = (yield* Ref.get(entry.state)) === "live"
         yield* recordEnd(entry, exit.cause)
-        if ((yield* Ref.get(entry.state)) === "live") step = yield* Schedule.toStepWithSleep(config.restartBackoff)
-        entry.restarts++
+        if (wasLive) {
+          step = yield* Schedule.toStep(config.restartBackoff)
+          failuresInARow = 0
+        }
+        const now = yield* Clock.currentTimeMillis
+        const delay = yield* step(now, exit.cause).pipe(
+          Effect.map(([, d]) => d),
+          Effect.catchCause(() => Effect.succeed(undefined))
+        )
+        if (delay === undefined) return // the schedule gave up
+        entry.nextRetryAt = now + Duration.toMillis(delay)
         yield* Ref.set(entry.state, "backoff")
-        const again = yield* step(exit.cause).pipe(Effect.as(true), Effect.catchCause(() => Effect.succeed(false)))
-        if (!again) return
+        const log = failuresInARow++ === 0 ? Effect.logInfo : Effect.logDebug
+        yield* log(`peer ${peer}: ${entry.lastError}; trying again in ${Math.round(Duration.toMillis(delay))} ms`)
+        yield* Effect.raceFirst(Effect.sleep(delay), wake)
+        entry.nextRetryAt = undefined
       }
     }).pipe(Effect.withSpan("PeerManager.dial", { attributes: { peer } }))
 
-  const dial = <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>) =>
+  const dial = <E>(peer: PeerId, connect: Effect.Effect<PeerLink, E, Scope.Scope>, options?: DialOptions) =>
     Effect.gen(function*() {
-      const entry = yield* register(peer, "dialer")
-      yield* FiberMap.run(fibers, peer, supervise(peer, connect, entry).pipe(Effect.ensuring(unregister(peer, entry)))).pipe(
+      const entry = yield* register(peer)
+      yield* FiberMap.run(fibers, peer, supervise(peer, connect, entry, options?.wake ?? Effect.never).pipe(Effect.ensuring(unregister(peer, entry)))).pipe(
         Effect.onInterrupt(() => unregister(peer, entry)) // the manager is shutting down
       )
-    })
-
-  /** `role` says which side connected, for spans and status (a transport may know it). */
-  const accept = (link: PeerLink, role: Role = "acceptor") =>
-    Effect.gen(function*() {
-      const peer = link.remotePeer
-      const entry = yield* register(peer, role).pipe(Effect.tapError(() => link.close))
-      yield* FiberMap.run(
-        fibers,
-        peer,
-        runSession(link, role, entry).pipe(
-          Effect.catchCause((cause) => recordEnd(entry, cause)),
-          Effect.ensuring(unregister(peer, entry))
-        )
-      ).pipe(Effect.onInterrupt(() => Effect.andThen(unregister(peer, entry), link.close)))
     })
 
   const sessions = Effect.suspend(() =>
@@ -153,44 +175,17 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
       Effect.gen(function*() {
         const stats = yield* Ref.get(yield* statsRef(peer))
         const state = yield* Ref.get(entry.state)
-        return { peer, role: entry.role, state, restarts: entry.restarts, lastError: entry.lastError, stats } satisfies SessionInfo
+        const { role, restarts, lastError, lastErrorAt, nextRetryAt } = entry
+        return { peer, role, state, restarts, lastError, lastErrorAt, nextRetryAt, stats } satisfies SessionInfo
       }))
   )
 
-  return PeerManager.of({
+  const manager: PeerManagerShape = {
     localPeerId: config.localPeerId,
     dial,
-    accept,
     disconnect: (peer) => FiberMap.remove(fibers, peer),
     sessions,
     stats: (peer) => statsRef(peer).pipe(Effect.flatMap(Ref.get))
-  })
-})
-
-const sessionTags: ReadonlySet<string> = new Set([
-  "LinkClosed",
-  "StoreUnavailable",
-  "InvalidInput",
-  "ProtocolVersionMismatch",
-  "PeerMismatch",
-  "FrameInvalid",
-  "ProtocolViolation",
-  "RemoteFailure"
-])
-
-const describeUnknown = (error: unknown): string => {
-  if (typeof error === "object" && error !== null && "_tag" in error) {
-    const tag = error._tag
-    if (typeof tag === "string" && sessionTags.has(tag)) return describe(error as SessionError)
-    return `${String(tag)}: ${JSON.stringify(error)}`
   }
-  return String(error)
-}
-
-export class PeerManager extends Context.Service<PeerManager, PeerManagerShape>()("can-sync/PeerManager") {
-  /** A manager for the local CanStore; shut down with the layer. */
-  static readonly layer = (config: EngineConfig): Layer.Layer<PeerManager, never, CanStore> =>
-    Layer.effect(PeerManager, Effect.gen(function*() {
-      return yield* make(config, yield* CanStore)
-    }))
-}
+  return manager
+})

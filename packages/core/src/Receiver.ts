@@ -25,16 +25,20 @@ import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
 import type { Outcome, ActorWiring } from "./ActorWiring.ts"
 import { bump } from "./ActorWiring.ts"
-import { ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
+import { codeName, ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
 import { asHash, fromWireMeta, toWireMeta } from "./ProtoDomain.ts"
 
 /** The sender gave up on an asset mid-stream (its store failed reading it). */
-class TransferAborted extends Data.TaggedError("TransferAborted")<{ readonly hash: string; readonly code: string }> {}
+class TransferAborted extends Data.TaggedError("TransferAborted")<{ readonly hash: string; readonly code: ErrorCode }> {
+  override get message(): string {
+    return `the sender aborted ${this.hash}: ${codeName(this.code)}`
+  }
+}
 
-const violation = (s: ActorWiring, frame: string, reason: string) =>
-  Effect.fail(new ProtocolViolation({ peer: s.peer, frame, reason }))
+const violation = (s: ActorWiring, frame: string, detail: string) =>
+  Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
 
-const answered = (s: ActorWiring, hash: AssetHash, outcome: Outcome, code?: string) =>
+const answered = (s: ActorWiring, hash: AssetHash, outcome: Outcome, code?: ErrorCode) =>
   Queue.offer(s.wantInbox, { _tag: "Answered", hash, outcome, code })
 
 /** Merge a peer's metadata edit; an edit for an asset still in transit is kept until it lands. */
@@ -84,14 +88,14 @@ const mergeStashed = (s: ActorWiring, hash: AssetHash, stashed: StashedMeta | un
 /** A non-fatal Error frame from the peer. */
 const peerError = Effect.fn("Receiver.peerError")(function*(s: ActorWiring, error: Proto.Error) {
   const hash = asHash(error.hash)
-  if ((error.code === ErrorCode.AssetNotFound || error.code === ErrorCode.StoreFailed) && hash !== undefined) {
+  if ((error.code === ErrorCode.ASSET_NOT_FOUND || error.code === ErrorCode.STORE_FAILED) && hash !== undefined) {
     if (yield* s.inFlight.isOwner(hash, s.owner)) {
       yield* s.inFlight.settle(hash, s.owner, false)
-      yield* answered(s, hash, error.code === ErrorCode.StoreFailed ? "unavailable" : "not-found")
+      yield* answered(s, hash, error.code === ErrorCode.STORE_FAILED ? "unavailable" : "not-found")
     }
     return
   }
-  yield* Metrics.recordError(error.code === ErrorCode.HashMismatch ? "peer_refused" : "peer_error")
+  yield* Metrics.recordError(error.code === ErrorCode.HASH_MISMATCH ? "peer_refused" : "peer_error")
   yield* Effect.logWarning("peer reported an error", { peer: s.peer, code: error.code, hash: error.hash, message: error.message })
 })
 
@@ -190,7 +194,7 @@ const finishAsset = Effect.fn("Receiver.commit")(function*(s: ActorWiring, recei
       return yield* answered(s, hash, "refused", refusalCode(error))
     case "TransferAborted":
       yield* Effect.annotateCurrentSpan({ outcome: "aborted" })
-      return yield* answered(s, hash, error.code === ErrorCode.StoreFailed ? "unavailable" : "not-found")
+      return yield* answered(s, hash, error.code === ErrorCode.STORE_FAILED ? "unavailable" : "not-found")
     default:
       return yield* Effect.fail(error)
   }

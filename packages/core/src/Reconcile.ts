@@ -73,12 +73,12 @@ export const collect = Effect.fn("Reconcile.collect")(function*(s: ActorWiring) 
     for (const d of chunk.digests) {
       const hash = asHash(d.hash)
       if (hash === undefined) {
-        return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", reason: `malformed hash ${JSON.stringify(d.hash)}` })
+        return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", detail: `malformed hash ${JSON.stringify(d.hash)}` })
       }
       remote.set(hash, { updatedAt: d.updatedAt, origin: d.metaOrigin, size: d.size })
     }
     if (remote.size > s.config.maxRemoteDigests) {
-      return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", reason: `more than ${s.config.maxRemoteDigests} digests` })
+      return yield* new ProtocolViolation({ peer: s.peer, frame: "DigestChunk", detail: `more than ${s.config.maxRemoteDigests} digests` })
     }
     if (chunk.last) return remote
   }

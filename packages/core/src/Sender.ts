@@ -24,7 +24,7 @@ const PREFETCH = 4
 type Prepared =
   | { readonly _tag: "Small"; readonly record: AssetRecord; readonly data: Uint8Array }
   | { readonly _tag: "Large"; readonly record: AssetRecord }
-  | { readonly _tag: "Unavailable"; readonly hash: AssetHash; readonly code: string; readonly message: string }
+  | { readonly _tag: "Unavailable"; readonly hash: AssetHash; readonly code: ErrorCode; readonly message: string }
   | { readonly _tag: "ReconcileWantsEnd" }
 
 export interface Served {
@@ -49,17 +49,17 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
     const hash = job.hash
     const record = yield* s.store.stat(hash)
     if (Option.isNone(record)) {
-      return { _tag: "Unavailable", hash, code: ErrorCode.AssetNotFound, message: "not in this store" } satisfies Prepared
+      return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: "not in this store" } satisfies Prepared
     }
     if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value } satisfies Prepared
     const read = yield* s.store.read(hash).pipe(Stream.runCollect, Effect.result)
     if (read._tag === "Failure") {
-      return { _tag: "Unavailable", hash, code: ErrorCode.StoreFailed, message: `read failed: ${read.failure._tag}` } satisfies Prepared
+      return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
     return { _tag: "Small", record: record.value, data: concat(read.success) } satisfies Prepared
   })
 
-const notServed = (s: ActorWiring, hash: AssetHash, code: string, message: string) =>
+const notServed = (s: ActorWiring, hash: AssetHash, code: ErrorCode, message: string) =>
   Queue.offer(s.outbox, Frame.make("Error", { code, message, hash, fatal: false })).pipe(
     Effect.as<Served>({ served: false, bytes: 0 })
   )
@@ -89,7 +89,7 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
     if (streamed._tag === "Failure") {
       // The peer drops the partial asset on this error; nothing half-written is ever stored.
       yield* Metrics.recordError("store_read")
-      return yield* notServed(s, hash, ErrorCode.StoreFailed, `read failed: ${streamed.failure._tag}`)
+      return yield* notServed(s, hash, ErrorCode.STORE_FAILED, `read failed: ${streamed.failure._tag}`)
     }
   }
   yield* Queue.offer(s.outbox, Frame.make("AssetEnd", { hash }))

@@ -15,7 +15,7 @@ describe("Frame codec", () => {
       Frame.make("AssetEnd", { hash: "b".repeat(64) }),
       Frame.make("MetaUpdate", { hash: "b".repeat(64), meta: undefined }),
       Frame.make("Done", { assetsSent: 1, bytesSent: 2 }),
-      Frame.make("Error", { code: "HASH_MISMATCH", message: "m", hash: "", fatal: false }),
+      Frame.make("Error", { code: Proto.ErrorCode.HASH_MISMATCH, message: "m", hash: "", fatal: false }),
       Frame.make("Credit", { bytes: 65536 }),
       Frame.make("Ping", { nonce: 7, sentAt: 9 }),
       Frame.make("Pong", { nonce: 7, sentAt: 9 }),

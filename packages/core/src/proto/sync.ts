@@ -16,6 +16,43 @@ export const protobufFileName = "sync.proto";
  * payload length, then the protobuf payload (see docs/protocol.md for order, limits and errors).
  */
 
+/** Why an Error frame was sent (docs/protocol.md says what the receiving side does on each). */
+export const ErrorCode = {
+  ERROR_CODE_UNSPECIFIED: 0,
+  /** PROTOCOL_VERSION - Hello with another protocol version (fatal) */
+  PROTOCOL_VERSION: 1,
+  /** PEER_MISMATCH - Hello names another peer than the link authenticated (fatal) */
+  PEER_MISMATCH: 2,
+  /** FRAME_INVALID - a frame that does not decode (fatal) */
+  FRAME_INVALID: 3,
+  /** PROTOCOL_VIOLATION - a frame the protocol does not allow here (fatal) */
+  PROTOCOL_VIOLATION: 4,
+  /** STORE_FAILED - the sender's store failed: fatal, or, naming a hash, that asset is unreadable for now */
+  STORE_FAILED: 5,
+  /** HASH_MISMATCH - received content did not hash to its name; nothing stored */
+  HASH_MISMATCH: 6,
+  /** ASSET_TOO_LARGE - the store refused the content for its size; nothing stored */
+  ASSET_TOO_LARGE: 7,
+  /** ASSET_NOT_FOUND - a wanted hash this side cannot serve */
+  ASSET_NOT_FOUND: 8,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
+
+export namespace ErrorCode {
+  export type ERROR_CODE_UNSPECIFIED = typeof ErrorCode.ERROR_CODE_UNSPECIFIED;
+  export type PROTOCOL_VERSION = typeof ErrorCode.PROTOCOL_VERSION;
+  export type PEER_MISMATCH = typeof ErrorCode.PEER_MISMATCH;
+  export type FRAME_INVALID = typeof ErrorCode.FRAME_INVALID;
+  export type PROTOCOL_VIOLATION = typeof ErrorCode.PROTOCOL_VIOLATION;
+  export type STORE_FAILED = typeof ErrorCode.STORE_FAILED;
+  export type HASH_MISMATCH = typeof ErrorCode.HASH_MISMATCH;
+  export type ASSET_TOO_LARGE = typeof ErrorCode.ASSET_TOO_LARGE;
+  export type ASSET_NOT_FOUND = typeof ErrorCode.ASSET_NOT_FOUND;
+  export type UNRECOGNIZED = typeof ErrorCode.UNRECOGNIZED;
+}
+
 /**
  * Metadata of one asset. Its version is (updated_at, origin): last writer wins, and the origin
  * (the id of the store where the edit was made) breaks ties, so concurrent edits converge.
@@ -105,10 +142,10 @@ export interface Done {
   bytesSent: number;
 }
 
-/** Frame 0x08: something the peer sent could not be used. Fatal errors close the link. */
+/** Frame 0x08: something the peer sent could not be used. Fatal errors end the session. */
 export interface Error {
-  /** e.g. HASH_MISMATCH, PROTOCOL_VERSION, FRAME_INVALID, STORE_FAILED */
-  code: string;
+  code: ErrorCode;
+  /** for people: logs and status */
   message: string;
   /** the asset concerned, if any */
   hash: string;
@@ -857,13 +894,13 @@ export const Done: MessageFns<Done> = {
 };
 
 function createBaseError(): Error {
-  return { code: "", message: "", hash: "", fatal: false };
+  return { code: 0, message: "", hash: "", fatal: false };
 }
 
 export const Error: MessageFns<Error> = {
   encode(message: Error, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.code !== "") {
-      writer.uint32(10).string(message.code);
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
@@ -891,11 +928,11 @@ export const Error: MessageFns<Error> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.code = reader.string();
+            message.code = reader.int32() as any;
             continue;
           }
           case 2: {
