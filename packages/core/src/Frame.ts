@@ -20,7 +20,11 @@ interface Codec<A> {
   decode(input: BinaryReader | Uint8Array, length?: number): A
 }
 
-/** Every frame kind: its type byte and its protobuf message. */
+/**
+ * Every frame kind of the sync protocol: its type byte and its protobuf message. Types 0x09–0x0C
+ * (Credit, Ping, Pong, AuthProof) belong to the WebRTC link, which frames them itself: here they
+ * are unknown types, so one reaching the engine fails the session as an undecodable frame.
+ */
 const kinds = {
   Hello: [0x01, Proto.Hello],
   DigestChunk: [0x02, Proto.DigestChunk],
@@ -30,10 +34,6 @@ const kinds = {
   MetaUpdate: [0x06, Proto.MetaUpdate],
   Done: [0x07, Proto.Done],
   Error: [0x08, Proto.Error],
-  Credit: [0x09, Proto.Credit],
-  Ping: [0x0a, Proto.Ping],
-  Pong: [0x0b, Proto.Pong],
-  AuthProof: [0x0c, Proto.AuthProof],
   Offer: [0x0d, Proto.Offer],
   Want: [0x0e, Proto.Want]
 } as const

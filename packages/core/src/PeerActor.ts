@@ -108,11 +108,6 @@ const reader = (s: ActorWiring.ActorWiring, link: PeerLink) =>
         case "Done":
           if (Deferred.isDoneUnsafe(s.peerDone)) return violation("Done", "second Done")
           return Deferred.succeed(s.peerDone, frame.message)
-        case "Credit":
-        case "Ping":
-        case "Pong":
-        case "AuthProof":
-          return violation(frame._tag, "transport frame reached the sync engine")
       }
     }
 

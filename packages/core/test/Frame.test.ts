@@ -16,10 +16,8 @@ describe("Frame codec", () => {
       Frame.make("MetaUpdate", { hash: "b".repeat(64), meta: undefined }),
       Frame.make("Done", { assetsSent: 1, bytesSent: 2 }),
       Frame.make("Error", { code: Proto.ErrorCode.HASH_MISMATCH, message: "m", hash: "", fatal: false }),
-      Frame.make("Credit", { bytes: 65536 }),
-      Frame.make("Ping", { nonce: 7, sentAt: 9 }),
-      Frame.make("Pong", { nonce: 7, sentAt: 9 }),
-      Frame.make("AuthProof", { peerId: "p", publicKey: new Uint8Array([9]), signature: new Uint8Array([8]) })
+      Frame.make("Offer", { digests: [{ hash: "c".repeat(64), size: 1, createdAt: 1, updatedAt: 1, metaOrigin: "s" }] }),
+      Frame.make("Want", { hashes: ["c".repeat(64)], last: true })
     ]
     for (const frame of frames) {
       const bytes = Frame.encode(frame)
@@ -52,6 +50,12 @@ describe("Frame codec", () => {
   it("gives UnknownFrameType for a type byte it does not know", () => {
     const r = Frame.decode(new Uint8Array([0x7f, 0, 0, 0, 0]))
     expect(Result.isFailure(r) && r.failure).toMatchObject({ _tag: "UnknownFrameType", type: 0x7f })
+  })
+
+  it("does not know the link's own control types (0x09-0x0C): they never reach the engine", () => {
+    for (const type of [0x09, 0x0a, 0x0b, 0x0c]) {
+      expect(Result.isFailure(Frame.decode(new Uint8Array([type, 0, 0, 0, 0]))) && type).toBe(type)
+    }
   })
 
   it("refuses an oversized length from the header alone, before any payload arrives", () => {
