@@ -11,7 +11,6 @@ import * as Option from "effect/Option"
 import { CliError, Flag } from "effect/cli"
 import { homedir } from "node:os"
 import { join } from "node:path"
-import * as HumanDuration from "./HumanDuration.ts"
 
 /** `$XDG_DATA_HOME/can-sync`, else `~/.local/share/can-sync`. */
 export const defaultDataDir = (): string =>
@@ -58,9 +57,19 @@ export const url = (schemes: ReadonlyArray<string>, example: string) => (flag: F
     () => `a URL starting ${schemes.map((s) => `${s}//`).join(" or ")}, e.g. ${example}`
   ))
 
-/** A duration such as "30s", "500ms", "2m", "1h" (a bare number is seconds). */
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** A positive duration written "30s", "500ms", "2m", "1h", or a bare number of seconds. */
+export const parseDuration = (input: string): Option.Option<Duration.Duration> => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input)
+  if (match === null) return Option.none()
+  const millis = Number(match[1]) * units[match[2] ?? "s"]!
+  return millis > 0 ? Option.some(Duration.millis(millis)) : Option.none()
+}
+
+/** A duration flag: "30s", "500ms", "2m", "1h" (a bare number is seconds). */
 export const duration = (flag: Flag.Flag<string>): Flag.Flag<Duration.Duration> =>
-  flag.pipe(Flag.filterMap(HumanDuration.fromString, () => "a positive duration such as 30s, 500ms, 2m or 1h"))
+  flag.pipe(Flag.filterMap(parseDuration, () => "a positive duration such as 30s, 500ms, 2m or 1h"))
 
 /** A file this process can read (checked for the flag and its environment fallback alike). */
 export const readableFile = (name: string) => (flag: Flag.Flag<string>) =>

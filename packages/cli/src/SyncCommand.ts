@@ -4,10 +4,10 @@
  * engine and telemetry) is loaded only when this command runs, so the other commands start fast.
  */
 import * as Config from "effect/Config"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import { Command, Flag } from "effect/cli"
 import { dataFlag, duration, jsonFlag, port, readableFile, tokenFlag, url, within } from "./SharedFlags.ts"
 
@@ -31,7 +31,8 @@ export interface SyncFlags {
   readonly json: boolean
 }
 
-export const sync = Command.make("sync", {
+/** The flags of `sync`, each checked as it parses. */
+export const syncFlags = {
   data: dataFlag,
   signal: Flag.String("signal").pipe(
     Flag.withDescription("Signaling server, ws://HOST:PORT (env CAN_SYNC_SIGNAL)"),
@@ -75,10 +76,7 @@ export const sync = Command.make("sync", {
     Flag.optional
   ),
   json: jsonFlag
-}, (flags: SyncFlags) =>
-  Effect.promise(() => import("./SyncAgent.ts")).pipe(
-    // SyncAgent still takes the poll interval as text and the token in clear (until it takes SyncFlags)
-    Effect.flatMap((agent) =>
-      agent.run({ ...flags, pollInterval: `${Duration.toMillis(flags.pollInterval)}ms`, token: Option.map(flags.token, Redacted.value) })
-    )
-  )).pipe(Command.withDescription("Run the sync agent: keep this store converged with its peers' over WebRTC"))
+}
+
+export const sync = Command.make("sync", syncFlags, (flags: SyncFlags) => Effect.promise(() => import("./SyncAgent.ts")).pipe(Effect.flatMap((agent) => agent.run(flags)))
+).pipe(Command.withDescription("Run the sync agent: keep this store converged with its peers' over WebRTC"))
