@@ -4,6 +4,7 @@
  * link once both sides have proved their keys over it. The transport routes this attempt's
  * verified signals into `inbox`; everything the attempt opened closes with its scope.
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
@@ -11,6 +12,7 @@ import type { Scope } from "effect"
 import { describeLinkCloseReason, LinkCloseReason } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
 import type { ChannelBinding, SdpRole } from "./Binding.ts"
+import * as IceServers from "./IceServers.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
@@ -44,30 +46,19 @@ export const ConnectFailedReason = Schema.TaggedUnion({
 })
 export type ConnectFailedReason = typeof ConnectFailedReason.Type
 
-export const describeConnectFailedReason = (reason: ConnectFailedReason): string => {
-  switch (reason._tag) {
-    case "Timeout":
-      return `timed out after ${reason.millis} ms`
-    case "SignalingUnavailable":
-      return `not registered with the signaling server ${reason.url}`
-    case "PeerUnreachable":
-      return "the peer is not connected to the signaling server"
-    case "NotAllowed":
-      return "not on the allow-list"
-    case "Busy":
-      return "another attempt with this peer is in progress"
-    case "Superseded":
-      return "the peer started a newer attempt"
-    case "BadDescription":
-      return `unusable description: ${reason.detail}`
-    case "IceFailed":
-      return `the connection failed: ${reason.detail}`
-    case "AuthFailed":
-      return `authentication failed: ${reason.detail}`
-    case "ClosedEarly":
-      return `the channel closed before authentication: ${describeLinkCloseReason(reason.reason)}`
-  }
-}
+export const describeConnectFailedReason = (reason: ConnectFailedReason): string =>
+  ConnectFailedReason.match(reason, {
+    Timeout: ({ millis }) => `timed out after ${millis} ms`,
+    SignalingUnavailable: ({ url }) => `not registered with the signaling server ${url}`,
+    PeerUnreachable: () => "the peer is not connected to the signaling server",
+    NotAllowed: () => "not on the allow-list",
+    Busy: () => "another attempt with this peer is in progress",
+    Superseded: () => "the peer started a newer attempt",
+    BadDescription: ({ detail }) => `unusable description: ${detail}`,
+    IceFailed: ({ detail }) => `the connection failed: ${detail}`,
+    AuthFailed: ({ detail }) => `authentication failed: ${detail}`,
+    ClosedEarly: ({ reason }) => `the channel closed before authentication: ${describeLinkCloseReason(reason)}`
+  })
 
 /** The attempt failed before a link was authenticated. */
 export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectFailed", {
@@ -106,6 +97,7 @@ type PcEvent =
   | { readonly _tag: "Description"; readonly sdp: string; readonly type: string }
   | { readonly _tag: "Candidate"; readonly candidate: string; readonly mid: string }
   | { readonly _tag: "State"; readonly state: string }
+  | { readonly _tag: "Gathering"; readonly state: string }
 
 interface Candidate {
   readonly candidate: string
@@ -127,6 +119,16 @@ const parseCandidate = (body: string): Candidate | undefined => {
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 const lost = (detail: string) => LinkCloseReason.cases.ConnectionLost.make({ detail })
+
+/**
+ * ICE checks that found no working pair this long after both sides' candidates are known will not
+ * (the library itself gives up only after ~40 s): the attempt fails saying why, and is retried.
+ */
+const ICE_CHECKS_DEADLINE = "10 seconds"
+/** When the selected pair is read again after the link opened (it may change), then every 30 s. */
+const PATH_RECHECKS = ["1 second", "5 seconds"] as const
+
+const typesOf = (types: ReadonlySet<string>) => (types.size === 0 ? "none" : [...types].join(", "))
 
 const run = (
   params: AttemptParams,
@@ -156,6 +158,19 @@ const run = (
       options: params.link,
       onClosed: params.onClosed
     })
+    // how ICE goes: candidate types on both sides, whether gathering ended, the TURN servers' state
+    const startedAt = Date.now()
+    const iceServers = params.rtc.iceServers ?? []
+    const turnShown = IceServers.parseAll(iceServers.filter((url) => /^turn/i.test(url.trim())))
+    const turnServers = turnShown._tag === "Success" ? turnShown.success.shown.join(", ") : "TURN"
+    const localTypes = new Set<string>()
+    const remoteTypes = new Set<string>()
+    let gathered = false
+    let connected = false
+    const checking = yield* Deferred.make<void>()
+    const startChecksClock = () => {
+      if (gathered && remoteSet) Deferred.doneUnsafe(checking, Effect.void)
+    }
     /** Why the attempt failed, when we know better than the link's close reason. */
     let failure: ConnectFailedReason | undefined
     const fail = (reason: ConnectFailedReason) =>
@@ -169,6 +184,7 @@ const run = (
       pc.onLocalDescription((sdp, type) => Queue.offerUnsafe(events, { _tag: "Description", sdp, type }))
       pc.onLocalCandidate((candidate, mid) => Queue.offerUnsafe(events, { _tag: "Candidate", candidate, mid }))
       pc.onStateChange((state) => Queue.offerUnsafe(events, { _tag: "State", state }))
+      pc.onGatheringStateChange((state) => Queue.offerUnsafe(events, { _tag: "Gathering", state }))
       let channelTaken = false
       pc.onDataChannel((dc) => {
         if (role === "offerer" || channelTaken || dc.getLabel() !== CHANNEL_LABEL) {
@@ -214,6 +230,8 @@ const run = (
             }
             return Effect.void
           case "Candidate": {
+            const type = IceServers.candidateType(event.candidate)
+            if (type !== undefined) localTypes.add(type)
             const body = JSON.stringify({ candidate: event.candidate, mid: event.mid })
             if (role === "offerer" && !remoteSet) {
               held.push(body) // ours, gathered locally: a handful, no cap needed
@@ -221,7 +239,10 @@ const run = (
             }
             return send("candidate", body)
           }
+          case "Gathering":
+            return event.state === "complete" ? gatheringDone : Effect.void
           case "State":
+            if (event.state === "connected") connected = true
             return event.state === "failed" || event.state === "closed"
               ? fail(ConnectFailedReason.cases.IceFailed.make({ detail: `the peer connection ${event.state}` }))
               : Effect.void
@@ -229,8 +250,35 @@ const run = (
       })
     )
 
+    /** Gathering ended: with TURN configured and no relayed candidate, say why once (and fail at once if relay-only). */
+    const gatheringDone = Effect.suspend(() => {
+      gathered = true
+      startChecksClock()
+      if (!IceServers.hasTurn(iceServers)) return Effect.void
+      const trouble = localTypes.has("relay")
+        ? undefined
+        : IceServers.troubleSince(startedAt) ?? "the TURN server gave no relayed candidate (unreachable, or it refused the allocation)"
+      const line = IceServers.reportTurnState(trouble, turnServers)
+      const report = line === undefined ? Effect.void : trouble === undefined ? Effect.logInfo(line) : Effect.logError(line)
+      return params.rtc.relayOnly === true && trouble !== undefined
+        ? Effect.andThen(report, fail(ConnectFailedReason.cases.IceFailed.make({ detail: `no relayed candidate (--ice-relay-only): ${trouble}` })))
+        : report
+    })
+    const noPair = () => {
+      const trouble = IceServers.troubleSince(startedAt)
+      return `no candidate pair succeeded within ${ICE_CHECKS_DEADLINE} (ours: ${typesOf(localTypes)}; theirs: ${typesOf(remoteTypes)})${trouble === undefined ? "" : `; ${trouble}`}`
+    }
+    yield* Effect.forkScoped(
+      Deferred.await(checking).pipe(
+        Effect.andThen(Effect.sleep(ICE_CHECKS_DEADLINE)),
+        Effect.andThen(Effect.suspend(() => (connected ? Effect.void : fail(ConnectFailedReason.cases.IceFailed.make({ detail: noPair() })))))
+      )
+    )
+
     const addCandidate = (c: Candidate) =>
       Effect.sync(() => {
+        const type = IceServers.candidateType(c.candidate)
+        if (type !== undefined) remoteTypes.add(type)
         try {
           pc.addRemoteCandidate(c.candidate, c.mid)
         } catch {
@@ -245,6 +293,7 @@ const run = (
           return fail(ConnectFailedReason.cases.BadDescription.make({ detail: `the ${type} was refused by the library: ${errorText(e)}` }))
         }
         remoteSet = true
+        startChecksClock()
         const queued = early.splice(0)
         return Effect.forEach(queued, addCandidate, { discard: true }).pipe(
           Effect.andThen(Effect.forEach(held.splice(0), (body) => send("candidate", body), { discard: true }))
@@ -291,7 +340,7 @@ const run = (
       })
     )
 
-    return yield* pending.authenticate.pipe(
+    const link = yield* pending.authenticate.pipe(
       Effect.catchTag("LinkClosed", (e) =>
         Effect.fail(
           new ConnectFailed({
@@ -305,6 +354,25 @@ const run = (
       ),
       Effect.onInterrupt(() => Effect.sync(() => pending.fail(LinkCloseReason.cases.ClosedLocally.make({}))))
     )
+    // which path the link took (host, server-reflexive, relayed): logged, and told to the transport
+    let path: IceServers.IcePath | undefined
+    const readPath = Effect.suspend(() => {
+      const now = IceServers.pathOf(pc.getSelectedCandidatePair())
+      if (now === undefined || (path !== undefined && IceServers.describePath(now) === IceServers.describePath(path))) return Effect.void
+      const changed = path !== undefined
+      path = now
+      params.rtc.onPath?.(remotePeer, now, Effect.map(link.stats, (s) => s.rttMillis))
+      return Effect.logInfo(`transport: ${changed ? "path changed" : "path"} to ${remotePeer}: ${IceServers.describePath(now)}`).pipe(
+        Effect.annotateLogs({ ice_path: now.kind, ice_local: now.local, ice_remote: now.remote })
+      )
+    })
+    yield* readPath
+    yield* Effect.forkScoped(
+      Effect.forEach(PATH_RECHECKS, (after) => Effect.andThen(Effect.sleep(after), readPath), { discard: true }).pipe(
+        Effect.andThen(Effect.forever(Effect.andThen(Effect.sleep("30 seconds"), readPath)))
+      )
+    )
+    return link
   })
 
 /** Process every element of a queue in order, forever (until the fiber is interrupted). */

@@ -10,6 +10,7 @@ import * as RcRef from "effect/RcRef"
 import * as Scope from "effect/Scope"
 import nodeDataChannel from "node-datachannel"
 import type { DataChannel, LogLevel, PeerConnection, RtcConfig } from "node-datachannel"
+import * as IceServers from "./IceServers.ts"
 
 export type { DataChannel, PeerConnection, RtcConfig }
 
@@ -19,10 +20,14 @@ export const library = nodeDataChannel
 /** How peer connections are created; all optional, none needed on loopback or a LAN. */
 export interface RtcOptions {
   /**
-   * STUN/TURN servers as libdatachannel URLs: `stun:host:port`,
-   * `turn:user:password@host:port?transport=udp|tcp`, `turns:...`.
+   * STUN/TURN servers: `stun:host:port`, `turn:user:password@host:port[?transport=udp]`
+   * (checked by IceServers.parseAll when the transport starts; UDP TURN only, at most two).
    */
   readonly iceServers?: ReadonlyArray<string> | undefined
+  /** Offer the peer only relayed (TURN) candidates (`--ice-relay-only`). */
+  readonly relayOnly?: boolean | undefined
+  /** Told the path of each link when it opens and whenever the selected pair changes, with its round trip. */
+  readonly onPath?: ((peer: string, path: IceServers.IcePath, rttMillis: Effect.Effect<number | undefined>) => void) | undefined
   /** Gather ICE candidates on this local address only (e.g. "127.0.0.1" in tests). */
   readonly bindAddress?: string | undefined
   /** Local UDP port range for ICE. */
@@ -54,13 +59,19 @@ const libraryLogLevel = (): LogLevel => {
 let logTargets: ReadonlyArray<Context.Context<never>> = []
 
 const forwardLog = (at: LogLevel, message: string) => {
+  // TURN/STUN trouble is remembered and reported once, in the operator's words (ConnectAttempt);
+  // the library logs some of it at Info, so it runs at Info at least and the rest is dropped here
+  const translated = IceServers.noteLibraryLine(message, Date.now()) !== undefined
+  if (!translated && LIBRARY_LOG_LEVELS.indexOf(at) < LIBRARY_LOG_LEVELS.indexOf(libraryLogLevel())) return
   const context = logTargets[0]
   if (context === undefined) return
   const line = `libdatachannel: ${message}`
   // The library's errors are a connection's failures, which the caller retries: warnings here.
   // Its warnings are mostly benign (a stream reset on a closing association): debug. Lower
   // levels come only when asked for with CAN_SYNC_RTC_LOG, so they are shown at info.
-  const log = at === "Error" || at === "Fatal"
+  const log = translated
+    ? Effect.logDebug(line)
+    : at === "Error" || at === "Fatal"
     ? Effect.logWarning(line)
     : at === "Warning"
     ? Effect.logDebug(line)
@@ -74,7 +85,8 @@ const libraryState: RcRef.RcRef<void> = Effect.runSync(
     acquire: Effect.acquireRelease(
       Effect.gen(function*() {
         try {
-          nodeDataChannel.initLogger(libraryLogLevel(), forwardLog)
+          const wanted = libraryLogLevel()
+          nodeDataChannel.initLogger(LIBRARY_LOG_LEVELS.indexOf(wanted) > LIBRARY_LOG_LEVELS.indexOf("Info") ? "Info" : wanted, forwardLog)
         } catch (error) {
           // only the log is lost; the release below still runs cleanup()
           yield* Effect.logWarning(`libdatachannel's log is not available: ${error instanceof Error ? error.message : String(error)}`)
@@ -106,7 +118,8 @@ export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.gen(fu
 })
 
 export const rtcConfig = (options: RtcOptions): RtcConfig => {
-  const config: RtcConfig = { iceServers: [...(options.iceServers ?? [])] }
+  const config: RtcConfig = { iceServers: IceServers.toNative(options.iceServers ?? []) }
+  if (options.relayOnly === true) config.iceTransportPolicy = "relay"
   if (options.bindAddress !== undefined) config.bindAddress = options.bindAddress
   if (options.portRange !== undefined) {
     config.portRangeBegin = options.portRange.begin

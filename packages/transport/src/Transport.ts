@@ -16,6 +16,7 @@ import { Metrics } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
 import { makeIssuer } from "./AttemptIds.ts"
 import { ConnectFailed, ConnectFailedReason } from "./ConnectAttempt.ts"
+import * as IceServers from "./IceServers.ts"
 import { Identity, isPeerId } from "./Identity.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
@@ -68,6 +69,13 @@ export interface TransportShape {
   readonly registered: Effect.Effect<void>
   /** How many times we have registered with the signaling server (reconnects count). */
   readonly registrations: Effect.Effect<number>
+  /** The path of each peer's newest link (host, server-reflexive, relayed) as ICE selected it, and its round trip. */
+  readonly paths: Effect.Effect<ReadonlyMap<PeerId, PeerPath>>
+}
+
+/** A peer's newest link: the ICE path and the last heartbeat's round trip. */
+export interface PeerPath extends IceServers.IcePath {
+  readonly rttMillis: number | undefined
 }
 
 const invalid = (detail: string) => new TransportError({ detail })
@@ -111,13 +119,26 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     if (!isPeerId(peer)) return yield* invalid(`not a peer id: "${peer}"`)
   }
   const allowed = new Set(config.peers.filter((peer): peer is PeerId => peer !== self))
+  const ice = IceServers.parseAll(config.rtc?.iceServers ?? [])
+  if (Result.isFailure(ice)) return yield* invalid(ice.failure.message)
+  if (config.rtc?.relayOnly === true && !ice.success.servers.some((s) => s.kind === "turn")) {
+    return yield* invalid("relay-only ICE needs a turn: server")
+  }
+  const paths = new Map<PeerId, { readonly path: IceServers.IcePath; readonly rttMillis: Effect.Effect<number | undefined> }>()
+  const rtc: Native.RtcOptions = {
+    ...config.rtc,
+    onPath: (peer, path, rttMillis) => {
+      paths.set(peer as PeerId, { path, rttMillis })
+      config.rtc?.onPath?.(peer, path, rttMillis)
+    }
+  }
 
   const signaling = yield* Signaling.connect({ url: config.signalingUrl, identity })
   const slotConfig: PeerSlot.SlotConfig = {
     identity,
     signaling,
     signalingUrl: config.signalingUrl,
-    rtc: config.rtc ?? {},
+    rtc,
     link,
     connectTimeout: Duration.fromInputUnsafe(config.connectTimeout ?? "15 seconds"),
     nextSid: makeIssuer()
@@ -129,6 +150,10 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(signaling.inbound), route)).pipe(Effect.ignore))
 
   yield* Effect.logInfo(`transport: ${self} up; allow-list: ${allowed.size === 0 ? "(empty)" : [...allowed].join(", ")}`)
+  if (ice.success.servers.length > 0 || rtc.portRange !== undefined) {
+    const ports = rtc.portRange === undefined ? "" : `; UDP ports ${rtc.portRange.begin}-${rtc.portRange.end}`
+    yield* Effect.logInfo(`transport: ICE servers ${ice.success.shown.join(", ") || "(none)"}${rtc.relayOnly === true ? " (relay only)" : ""}${ports}`)
+  }
   const shape: TransportShape = {
     self,
     connect: (peer) => {
@@ -139,7 +164,10 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     },
     wake: (peer) => slots.get(peer)?.wake ?? Effect.never,
     registered: signaling.registered,
-    registrations: signaling.registrations
+    registrations: signaling.registrations,
+    paths: Effect.forEach([...paths], ([peer, { path, rttMillis }]) => Effect.map(rttMillis, (rtt): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt }])).pipe(
+      Effect.map((entries) => new Map(entries))
+    )
   }
   return shape
 }) satisfies (config: TransportConfig) => Effect.Effect<TransportShape, TransportError, Scope.Scope | Identity>

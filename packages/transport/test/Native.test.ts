@@ -12,14 +12,17 @@ describe("peer-connection config", () => {
     expect(rtcConfig({})).toEqual({ iceServers: [] })
   })
 
-  it("passes STUN and TURN servers, port range and bind address through", () => {
+  it("passes STUN and TURN servers (TURN in the object form), port range and bind address through", () => {
     const config = rtcConfig({
-      iceServers: ["stun:stun.example.org:3478", "turn:user:secret@turn.example.org:3478?transport=tcp"],
+      iceServers: ["stun:stun.example.org:3478", "turn:user:s%40cret@turn.example.org:3478?transport=udp"],
       bindAddress: "192.168.1.20",
       portRange: { begin: 50000, end: 50100 }
     })
     expect(config).toEqual({
-      iceServers: ["stun:stun.example.org:3478", "turn:user:secret@turn.example.org:3478?transport=tcp"],
+      iceServers: [
+        "stun:stun.example.org:3478",
+        { hostname: "turn.example.org", port: 3478, username: "user", password: "s@cret", relayType: "TurnUdp" }
+      ],
       bindAddress: "192.168.1.20",
       portRangeBegin: 50000,
       portRangeEnd: 50100
