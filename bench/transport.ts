@@ -524,10 +524,12 @@ const main = async () => {
       for (const direction of ["oneway", "bidir"] as const) results.push(await run(setup.name, { ...setup.job, direction, bytes }))
     }
   }
-  const summary = (name: string, direction: Direction) => {
-    const runs = results.filter((r) => r.name === name && r.direction === direction && r.failed !== true).map((r) => r.mbps)
+  /** The median of `field` over the successful runs of one setup and direction (0 if none). */
+  const medianOf = (field: "mbps" | "cpuMsPerMiB") => (name: string, direction: Direction) => {
+    const runs = results.filter((r) => r.name === name && r.direction === direction && r.failed !== true).map((r) => r[field])
     return runs.length === 0 ? 0 : median(runs)
   }
+  const summary = medianOf("mbps")
   const headline = {
     tcpOneway: summary("tcp loopback (ceiling)", "oneway"),
     tcpBidir: summary("tcp loopback (ceiling)", "bidir"),
@@ -545,17 +547,12 @@ const main = async () => {
     stackMtu4000Bidir: summary("full stack, ICE on 127.0.0.1, mtu 4000", "bidir")
   }
   const ratio = (a: number, b: number) => (b === 0 ? 0 : Math.round((a / b) * 100) / 100)
-  const cost = (name: string, direction: Direction) => {
-    const runs = results.filter((r) => r.name === name && r.direction === direction && r.failed !== true).map((r) => r.cpuMsPerMiB)
-    return runs.length === 0 ? 0 : median(runs)
-  }
+  const cost = medianOf("cpuMsPerMiB")
+  const [raw, stack] = ["raw, ICE on 127.0.0.1", "full stack, ICE on 127.0.0.1"]
   const cpuMsPerMiB = {
-    rawBidir: cost("raw, ICE on 127.0.0.1", "bidir"),
-    stackBidir: cost("full stack, ICE on 127.0.0.1", "bidir"),
-    rawMtu4000Oneway: cost("raw, ICE on 127.0.0.1, mtu 4000", "oneway"),
-    rawMtu4000Bidir: cost("raw, ICE on 127.0.0.1, mtu 4000", "bidir"),
-    stackMtu4000Oneway: cost("full stack, ICE on 127.0.0.1, mtu 4000", "oneway"),
-    stackMtu4000Bidir: cost("full stack, ICE on 127.0.0.1, mtu 4000", "bidir")
+    rawBidir: cost(raw, "bidir"), stackBidir: cost(stack, "bidir"),
+    rawMtu4000Oneway: cost(`${raw}, mtu 4000`, "oneway"), rawMtu4000Bidir: cost(`${raw}, mtu 4000`, "bidir"),
+    stackMtu4000Oneway: cost(`${stack}, mtu 4000`, "oneway"), stackMtu4000Bidir: cost(`${stack}, mtu 4000`, "bidir")
   }
   const report = {
     bench: "transport",

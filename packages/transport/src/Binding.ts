@@ -3,7 +3,7 @@
  * (read from the signed SDPs), and what a link needs to sign and check them. No Node-only
  * imports, so a browser peer uses this very module and the bytes cannot drift apart.
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 
 /** Which side of the SDP exchange a peer took (the lower peer id offers). */
 export type SdpRole = "offerer" | "answerer"
@@ -51,3 +51,25 @@ export interface LinkAuth {
     signature: Uint8Array
   ) => Effect.Effect<boolean>
 }
+
+/** An answer now, or a promise of one, as an effect (a browser's WebCrypto answers later). */
+const lift = <A>(answer: () => A | Promise<A>): Effect.Effect<A> =>
+  Effect.suspend(() => {
+    const a = answer()
+    return a instanceof Promise ? Effect.promise(() => a) : Effect.succeed(a)
+  })
+
+/** A LinkAuth from an identity and a signature check, each answering at once or with a promise. */
+export const linkAuth = (
+  identity: {
+    readonly peerId: string
+    readonly publicKey: Uint8Array
+    readonly sign: (bytes: Uint8Array<ArrayBuffer>) => Uint8Array | Promise<Uint8Array>
+  },
+  verify: (peerId: string, publicKey: Uint8Array, bytes: Uint8Array<ArrayBuffer>, signature: Uint8Array) => boolean | Promise<boolean>
+): LinkAuth => ({
+  peerId: identity.peerId,
+  publicKey: identity.publicKey,
+  sign: (bytes) => lift(() => identity.sign(bytes)),
+  verify: (peerId, publicKey, bytes, signature) => lift(() => verify(peerId, publicKey, bytes, signature))
+})

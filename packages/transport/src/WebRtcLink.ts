@@ -5,10 +5,9 @@
  */
 import * as Effect from "effect/Effect"
 import type { Scope } from "effect"
-import type { LinkClosed, PeerId } from "@can-sync/core"
-import type { ChannelBinding, LinkAuth, SdpRole } from "./Binding.ts"
+import { linkAuth } from "./Binding.ts"
 import * as ChannelLink from "./ChannelLink.ts"
-import type { DataChannelPort, LinkOptions, PendingLink } from "./ChannelLink.ts"
+import type { ChannelLinkParams, DataChannelPort, PendingLink } from "./ChannelLink.ts"
 import { verifySignature } from "./Identity.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import type { DataChannel } from "./Native.ts"
@@ -37,25 +36,9 @@ export const nodeChannel = (channel: DataChannel): DataChannelPort => ({
   }
 })
 
-/** The agent's identity as the link needs it (signing and verifying are synchronous here). */
-export const identityAuth = (identity: PeerIdentity): LinkAuth => ({
-  peerId: identity.peerId,
-  publicKey: identity.publicKey,
-  sign: (bytes) => Effect.sync(() => identity.sign(bytes)),
-  verify: (peerId, publicKey, bytes, signature) => Effect.sync(() => verifySignature(peerId, publicKey, bytes, signature))
-})
-
-export interface LinkParams {
+/** A ChannelLink's parameters, with the agent's identity to prove and check keys with. */
+export interface LinkParams extends Omit<ChannelLinkParams, "auth"> {
   readonly identity: PeerIdentity
-  readonly role: SdpRole
-  readonly remotePeer: PeerId
-  /** The key the peer signed its SDP with (known once its offer or answer arrived); its AuthProof must carry the same one. */
-  readonly remotePublicKey: () => Uint8Array | undefined
-  /** Read when the channel opens: by then both SDPs (and so both fingerprints) are known. */
-  readonly binding: () => ChannelBinding | undefined
-  readonly options: LinkOptions
-  /** Called once, synchronously, when the link closes; `authenticated` says whether it ever was. */
-  readonly onClosed?: ((closed: LinkClosed, authenticated: boolean) => void) | undefined
 }
 
 /** A link being set up over a node-datachannel channel. */
@@ -70,6 +53,6 @@ export interface PendingWebRtcLink extends Omit<PendingLink, "attach"> {
  */
 export const make = (params: LinkParams): Effect.Effect<PendingWebRtcLink, never, Scope.Scope> =>
   Effect.map(
-    ChannelLink.make({ ...params, auth: identityAuth(params.identity) }),
+    ChannelLink.make({ ...params, auth: linkAuth(params.identity, verifySignature) }),
     (pending): PendingWebRtcLink => ({ ...pending, attach: (channel) => pending.attach(nodeChannel(channel)) })
   )

@@ -17,8 +17,9 @@ import * as Signal from "../src/Signal.ts"
 import * as Signaling from "../src/Signaling.ts"
 import { Transport } from "../src/Transport.ts"
 import type { TransportConfig, TransportShape } from "../src/Transport.ts"
-import type { WebRtcLink } from "../src/WebRtcLink.ts"
+import type { SdpRole, WebRtcLink } from "../src/WebRtcLink.ts"
 import { GREETING_BYTES, pattern } from "./fixtures/peer.ts"
+import type { PeerFixtureConfig } from "./fixtures/peer.ts"
 import { linksTo } from "./support/dial.ts"
 import { captureLogs, identityDir, spawnPeer, waitUntil } from "./support/processes.ts"
 
@@ -76,15 +77,38 @@ const tamperingRelay = (upstream: string, tamper: (data: Signal.SignedSignal) =>
       })
   ).pipe(Effect.map((server) => `ws://127.0.0.1:${(server.address() as AddressInfo).port}`))
 
+/** A signaling server, the fixture peer b in `mode`, our transport a, and the first link between them. */
+const linkedToPeer = (mode: PeerFixtureConfig["mode"]) =>
+  Effect.gen(function*() {
+    const server = yield* Signaling.serve({ port: 0 })
+    const a = Identity.generate()
+    const b = yield* identityDir("b")
+    const peer = yield* spawnPeer("b", { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode })
+    const transport = yield* localTransport(a, { signalingUrl: server.url, peers: [b.identity.peerId] })
+    const link = yield* nextLink(transport)
+    return { b, peer, link }
+  })
+
+/**
+ * The fixture peer b, to be killed, in a scope of its own (`first`), our transport a and the first
+ * link; a's id is chosen so that b plays `killed`'s part (the lower peer id makes the offer).
+ */
+const killablePeer = (killed: SdpRole, link?: TransportConfig["link"]) =>
+  Effect.gen(function*() {
+    const server = yield* Signaling.serve({ port: 0 })
+    const b = yield* identityDir("b")
+    const a = identityOrdered(b.identity.peerId, killed === "offerer" ? "above" : "below")
+    const config = { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" } as const
+    const first = yield* Scope.make()
+    const peer = yield* spawnPeer("b", config).pipe(Scope.provide(first))
+    const transport = yield* localTransport(a, { signalingUrl: server.url, peers: [b.identity.peerId], link })
+    return { b, config, first, peer, transport, link: yield* nextLink(transport) }
+  })
+
 describe("Transport (two OS processes, real signaling, real WebRTC on loopback)", () => {
   it.live("connects through the signaling server and carries frames both ways, larger than 64 KiB, byte for byte", () =>
     Effect.gen(function*() {
-      const server = yield* Signaling.serve({ port: 0 })
-      const a = Identity.generate()
-      const b = yield* identityDir("b")
-      const peer = yield* spawnPeer("b", { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" })
-      const transport = yield* localTransport(a, { signalingUrl: server.url, peers: [b.identity.peerId] })
-      const link = yield* nextLink(transport)
+      const { b, link, peer } = yield* linkedToPeer("echo")
       expect(link.remotePeer).toBe(b.identity.peerId)
 
       const sizes = [1, 65_535, 65_536, 65_537, 300_001, 1_000_000, 4 * 1024 * 1024]
@@ -151,15 +175,7 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
   for (const killed of ["offerer", "answerer"] as const) {
     it.live(`notices a SIGKILLed peer (the ${killed}) by heartbeat, then connects again when it comes back`, () =>
       Effect.gen(function*() {
-        const server = yield* Signaling.serve({ port: 0 })
-        const b = yield* identityDir("b")
-        // the lower peer id makes the offer: choose ours so that b plays the part under test
-        const a = identityOrdered(b.identity.peerId, killed === "offerer" ? "above" : "below")
-        const config = { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" } as const
-        const first = yield* Scope.make()
-        const peer = yield* spawnPeer("b", config).pipe(Scope.provide(first))
-        const transport = yield* localTransport(a, { signalingUrl: server.url, peers: [b.identity.peerId] })
-        const link = yield* nextLink(transport)
+        const { b, config, first, link, peer, transport } = yield* killablePeer(killed)
 
         yield* peer.kill("SIGKILL")
         const killedAt = Date.now()
@@ -183,18 +199,8 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
   for (const [killed, signal] of [["offerer", "offer"], ["answerer", "knock"]] as const) {
     it.live(`closes the open link (Replaced) when a killed peer (the ${killed}) comes back and its ${signal} arrives before the heartbeat notices`, () =>
       Effect.gen(function*() {
-        const server = yield* Signaling.serve({ port: 0 })
-        const b = yield* identityDir("b")
-        const a = identityOrdered(b.identity.peerId, killed === "offerer" ? "above" : "below")
-        const config = { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "echo" } as const
-        const first = yield* Scope.make()
-        const peer = yield* spawnPeer("b", config).pipe(Scope.provide(first))
-        const transport = yield* localTransport(a, {
-          signalingUrl: server.url,
-          peers: [b.identity.peerId],
-          link: { heartbeatTimeout: "60 seconds" } // out of the way: the restarted peer's signal must do it
-        })
-        const link = yield* nextLink(transport)
+        // the heartbeat out of the way: the restarted peer's signal must do it
+        const { config, first, link, peer, transport } = yield* killablePeer(killed, { heartbeatTimeout: "60 seconds" })
         yield* peer.kill("SIGKILL")
         yield* Scope.close(first, Exit.void)
         yield* spawnPeer("b again", config)
@@ -298,12 +304,7 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
 
   it.live("a process that opened links exits on its own once its scope closes", () =>
     Effect.gen(function*() {
-      const server = yield* Signaling.serve({ port: 0 })
-      const a = Identity.generate()
-      const b = yield* identityDir("b")
-      const peer = yield* spawnPeer("b", { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "once" })
-      const transport = yield* localTransport(a, { signalingUrl: server.url, peers: [b.identity.peerId] })
-      const link = yield* nextLink(transport)
+      const { link, peer } = yield* linkedToPeer("once")
       const greeting = yield* link.frames.pipe(Stream.take(1), Stream.runCollect)
       expect(same(greeting[0]!, pattern(GREETING_BYTES, 7))).toBe(true)
       yield* link.send(pattern(10, 3))

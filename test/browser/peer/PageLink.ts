@@ -6,9 +6,9 @@
 import { Effect, Exit, Scope, Stream } from "effect"
 import { describeLinkCloseReason, LinkCloseReason } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
-import type { ChannelBinding, LinkAuth, SdpRole } from "../../../packages/transport/src/Binding.ts"
+import { linkAuth } from "../../../packages/transport/src/Binding.ts"
 import * as ChannelLink from "../../../packages/transport/src/ChannelLink.ts"
-import type { DataChannelPort, LinkOptions, LinkStats, PendingLink, WebRtcLink } from "../../../packages/transport/src/ChannelLink.ts"
+import type { ChannelLinkParams, DataChannelPort, LinkStats, PendingLink, WebRtcLink } from "../../../packages/transport/src/ChannelLink.ts"
 import * as Frame from "../../../packages/core/src/Frame.ts"
 import type { BrowserIdentity } from "./Identity.ts"
 import { verifySignature } from "./Identity.ts"
@@ -34,23 +34,10 @@ const rtcChannel = (channel: RTCDataChannel): DataChannelPort => ({
   }
 })
 
-/** The page's WebCrypto identity as the link needs it (asynchronous: the link holds messages meanwhile). */
-const webCryptoAuth = (identity: BrowserIdentity): LinkAuth => ({
-  peerId: identity.peerId,
-  publicKey: identity.publicKey,
-  sign: (bytes) => Effect.promise(() => identity.sign(bytes)),
-  verify: (peerId, publicKey, bytes, signature) => Effect.promise(() => verifySignature(peerId, publicKey, bytes, signature))
-})
-
-export interface PageLinkParams {
+/** A ChannelLink's parameters, with the page's WebCrypto identity (it answers asynchronously: the link holds messages meanwhile). */
+export interface PageLinkParams extends Omit<ChannelLinkParams, "auth" | "remotePeer" | "onClosed"> {
   readonly identity: BrowserIdentity
-  readonly role: SdpRole
   readonly remotePeer: string
-  /** Read when the channel opens: both SDPs, and so both fingerprints, are known by then. */
-  readonly binding: () => ChannelBinding | undefined
-  /** The key that signed the peer's SDP; its AuthProof must carry the same one. */
-  readonly remotePublicKey: () => Uint8Array | undefined
-  readonly options: LinkOptions
 }
 
 export class PageLink {
@@ -69,12 +56,9 @@ export class PageLink {
     this.closed = new Promise((resolve) => (closed = resolve))
     this.pending = Effect.runSync(Scope.provide(
       ChannelLink.make({
-        auth: webCryptoAuth(params.identity),
-        role: params.role,
+        ...params,
+        auth: linkAuth(params.identity, verifySignature),
         remotePeer: params.remotePeer as PeerId,
-        remotePublicKey: params.remotePublicKey,
-        binding: params.binding,
-        options: params.options,
         onClosed: (error) => {
           this.reason = describeLinkCloseReason(error.reason)
           closed(this.reason)
