@@ -52,6 +52,8 @@ interface Cell {
   /** median over the repeats that finished, MB/s (10^6 bytes) */
   readonly mbps: number | null
   readonly runs: ReadonlyArray<number | null>
+  /** per run: datagrams the receiver's kernel dropped for a full UDP socket buffer (libjuice keeps the default) */
+  readonly rcvbufDrops: ReadonlyArray<number>
   readonly failures?: ReadonlyArray<string>
 }
 
@@ -179,6 +181,16 @@ const awaitLine = (queue: Queue.Queue<Line>, type: string, within: Duration.Inpu
     }
   }).pipe(Effect.timeoutOrElse({ duration: within, orElse: () => Effect.fail(new Netlab.NetlabError({ step: what, detail: `no "${type}" within ${Duration.format(Duration.fromInputUnsafe(within))}` })) }))
 
+/** UDP datagrams the kernel dropped because a socket's receive buffer was full, in namespace `ns` */
+const udpRcvbufErrors = (ns: Netlab.Namespace) =>
+  ns.exec(["cat", "/proc/net/snmp"]).pipe(
+    Effect.map(({ stdout }) => {
+      const [head = "", values = ""] = stdout.split("\n").filter((l) => l.startsWith("Udp:"))
+      return Number(values.split(/\s+/)[head.split(/\s+/).indexOf("RcvbufErrors")] ?? 0)
+    }),
+    Effect.orElseSucceed(() => 0)
+  )
+
 const timeLimit = (bytes: number) => Duration.seconds(30 + bytes / (200 * 1024)) // floor: 200 KB/s
 
 const rawRun = (p: Netlab.Pair, job: RawJob) =>
@@ -191,10 +203,13 @@ const rawRun = (p: Netlab.Pair, job: RawJob) =>
       const atReceiver = yield* Queue.unbounded<Line>()
       yield* Effect.forkScoped(relay(sender, receiver, atSender))
       yield* Effect.forkScoped(relay(receiver, sender, atReceiver))
-      yield* awaitLine(atSender, "open", "30 seconds", "bare library: channels open at the sender")
-      yield* awaitLine(atReceiver, "open", "30 seconds", "bare library: channels open at the receiver")
+      const tails = Effect.sync(() => `sender: ${sender.stderrTail().trim().slice(-300)} receiver: ${receiver.stderrTail().trim().slice(-300)}`)
+      const explained = <A>(e: Effect.Effect<A, Netlab.NetlabError>) =>
+        e.pipe(Effect.catch((err) => Effect.flatMap(tails, (t) => Effect.fail(new Netlab.NetlabError({ step: err.step, detail: `${err.detail}; ${t}` })))))
+      yield* explained(awaitLine(atSender, "open", "30 seconds", "bare library: channels open at the sender"))
+      yield* explained(awaitLine(atReceiver, "open", "30 seconds", "bare library: channels open at the receiver"))
       yield* sender.writeLine(JSON.stringify({ type: "go" }))
-      const done = yield* awaitLine(atReceiver, "received", timeLimit(job.bytes), "bare library: all bytes at the receiver")
+      const done = yield* explained(awaitLine(atReceiver, "received", timeLimit(job.bytes), "bare library: all bytes at the receiver"))
       sender.child.stdin?.end()
       receiver.child.stdin?.end()
       return done.seconds as number
@@ -215,26 +230,32 @@ const tcpRun = (p: Netlab.Pair, bytes: number) =>
 /** Tuned: buffers sized for the bandwidth-delay product of ~100 MB/s at 100 ms, more chunks on queue. */
 const bdpBuffers = (mib: number): Sctp => ({ recvBufferSize: mib * MiB, sendBufferSize: mib * MiB, maxChunksOnQueue: 64 * 1024 })
 
+const HTCP = 2
+const HSTCP = 1
+
 const VARIANTS: ReadonlyArray<Variant> = [
   { name: "tcp", kind: "tcp" },
   { name: "raw default", kind: "raw" },
-  { name: "raw buf1M", kind: "raw", sctp: { recvBufferSize: MiB, sendBufferSize: MiB } },
   { name: "raw buf2M", kind: "raw", sctp: bdpBuffers(2) },
   { name: "raw buf4M", kind: "raw", sctp: bdpBuffers(4) },
   { name: "raw buf8M", kind: "raw", sctp: bdpBuffers(8) },
   { name: "raw buf16M", kind: "raw", sctp: bdpBuffers(16) },
-  { name: "raw buf8M htcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: 2 } },
-  { name: "raw buf8M hstcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: 1 } },
+  { name: "raw htcp", kind: "raw", sctp: { congestionControlModule: HTCP } },
+  { name: "raw hstcp", kind: "raw", sctp: { congestionControlModule: HSTCP } },
+  { name: "raw buf4M htcp", kind: "raw", sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } },
+  { name: "raw buf8M htcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: HTCP } },
+  { name: "raw buf8M hstcp", kind: "raw", sctp: { ...bdpBuffers(8), congestionControlModule: HSTCP } },
   { name: "raw buf8M sack0", kind: "raw", sctp: { ...bdpBuffers(8), delayedSackTime: 0 } },
   { name: "raw buf8M cwnd32", kind: "raw", sctp: { ...bdpBuffers(8), initialCongestionWindow: 32 } },
   { name: "raw default x2", kind: "raw", peers: 2 },
   { name: "raw default x4", kind: "raw", peers: 4 },
   { name: "raw default x8", kind: "raw", peers: 8 },
-  { name: "raw buf8M x2", kind: "raw", peers: 2, sctp: bdpBuffers(8) },
-  { name: "raw buf8M x4", kind: "raw", peers: 4, sctp: bdpBuffers(8) }
+  { name: "raw htcp x2", kind: "raw", peers: 2, sctp: { congestionControlModule: HTCP } },
+  { name: "raw htcp x4", kind: "raw", peers: 4, sctp: { congestionControlModule: HTCP } },
+  { name: "raw buf4M htcp x4", kind: "raw", peers: 4, sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } }
 ]
 
-const QUICK = new Set(["tcp", "raw default", "raw buf8M", "raw default x4"])
+const QUICK = new Set(["tcp", "raw default", "raw buf4M htcp", "raw htcp x4"])
 
 const median = (xs: ReadonlyArray<number | null>): number | null => {
   const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
@@ -270,10 +291,15 @@ const main = Effect.gen(function*() {
       yield* p.link.set(Netlab.symmetric({ delayMs: rttMs / 2, lossRate: loss }))
       const runs = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
       const failures = new Map<string, Array<string>>(variants.map((v) => [v.name, []]))
+      const drops = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       for (let r = 0; r < repeat; r++) {
         for (const v of variants) { // interleaved, so a burst of load elsewhere spreads over all variants
           const job: RawJob = { bytes, peers: v.peers ?? 1, messageBytes: 64 * 1024, highWater: 4 * MiB, ...(v.sctp === undefined ? {} : { sctp: v.sctp }) }
+          const before = yield* udpRcvbufErrors(p.b)
           const outcome = yield* (v.kind === "tcp" ? tcpRun(p, bytes) : rawRun(p, job)).pipe(Effect.result)
+          const dropped = (yield* udpRcvbufErrors(p.b)) - before
+          drops.get(v.name)!.push(dropped)
+          console.error(`  ${v.name}: ${outcome._tag === "Success" ? `${(bytes / 1e6 / outcome.success).toFixed(1)} MB/s` : outcome.failure.message}, ${dropped} datagrams dropped by a full UDP receive buffer at B`)
           if (outcome._tag === "Success") runs.get(v.name)!.push(bytes / 1e6 / outcome.success)
           else {
             runs.get(v.name)!.push(null)
@@ -286,10 +312,11 @@ const main = Effect.gen(function*() {
         const all = runs.get(v.name)!
         const mbps = median(all)
         const failed = failures.get(v.name)!
-        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, ...(failed.length > 0 ? { failures: failed } : {}) })
+        const rcvbufDrops = drops.get(v.name)!
+        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(failed.length > 0 ? { failures: failed } : {}) })
         const shown = all.map((x) => (x === null ? "fail" : x.toFixed(1))).join(" ")
         const ratio = mbps !== null && tcp !== null ? `  ${(mbps / tcp).toFixed(2)}× tcp` : ""
-        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]${failed.length > 0 ? ` ${failed[0]}` : ""}`)
+        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
       }
     }
   }

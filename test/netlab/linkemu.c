@@ -223,6 +223,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* the link is not what is measured: keep its timing faithful when the machine is busy */
+  if (nice(-10) == -1 && errno != 0) errno = 0;
   size_t cap = argc >= 5 ? (size_t)strtoul(argv[4], NULL, 10) : 32768;
   int a_in = open_packet(argv[2], ETH_P_ALL), b_in = open_packet(argv[3], ETH_P_ALL);
   int a_out = open_packet(argv[2], 0), b_out = open_packet(argv[3], 0);
