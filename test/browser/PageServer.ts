@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net"
 import { join, relative, sep } from "node:path"
 
 /** The module the page loads; it sets `window.canSyncPeer`. */
-export const PAGE_ENTRY = "test/browser/peer/main.ts"
+export const PAGE_ENTRY = "test/browser/peer/PagePeer.ts"
 
 export interface PageServer {
   /** http://127.0.0.1:PORT/ — the page. */

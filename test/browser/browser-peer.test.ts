@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { GeneratedFile, Proc } from "../e2e/harness.ts"
 import { Agent, repoRoot, Scenario, sleep } from "../e2e/harness.ts"
 import * as PageServer from "./PageServer.ts"
-import type { SyncReport } from "./peer/main.ts"
+import type { SyncReport } from "./peer/PagePeer.ts"
 
 /** Debian's Chromium (`apt-get install -y chromium`); Playwright's own download cannot work here. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"

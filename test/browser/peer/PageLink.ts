@@ -10,8 +10,8 @@ import { linkAuth } from "../../../packages/transport/src/Binding.ts"
 import * as ChannelLink from "../../../packages/transport/src/ChannelLink.ts"
 import type { ChannelLinkParams, DataChannelPort, LinkStats, PendingLink, WebRtcLink } from "../../../packages/transport/src/ChannelLink.ts"
 import * as Frame from "../../../packages/core/src/Frame.ts"
-import type { BrowserIdentity } from "./Identity.ts"
-import { verifySignature } from "./Identity.ts"
+import type { BrowserIdentity } from "./PageIdentity.ts"
+import { verifySignature } from "./PageIdentity.ts"
 
 export type { LinkStats }
 

@@ -6,11 +6,11 @@
  */
 import { makeIssuer } from "../../../packages/transport/src/AttemptIds.ts"
 import type { LinkOptions } from "../../../packages/transport/src/ChannelLink.ts"
-import type { BrowserIdentity } from "./Identity.ts"
+import type { BrowserIdentity } from "./PageIdentity.ts"
 import { PageLink } from "./PageLink.ts"
-import type { SignalKind, VerifiedSignal } from "./Signal.ts"
-import { fingerprintOf, sign, verify } from "./Signal.ts"
-import type { SignalingClient } from "./Signaling.ts"
+import type { SignalKind, VerifiedSignal } from "./PageSignal.ts"
+import { fingerprintOf, sign, verify } from "./PageSignal.ts"
+import type { SignalingClient } from "./PageSignaling.ts"
 
 export const CHANNEL_LABEL = "can-sync"
 /** How often the answering side knocks while no offer has come. */

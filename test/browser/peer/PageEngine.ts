@@ -8,8 +8,8 @@
 import { Result } from "effect"
 import { MAX_DIGESTS_PER_FRAME, MAX_OUTSTANDING_WANTS, PROTOCOL_VERSION } from "../../../packages/core/src/EngineConfig.ts"
 import * as Frame from "../../../packages/core/src/Frame.ts"
-import type * as Proto from "../../../packages/core/src/proto/sync.ts"
-import { sha256, toBase64, toHex } from "./Identity.ts"
+import * as Proto from "../../../packages/core/src/proto/sync.ts"
+import { sha256, toBase64, toHex } from "./PageIdentity.ts"
 import type { PageLink } from "./PageLink.ts"
 
 export const AGENT = "can-sync-browser-peer/0.1.0"
@@ -75,12 +75,12 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
   const notFound: Array<string> = []
   let current: { readonly hash: string; readonly size: number; readonly description: string | undefined; readonly chunks: Array<Uint8Array>; bytes: number } | undefined
 
-  const fail = async (code: string, message: string): Promise<never> => {
+  const fail = async (code: Proto.ErrorCode, message: string): Promise<never> => {
     await link.send(Frame.make("Error", { code, message, hash: "", fatal: true })).catch(() => {})
     link.fail(`session failed: ${code}: ${message}`)
     throw new SessionFailure(`${code}: ${message}`)
   }
-  const violation = (message: string) => fail("PROTOCOL_VIOLATION", message)
+  const violation = (message: string) => fail(Proto.ErrorCode.PROTOCOL_VIOLATION, message)
 
   /** Ask for more, keeping at most MAX_OUTSTANDING_WANTS unanswered; `last` on the frame with the final hash. */
   const sendWants = async () => {
@@ -107,9 +107,9 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
       case "Hello":
         if (agentHello !== undefined) return violation("second Hello")
         if (frame.message.protocolVersion !== PROTOCOL_VERSION) {
-          return fail("PROTOCOL_VERSION", `local ${PROTOCOL_VERSION}, remote ${frame.message.protocolVersion}`)
+          return fail(Proto.ErrorCode.PROTOCOL_VERSION, `local ${PROTOCOL_VERSION}, remote ${frame.message.protocolVersion}`)
         }
-        if (frame.message.peerId !== params.agent) return fail("PEER_MISMATCH", `expected ${params.agent}, announced ${frame.message.peerId}`)
+        if (frame.message.peerId !== params.agent) return fail(Proto.ErrorCode.PEER_MISMATCH, `expected ${params.agent}, announced ${frame.message.peerId}`)
         agentHello = frame.message
         return
       case "DigestChunk":
@@ -129,7 +129,7 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
         // nothing is stored here: every hash is answered ASSET_NOT_FOUND (non-fatal)
         hashesWantedByAgent += frame.message.hashes.length
         for (const hash of frame.message.hashes) {
-          await link.send(Frame.make("Error", { code: "ASSET_NOT_FOUND", message: "the browser peer stores nothing", hash, fatal: false }))
+          await link.send(Frame.make("Error", { code: Proto.ErrorCode.ASSET_NOT_FOUND, message: "the browser peer stores nothing", hash, fatal: false }))
         }
         if (frame.message.last && !agentWantsDone) {
           agentWantsDone = true
@@ -162,7 +162,7 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
         }
         const digest = toHex(await sha256(content))
         if (digest !== asset.hash) {
-          await link.send(Frame.make("Error", { code: "HASH_MISMATCH", message: `content hashes to ${digest}`, hash: asset.hash, fatal: false }))
+          await link.send(Frame.make("Error", { code: Proto.ErrorCode.HASH_MISMATCH, message: `content hashes to ${digest}`, hash: asset.hash, fatal: false }))
         }
         assets.push({
           hash: asset.hash,
@@ -197,8 +197,6 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
         if (!wantsStarted) return violation("Offer before the reconcile wants")
         offersDeclined++
         return link.send(Frame.make("Want", { hashes: [], last: true }))
-      default:
-        return violation(`${frame._tag} frame reached the engine`)
     }
   }
 
@@ -214,7 +212,7 @@ export const run = (link: PageLink, params: EngineParams): EngineSession => {
       while (true) {
         const bytes = await link.take()
         const decoded = Frame.decode(bytes, params.maxFrameBytes)
-        if (Result.isFailure(decoded)) return fail("FRAME_INVALID", decoded.failure._tag)
+        if (Result.isFailure(decoded)) return fail(Proto.ErrorCode.FRAME_INVALID, decoded.failure._tag)
         await handle(decoded.success)
         if (report === undefined && reconcileOver()) {
           report = {

@@ -3,9 +3,9 @@
  * signature of (nonce, peer id), then relay `{to, ref, data}` and receive `{from, data}` and
  * `undeliverable` notices (the protocol of packages/transport/src/Signaling.ts). One consumer.
  */
-import type { BrowserIdentity } from "./Identity.ts"
-import { toBase64 } from "./Identity.ts"
-import { registrationBytes } from "./Signal.ts"
+import type { BrowserIdentity } from "./PageIdentity.ts"
+import { toBase64 } from "./PageIdentity.ts"
+import { registrationBytes } from "./PageSignal.ts"
 
 export type Inbound =
   | { readonly _tag: "Relay"; readonly from: string; readonly data: unknown }

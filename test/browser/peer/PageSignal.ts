@@ -4,11 +4,10 @@
  * registration proof (Signaling.ts), byte for byte the same JSON; the interop test checks it.
  * The AuthProof channel binding and the SDP fingerprint come from the shared Binding.ts.
  */
-import type { BrowserIdentity, Bytes } from "./Identity.ts"
-import { fromBase64, isPeerId, peerIdOf, toBase64, verifySignature } from "./Identity.ts"
+import type { BrowserIdentity, Bytes } from "./PageIdentity.ts"
+import { fromBase64, isPeerId, peerIdOf, toBase64, verifySignature } from "./PageIdentity.ts"
 
 export type SignalKind = "offer" | "answer" | "candidate" | "knock"
-export type { SdpRole as Role } from "../../../packages/transport/src/Binding.ts"
 
 /** As it travels through the signaling server. */
 export interface SignedSignal {

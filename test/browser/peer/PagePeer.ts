@@ -4,15 +4,15 @@
  * connects with the browser's RTCPeerConnection, runs the engine as an empty store, and reports
  * everything it saw (link counters, the ICE path, the assets and their SHA-256).
  */
-import type { EngineReport, EngineSession } from "./Engine.ts"
-import * as Engine from "./Engine.ts"
-import type { BrowserIdentity } from "./Identity.ts"
-import { generate } from "./Identity.ts"
+import type { EngineReport, EngineSession } from "./PageEngine.ts"
+import * as Engine from "./PageEngine.ts"
+import type { BrowserIdentity } from "./PageIdentity.ts"
+import { generate } from "./PageIdentity.ts"
 import { defaultLinkOptions } from "../../../packages/transport/src/ChannelLink.ts"
 import type { LinkStats } from "./PageLink.ts"
-import type { Connection } from "./Session.ts"
-import { AttemptFailed, connect } from "./Session.ts"
-import { SignalingClient } from "./Signaling.ts"
+import type { Connection } from "./PageConnect.ts"
+import { AttemptFailed, connect } from "./PageConnect.ts"
+import { SignalingClient } from "./PageSignaling.ts"
 
 /** The page's receive window: smaller than the test asset, so the agent must wait for credit grants. */
 const RECEIVE_WINDOW_BYTES = 512 * 1024
