@@ -46,6 +46,15 @@ const allowList = (peers: ReadonlyArray<string>, file: Option.Option<string>) =>
     return all.filter(isPeerId)
   })
 
+/** `--ice-file`: one ICE URL per line; blank lines and `#` comments are ignored (never echoed: credentials). */
+const readIceFile = (path: Option.Option<string>) =>
+  Option.isNone(path)
+    ? Effect.succeed([])
+    : Effect.tryPromise({
+      try: () => readFile(path.value, "utf8"),
+      catch: (error) => new InvalidInput({ message: `cannot read ICE file ${path.value}: ${String(error)}` })
+    }).pipe(Effect.map((text) => text.split("\n").map((line) => line.replace(/#.*/, "").trim()).filter((line) => line !== "")))
+
 const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Option<Redacted.Redacted<string>>) =>
   Option.isSome(canUrl)
     ? Option.isNone(token)
@@ -62,11 +71,14 @@ export const run = (flags: SyncFlags) =>
     const { store, stats } = yield* openStore(flags.data, flags.canUrl, flags.token)
     const config = EngineConfig.make({ localPeerId: identity.peerId, pollInterval: flags.pollInterval })
     const manager = yield* PeerManager.make(config, store)
+    const iceServers = [...flags.ice, ...(yield* readIceFile(flags.iceFile))]
     const transport = yield* Transport.make({
       signalingUrl: flags.signal,
       peers: allowed,
       rtc: {
-        iceServers: flags.ice,
+        iceServers,
+        relayOnly: flags.iceRelayOnly,
+        portRange: Option.getOrUndefined(flags.icePorts),
         bindAddress: Option.getOrUndefined(flags.bindAddress),
         mtu: Option.getOrUndefined(flags.mtu)
       }
@@ -79,9 +91,9 @@ export const run = (flags: SyncFlags) =>
         host: flags.adminHost,
         port: flags.adminPort.value,
         ready: Ref.get(registered),
-        status: manager.sessions.pipe(Effect.map((sessions) => ({
+        status: Effect.zip(manager.sessions, transport.paths).pipe(Effect.map(([sessions, paths]) => ({
           peerId: identity.peerId,
-          peers: sessions.map((s) => ({ peer: s.peer, state: s.state, role: s.role, restarts: s.restarts, ...s.stats }))
+          peers: sessions.map((s) => ({ peer: s.peer, state: s.state, role: s.role, restarts: s.restarts, ...s.stats, path: paths.get(s.peer) }))
         })))
       })
       yield* Effect.logInfo(`admin endpoints at ${admin.url}`)

@@ -8,7 +8,9 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import { Command, Flag } from "effect/cli"
+import { CliError, Command, Flag } from "effect/cli"
+import * as IceServers from "@can-sync/transport/IceServers"
+import * as Result from "effect/Result"
 import { dataFlag, duration, jsonFlag, port, readableFile, tokenFlag, url, within } from "./SharedFlags.ts"
 
 /** The resolved flags of `can-sync sync`. */
@@ -23,7 +25,12 @@ export interface SyncFlags {
   readonly canUrl: Option.Option<string>
   readonly token: Option.Option<Redacted.Redacted<string>>
   readonly pollInterval: Duration.Duration
+  /** Checked STUN/TURN URLs (never logged unredacted); `--ice-file` adds more when the agent starts. */
   readonly ice: ReadonlyArray<string>
+  /** A readable file of ICE URLs, one per line (keeps TURN credentials out of the command line). */
+  readonly iceFile: Option.Option<string>
+  readonly iceRelayOnly: boolean
+  readonly icePorts: Option.Option<{ readonly begin: number; readonly end: number }>
   readonly bindAddress: Option.Option<string>
   readonly mtu: Option.Option<number>
   readonly adminHost: string
@@ -58,7 +65,39 @@ export const syncFlags = {
     Flag.withDefault("30s"),
     duration
   ),
-  ice: Flag.String("ice").pipe(Flag.withDescription("STUN/TURN server, e.g. stun:stun.example.org:3478 (repeatable)"), Flag.atLeast(0)),
+  ice: Flag.String("ice").pipe(
+    Flag.withDescription(
+      "STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASSWORD@HOST[:PORT] (repeatable; UDP TURN only, at most 2; percent-encode @ and : in credentials; env CAN_SYNC_ICE, space-separated)"
+    ),
+    Flag.atLeast(0),
+    Flag.mapEffect((given) =>
+      Effect.gen(function*() {
+        // a repeated flag has no fallback of its own: the environment is read when none is given
+        const urls = given.length > 0
+          ? given
+          : (yield* Config.String("CAN_SYNC_ICE").pipe(Config.withDefault(""), Effect.orElseSucceed(() => ""))).split(/\s+/).filter((u) => u !== "")
+        const checked = IceServers.parseAll(urls)
+        return Result.isSuccess(checked)
+          ? urls
+          : yield* new CliError.InvalidValue({ option: "ice", value: checked.failure.url, expected: checked.failure.detail, kind: "flag" })
+      })
+    )
+  ),
+  iceFile: Flag.File("ice-file", { mustExist: true }).pipe(
+    Flag.withDescription("File of --ice URLs, one per line, # comments (keeps TURN credentials off the command line; env CAN_SYNC_ICE_FILE)"),
+    Flag.withFallbackConfig(Config.String("CAN_SYNC_ICE_FILE")),
+    readableFile("ice-file"),
+    Flag.optional
+  ),
+  iceRelayOnly: Flag.Boolean("ice-relay-only").pipe(
+    Flag.withDescription("Offer peers only TURN-relayed candidates (needs a turn: server in --ice)"),
+    Flag.withDefault(false)
+  ),
+  icePorts: Flag.String("ice-ports").pipe(
+    Flag.withDescription("Local UDP port range for ICE, MIN-MAX (e.g. 40000-40100, for firewalls and containers)"),
+    Flag.filterMap((s) => Result.getSuccess(IceServers.parsePortRange(s)), () => "a port range MIN-MAX with 1024 <= MIN < MAX <= 65535"),
+    Flag.optional
+  ),
   bindAddress: Flag.String("bind-address").pipe(
     Flag.withDescription("Gather ICE candidates on this local address only (e.g. 127.0.0.1)"),
     Flag.optional
