@@ -52,10 +52,10 @@ const digest = (hash: string, size: number) => ({ hash, size, createdAt: 1, upda
 const hello = (version = EngineConfig.PROTOCOL_VERSION, id = "raw") =>
   Frame.make("Hello", { protocolVersion: version, peerId: id, agent: "test", maxFrameBytes: 1 << 20 })
 
-const engineSide = Effect.gen(function*() {
+const engineSide = (overrides?: Partial<EngineConfig.EngineConfigInput>) => Effect.gen(function*() {
   const store = yield* tempStore("e")
   const [engineEnd, rawEnd] = yield* InMemoryLink.pair(peerId("e"), peerId("raw"))
-  const config = EngineConfig.make({ localPeerId: peerId("e") })
+  const config = EngineConfig.make({ localPeerId: peerId("e"), ...overrides })
   const actor = yield* PeerActor.run(engineEnd, { config, store }).pipe(Effect.flip, Effect.forkScoped)
   const raw = yield* rawPeer(rawEnd)
   return { store, actor, raw, rawEnd }
@@ -64,7 +64,7 @@ const engineSide = Effect.gen(function*() {
 describe("handshake", () => {
   it.live("a peer speaking another protocol version gets a fatal PROTOCOL_VERSION error and the session fails with a typed error", () =>
     Effect.gen(function*() {
-      const { actor, raw } = yield* engineSide
+      const { actor, raw } = yield* engineSide()
       yield* raw.send(hello(99))
       expect((yield* raw.next("Hello")).message.protocolVersion).toBe(EngineConfig.PROTOCOL_VERSION)
       const error = (yield* raw.next("Error")).message
@@ -76,7 +76,7 @@ describe("handshake", () => {
 
   it.live("a Hello naming another peer than the link's is refused", () =>
     Effect.gen(function*() {
-      const { actor, raw } = yield* engineSide
+      const { actor, raw } = yield* engineSide()
       yield* raw.send(hello(EngineConfig.PROTOCOL_VERSION, "someone-else"))
       expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "PeerMismatch", expected: "raw", announced: "someone-else" })
     }).pipe(Effect.scoped))
@@ -85,7 +85,7 @@ describe("handshake", () => {
 describe("transfer verification", () => {
   it.live("content whose hash differs is refused with a HASH_MISMATCH error frame, nothing is stored, and the session goes on (wants it cannot serve are answered with ASSET_NOT_FOUND)", () =>
     Effect.gen(function*() {
-      const { store, actor, raw } = yield* engineSide
+      const { store, actor, raw } = yield* engineSide()
       const good = new Uint8Array(1000).fill(7)
       const bad = new Uint8Array(1000).fill(8)
       const x = sha(good)
@@ -120,7 +120,7 @@ describe("transfer verification", () => {
 
   it.live("an asset nobody asked for is a protocol violation: fatal error frame, typed failure, nothing stored", () =>
     Effect.gen(function*() {
-      const { store, actor, raw } = yield* engineSide
+      const { store, actor, raw } = yield* engineSide()
       const data = new Uint8Array(10).fill(1)
       yield* raw.send(hello())
       yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
@@ -129,6 +129,46 @@ describe("transfer verification", () => {
       expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "AssetHeader" })
       expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.PROTOCOL_VIOLATION, fatal: true })
       expect(yield* store.has(asHash(sha(data)))).toBe(false)
+    }).pipe(Effect.scoped))
+})
+
+/** `n` distinct well-formed hashes, none of them in any store. */
+const fakeHashes = (n: number, salt: string) => Array.from({ length: n }, (_, i) => sha(new TextEncoder().encode(`${salt}-${i}`)))
+
+describe("flow-control windows", () => {
+  it.live("a Want(last) after the reconcile round that answers no Offer is a protocol violation", () =>
+    Effect.gen(function*() {
+      const { actor, raw } = yield* engineSide()
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [], last: true }) // the engine's reconcile wants: none
+      yield* raw.send(Frame.make("Want", { hashes: [], last: true })) // ours: none, round closed
+      yield* raw.next("Done")
+      yield* raw.send(Frame.make("Want", { hashes: [], last: true })) // the engine offered nothing
+      expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "Want", detail: "an answer (last = true) to no Offer" })
+      expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.PROTOCOL_VIOLATION, fatal: true })
+    }).pipe(Effect.scoped))
+
+  it.live("wanting more than 4,096 hashes unanswered is a protocol violation", () =>
+    Effect.gen(function*() {
+      const { actor, raw } = yield* engineSide()
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
+      yield* raw.send(Frame.make("Want", { hashes: fakeHashes(EngineConfig.MAX_OUTSTANDING_WANTS + 1, "w"), last: false }))
+      expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "Want", detail: "4097 hashes wanted and unanswered, more than 4096" })
+    }).pipe(Effect.scoped))
+
+  it.live("a 17th unanswered Offer is a protocol violation (the 16 before it are within the window)", () =>
+    Effect.gen(function*() {
+      // The engine asks one hash at a time: with two missing, its reconcile round stays open and Offers wait for answers.
+      const { actor, raw } = yield* engineSide({ wantWindow: 1 })
+      const [x, y] = fakeHashes(2, "missing")
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [digest(x!, 10), digest(y!, 10)], last: true }))
+      expect((yield* raw.next("Want")).message.last).toBe(false)
+      const offers = fakeHashes(EngineConfig.MAX_UNANSWERED_OFFERS + 1, "offered")
+      for (const h of offers) yield* raw.send(Frame.make("Offer", { digests: [digest(h, 10)] }))
+      expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "Offer", detail: "17 Offers unanswered, more than 16" })
     }).pipe(Effect.scoped))
 })
 

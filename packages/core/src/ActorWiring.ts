@@ -124,6 +124,8 @@ export interface ActorWiring {
   readonly echo: Queue.Queue<AssetHash>
   /** receiver → repairer: assets whose metadata the peer just showed to be older than ours (dropping). */
   readonly repairs: Queue.Queue<AssetHash>
+  /** The protocol's windows, counted exactly (see Windows). */
+  readonly windows: Windows
   /** Permits for Offers not yet answered; the pusher takes one per Offer, the reader gives it back. */
   readonly offerWindow: Semaphore.Semaphore
   readonly hello: Deferred.Deferred<Proto.Hello>
@@ -131,6 +133,19 @@ export interface ActorWiring {
   readonly sentDone: Deferred.Deferred<void>
   readonly stats: Ref.Ref<PeerStats>
   readonly state: Ref.Ref<SessionState>
+}
+
+/**
+ * Outstanding messages each way, so that a peer overrunning a window or answering what was never
+ * asked is caught at once. Plain counters: each changes in one synchronous step of the fiber named.
+ */
+export interface Windows {
+  /** Our Offers the peer has not answered (pusher +1 before queueing it; reader −1 on its Want(last)). */
+  ourOffers: number
+  /** The peer's Offers not answered yet (reader +1; fetcher −1 per answering Want(last)). */
+  peerOffers: number
+  /** Hashes the peer wants and has not seen answered (reader +n; sender −1 per asset or Error sent). */
+  peerWants: number
 }
 
 /** What a session is made from; `make` adds its queues and signals. */
@@ -149,6 +164,7 @@ export const make = (input: WiringInput): Effect.Effect<ActorWiring> =>
       retries: yield* Queue.bounded<{ readonly hash: AssetHash; readonly size: number }>(256),
       echo: yield* Queue.sliding<AssetHash>(Math.max(1024, Math.min(config.echoCapacity, 16_384))),
       repairs: yield* Queue.dropping<AssetHash>(4096),
+      windows: { ourOffers: 0, peerOffers: 0, peerWants: 0 },
       offerWindow: yield* Semaphore.make(config.offerWindow),
       hello: yield* Deferred.make<Proto.Hello>(),
       peerDone: yield* Deferred.make<Proto.Done>(),

@@ -150,6 +150,7 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
     }
     if (reconcile === "closed") {
       markers += answersOwed
+      s.windows.peerOffers -= answersOwed // answered by the Want(last) frames below
       answersOwed = 0
     }
     if (request.length === 0 && markers === 0) return

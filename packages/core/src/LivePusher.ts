@@ -61,6 +61,7 @@ export const run = Effect.fn("LivePusher")(function*(
     Effect.forEach(records.length === 0 ? [] : chunksOf(records, limits.digestChunkSize), (chunk) =>
       Effect.gen(function*() {
         yield* Semaphore.take(s.offerWindow, 1) // given back when the peer's answering Want arrives
+        s.windows.ourOffers++ // before the Offer is queued, so its answer always finds it counted
         yield* Queue.offer(s.outbox, Frame.make("Offer", { digests: chunk.map(digestOf) }))
         for (const r of chunk) {
           peerHas.add(r.hash)

@@ -1,6 +1,6 @@
 /**
- * PeerActor: one sync session with one connected peer, as one scoped fiber tree — reader,
- * writer, controller (handshake → reconcile → live), fetcher, sender, receiver and live pusher —
+ * PeerActor: one sync session with one connected peer, as one scoped fiber tree — reader
+ * (FrameRouter), writer, controller (handshake → reconcile → live), fetcher, sender, receiver and live pusher —
  * joined by the bounded Queues of an ActorWiring. The first child to fail fails the actor; closing
  * its scope interrupts every child and closes the link. `run` never succeeds: it ends when the
  * link closes or an error ends the session, and the PeerManager decides what happens next.
@@ -10,30 +10,26 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
-import * as Result from "effect/Result"
-import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { CanStoreShape } from "./CanStore.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import * as Fetcher from "./Fetcher.ts"
 import * as Frame from "./Frame.ts"
+import * as FrameRouter from "./FrameRouter.ts"
 import * as Handshake from "./Handshake.ts"
 import * as InFlight from "./InFlight.ts"
 import * as LivePusher from "./LivePusher.ts"
 import * as Metrics from "./Metrics.ts"
 import type { PeerLink, Role } from "./PeerLink.ts"
-import { LinkClosed } from "./PeerLink.ts"
 import * as Receiver from "./Receiver.ts"
 import * as Reconcile from "./Reconcile.ts"
 import * as Sender from "./Sender.ts"
 import * as ActorWiring from "./ActorWiring.ts"
 import type { PeerStats, SessionState } from "./ActorWiring.ts"
 import type { SessionError } from "./SyncErrors.ts"
-import { describe, fatalCode, FrameInvalid, ProtocolViolation, RemoteFailure } from "./SyncErrors.ts"
-import { asHashes } from "./ProtoDomain.ts"
+import { describe, fatalCode } from "./SyncErrors.ts"
 
 export interface RunOptions {
   readonly config: EngineConfig
@@ -46,74 +42,6 @@ export interface RunOptions {
   /** Where the session reports its phase. */
   readonly state?: Ref.Ref<SessionState> | undefined
 }
-
-/** reader: link frames → decode → route to the children's mailboxes. Never waits on the link. */
-const reader = (s: ActorWiring.ActorWiring, link: PeerLink) =>
-  Effect.gen(function*() {
-    let helloSeen = false
-    let peerDigestsDone = false
-    let peerReconcileWantsDone = false
-    const violation = (frame: string, detail: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
-
-    const route = (bytes: Uint8Array): Effect.Effect<void, SessionError> => {
-      const decoded = Frame.decode(bytes, s.config.maxFrameBytes)
-      if (Result.isFailure(decoded)) {
-        return Metrics.recordError("frame").pipe(Effect.andThen(Effect.fail(new FrameInvalid({ peer: s.peer, cause: decoded.failure }))))
-      }
-      const frame = decoded.success
-      if (!helloSeen && frame._tag !== "Hello") return violation(frame._tag, "expected Hello first")
-      switch (frame._tag) {
-        case "Hello":
-          if (helloSeen) return violation("Hello", "second Hello")
-          helloSeen = true
-          return Deferred.succeed(s.hello, frame.message)
-        case "DigestChunk":
-          if (peerDigestsDone) return violation("DigestChunk", "digest set already complete")
-          peerDigestsDone = frame.message.last
-          return Queue.offer(s.digests, frame.message) // the collector only fills memory: safe to wait
-        case "Want": {
-          const hashes = asHashes(frame.message.hashes)
-          if (hashes === undefined) return violation("Want", "malformed hash")
-          const jobs: Array<ActorWiring.SendJob> = hashes.map((hash) => ({ _tag: "Asset", hash }))
-          if (frame.message.last && !peerReconcileWantsDone) jobs.push({ _tag: "ReconcileWantsEnd" })
-          // The peer keeps at most MAX_OUTSTANDING_WANTS unanswered, so this fits; if not, it broke the protocol.
-          if (Queue.offerAllUnsafe(s.sendQueue, jobs).length > 0) return violation("Want", "more wants outstanding than the protocol allows")
-          const counted = hashes.length > 0 ? ActorWiring.bump(s.stats, { hashesWantedByPeer: hashes.length }) : Effect.void
-          if (!frame.message.last) return counted
-          if (!peerReconcileWantsDone) {
-            peerReconcileWantsDone = true
-            return counted
-          }
-          return counted.pipe(Effect.andThen(Semaphore.release(s.offerWindow, 1))) // answers our oldest Offer
-        }
-        case "Offer": {
-          const hashes = asHashes(frame.message.digests.map((d) => d.hash))
-          if (hashes === undefined) return violation("Offer", "malformed hash")
-          const sizes = frame.message.digests.map((d) => d.size)
-          if (!Queue.offerUnsafe(s.wantInbox, { _tag: "Offered", hashes, sizes })) {
-            return violation("Offer", "more unanswered Offers than the protocol allows")
-          }
-          return Effect.void
-        }
-        case "AssetHeader":
-        case "AssetChunk":
-        case "AssetEnd":
-        case "MetaUpdate":
-          return Queue.offer(s.inbound, frame) // the receiver only waits on the store: safe to wait
-        case "Error":
-          if (frame.message.fatal) {
-            return Effect.fail(new RemoteFailure({ peer: s.peer, code: frame.message.code, detail: frame.message.message }))
-          }
-          return Queue.offer(s.inbound, frame)
-        case "Done":
-          if (Deferred.isDoneUnsafe(s.peerDone)) return violation("Done", "second Done")
-          return Deferred.succeed(s.peerDone, frame.message)
-      }
-    }
-
-    yield* link.frames.pipe(Stream.runForEach(route))
-    return yield* new LinkClosed({ peer: s.peer, reason: { _tag: "ClosedByPeer" } })
-  }).pipe(Effect.withSpan("PeerActor.reader"))
 
 /** writer: outbox → encode → link, suspending while the link's buffer is full. */
 const writer = (s: ActorWiring.ActorWiring, link: PeerLink) =>
@@ -177,7 +105,7 @@ const session = (s: ActorWiring.ActorWiring, link: PeerLink): Effect.Effect<neve
     yield* link.send(Frame.encode(Handshake.hello(s.config)))
     const fibers = yield* FiberSet.make<unknown, SessionError>()
     yield* FiberSet.run(fibers, writer(s, link))
-    yield* FiberSet.run(fibers, reader(s, link))
+    yield* FiberSet.run(fibers, FrameRouter.run(s, link))
     yield* FiberSet.run(fibers, controller(s, fibers))
     yield* FiberSet.join(fibers)
     return yield* Effect.never

@@ -112,6 +112,7 @@ export const run = Effect.fn("Sender")(function*(s: ActorWiring, limits: Limits)
           return yield* Deferred.succeed(s.sentDone, undefined)
         }
         const sent = yield* sendAsset(s, limits, prepared)
+        s.windows.peerWants-- // answered: by the asset or by an Error naming it
         if (sent.served && !Deferred.isDoneUnsafe(s.sentDone)) {
           assets++
           bytes += sent.bytes
