@@ -9,6 +9,7 @@ import { WebSocket } from "ws"
 import { Identity } from "../src/Identity.ts"
 import * as Signal from "../src/Signal.ts"
 import * as Signaling from "../src/Signaling.ts"
+import { eventually } from "../../../test/kit/Eventually.ts"
 
 /** A raw WebSocket client speaking the server protocol by hand, to play a misbehaving peer. */
 const rawClient = (url: string) =>
@@ -23,15 +24,9 @@ const rawClient = (url: string) =>
     ({ ws }) => Effect.sync(() => ws.terminate())
   )
 
-const eventually = <A>(check: () => A | undefined, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 200; i++) {
-      const value = check()
-      if (value !== undefined) return value
-      yield* Effect.sleep("20 millis")
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-  })
+/** The first message `find` picks among those received so far, waiting at most 4 s. */
+const firstMessage = <A>(find: () => A | undefined, what: string) =>
+  eventually(what, Effect.sync(find), "4 seconds", { interval: "20 millis" })
 
 /** Answer the server's challenge by hand: claim `peerId`, proving it with `signer`'s key. */
 const registerByHand = (
@@ -40,7 +35,7 @@ const registerByHand = (
   signer: ReturnType<typeof Identity.generate>
 ) =>
   Effect.gen(function*() {
-    const challenge = yield* eventually(() => client.messages.find((m) => m.type === "challenge"), "the challenge")
+    const challenge = yield* firstMessage(() => client.messages.find((m) => m.type === "challenge"), "the challenge")
     const signature = signer.sign(new TextEncoder().encode(JSON.stringify(["can-sync/register/v1", challenge.nonce, peerId])))
     client.ws.send(JSON.stringify({
       type: "register",
@@ -110,7 +105,7 @@ describe("Signaling server", () => {
       first.ws.close()
       yield* Effect.promise(() => first.closed)
       const fourth = yield* rawClient(server.url)
-      yield* eventually(() => fourth.messages.find((m) => m.type === "challenge"), "a challenge for the connection that took the freed slot")
+      yield* firstMessage(() => fourth.messages.find((m) => m.type === "challenge"), "a challenge for the connection that took the freed slot")
     }).pipe(Effect.scoped))
 
   it.live("drops relays past the per-connection rate, tells the sender, and still relays within it", () =>
@@ -123,11 +118,11 @@ describe("Signaling server", () => {
       // alice by hand, to see the server's error message
       const a = yield* rawClient(server.url)
       yield* registerByHand(a, alice.peerId, alice)
-      yield* eventually(() => a.messages.find((m) => m.type === "registered"), "registration")
+      yield* firstMessage(() => a.messages.find((m) => m.type === "registered"), "registration")
       // a burst of 100 at once: the bucket holds 20
       const started = Date.now()
       for (let i = 0; i < 100; i++) a.ws.send(JSON.stringify({ type: "relay", to: bob.peerId, data: { i } }))
-      const error = yield* eventually(() => a.messages.find((m) => m.type === "error"), "the rate-limit error")
+      const error = yield* firstMessage(() => a.messages.find((m) => m.type === "error"), "the rate-limit error")
       expect(String(error.message)).toMatch(/^rate limited: more than 10 relays per second; \d+ dropped$/)
       yield* Effect.sleep("300 millis")
       const received = yield* Queue.takeAll(b.inbound)
