@@ -179,10 +179,8 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
         : ConnectFailedReason.cases.SignalingUnavailable.make({ url: config.signalingUrl })
     ))
 
-  const connect: Effect.Effect<WebRtcLink, ConnectFailed, Scope.Scope> = Effect.gen(function*() {
-    if (busy) return yield* failed(peer, ConnectFailedReason.cases.Busy.make({}))
-    busy = true
-    // the attempt's own scope: closed at once if it fails, else with the caller's
+  /** One attempt in the attempt's own scope: closed at once if it fails, else with the caller's. */
+  const attemptScoped = Effect.gen(function*() {
     const scope = yield* Scope.fork(yield* Scope.Scope)
     return yield* once.pipe(
       Scope.provide(scope),
@@ -194,12 +192,20 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
           Effect.logInfo(`transport: ${e.message}`),
           kind === undefined ? Effect.void : Metrics.recordError(kind)
         )
-      }),
-      Effect.ensuring(Effect.sync(() => {
-        busy = false
-      }))
+      })
     )
-  }).pipe(Effect.annotateLogs({ peer }))
+  })
+
+  // `busy` is taken and its release installed in one uninterruptible step
+  const connect: Effect.Effect<WebRtcLink, ConnectFailed, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      if (busy) return Effect.fail(failed(peer, ConnectFailedReason.cases.Busy.make({})))
+      busy = true
+      return restore(attemptScoped).pipe(Effect.ensuring(Effect.sync(() => {
+        busy = false
+      })))
+    })
+  ).pipe(Effect.annotateLogs({ peer }))
 
   const replaceOpen = (why: string) =>
     Effect.suspend(() => {

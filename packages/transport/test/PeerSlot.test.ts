@@ -1,10 +1,12 @@
 /**
  * One transport in this process and a peer played by hand over a real signaling server: which of
  * the peer's offers the transport takes (a replay or an older boot's is ignored, a restarted
- * peer's is taken), and the `errors` metric kinds derived from close and failure reasons.
+ * peer's is taken), connects that fail at once, and the `errors` metric kinds derived from
+ * close and failure reasons.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, References } from "effect"
+import { Effect, Fiber, Layer, References } from "effect"
+import type { Scope } from "effect"
 import { LinkCloseReason } from "@can-sync/core"
 import { Identity } from "../src/Identity.ts"
 import type { PeerIdentity } from "../src/Identity.ts"
@@ -12,6 +14,7 @@ import { connectErrorKind, linkErrorKind } from "../src/PeerSlot.ts"
 import * as Signal from "../src/Signal.ts"
 import * as Signaling from "../src/Signaling.ts"
 import { ConnectFailedReason, Transport } from "../src/Transport.ts"
+import type { ConnectFailed } from "../src/Transport.ts"
 import { captureLogs, waitUntil } from "./support/processes.ts"
 
 /** An in-memory identity whose id sorts below `other` (it makes the offers). */
@@ -51,6 +54,25 @@ describe("PeerSlot", () => {
       ])
       // the offer taken is kept for the next connect: the peer asked for a link
       yield* transport.wake(peer.peerId).pipe(Effect.timeout("1 second"))
+    }).pipe(Effect.scoped))
+
+  it.live("fails a connect at once for a peer off the allow-list, or while another is pending; without signaling, by the deadline", () =>
+    Effect.gen(function*() {
+      const a = Identity.generate()
+      const peer = Identity.generate()
+      // nothing listens there: the transport never registers
+      const transport = yield* Transport.make({ signalingUrl: "ws://127.0.0.1:9", peers: [peer.peerId], connectTimeout: "300 millis" }).pipe(
+        Effect.provideService(Identity, a)
+      )
+      const reasonOf = (connect: Effect.Effect<unknown, ConnectFailed, Scope.Scope>) =>
+        connect.pipe(Effect.scoped, Effect.flip, Effect.map((e) => e.reason._tag))
+      expect(yield* reasonOf(transport.connect(Identity.generate().peerId))).toBe("NotAllowed")
+      const first = yield* Effect.forkChild(reasonOf(transport.connect(peer.peerId)))
+      yield* Effect.sleep("50 millis")
+      expect(yield* reasonOf(transport.connect(peer.peerId))).toBe("Busy")
+      expect(yield* Fiber.join(first)).toBe("SignalingUnavailable")
+      // the slot is free again
+      expect(yield* reasonOf(transport.connect(peer.peerId))).toBe("SignalingUnavailable")
     }).pipe(Effect.scoped))
 
   it("derives the errors metric kind from the reason's tag", () => {
