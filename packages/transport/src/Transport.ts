@@ -165,9 +165,9 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     wake: (peer) => slots.get(peer)?.wake ?? Effect.never,
     registered: signaling.registered,
     registrations: signaling.registrations,
-    paths: Effect.forEach([...paths], ([peer, { path, rttMillis }]) => Effect.map(rttMillis, (rtt): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt }])).pipe(
-      Effect.map((entries) => new Map(entries))
-    )
+    paths: Effect.suspend(() =>
+      Effect.forEach([...paths], ([peer, { path, rttMillis }]) => Effect.map(rttMillis, (rtt): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt }]))
+    ).pipe(Effect.map((entries) => new Map(entries)))
   }
   return shape
 }) satisfies (config: TransportConfig) => Effect.Effect<TransportShape, TransportError, Scope.Scope | Identity>
