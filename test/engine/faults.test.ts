@@ -9,11 +9,18 @@ import type { CanStoreShape } from "@can-sync/core/CanStore"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as PeerManager from "@can-sync/core/PeerManager"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import * as Fetcher from "../../packages/core/src/Fetcher.ts"
+import * as Frame from "@can-sync/core/Frame"
+import * as InMemoryLink from "@can-sync/core/InMemoryLink"
+import * as PeerActor from "@can-sync/core/PeerActor"
+import { Proto } from "@can-sync/core"
+import { Effect, Queue, Result, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { createHash } from "node:crypto"
 import { readdir } from "node:fs/promises"
 import { join } from "node:path"
 import type { Peer } from "./harness.ts"
-import { awaitConverged, connect, content, engineConfig, hashSet, ingestMany, makePeer, peerId, storeAt, tempDir } from "./harness.ts"
+import { awaitConverged, connect, content, engineConfig, hashSet, ingestMany, makePeer, peerId, storeAt, tempDir, tempStore } from "./harness.ts"
 
 /** A switch the test flips: while on, the wrapped operation fails. */
 const fault = () => {
@@ -116,4 +123,49 @@ describe("stores that fail under the engine", () => {
       const [session] = yield* b.manager.sessions
       expect(session).toMatchObject({ peer: "a", state: "live", restarts: 0 })
     }).pipe(Effect.scoped))
+
+  it.effect("an asset the peer cannot read is asked for again with backoff, 10 times at most in one session (TestClock)", () =>
+    Effect.gen(function*() {
+      const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((r) => setTimeout(r, ms)))
+      const store = yield* tempStore("e")
+      const [engineEnd, rawEnd] = yield* InMemoryLink.pair(peerId("e"), peerId("raw"))
+      yield* PeerActor.run(engineEnd, { config: EngineConfig.make({ localPeerId: peerId("e") }), store }).pipe(Effect.ignore, Effect.forkScoped)
+      const wants = yield* Queue.unbounded<ReadonlyArray<string>>()
+      yield* Effect.forkScoped(rawEnd.frames.pipe(
+        Stream.runForEach((bytes) => {
+          const f = Frame.decode(bytes)
+          return Result.isSuccess(f) && f.success._tag === "Want" && f.success.message.hashes.length > 0
+            ? Queue.offer(wants, f.success.message.hashes)
+            : Effect.void
+        }),
+        Effect.ignore
+      ))
+      const send = (frame: Frame.Frame) => rawEnd.send(Frame.encode(frame))
+      /** Move the test clock on until the engine asks again (or `rounds` pass): the asked hashes, if any. */
+      const nextAsk = (rounds: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < rounds; i++) {
+            const got = yield* Queue.poll(wants)
+            if (got._tag === "Some") return got.value
+            yield* TestClock.adjust("40 seconds")
+            yield* realSleep(20)
+          }
+          return undefined
+        })
+      const x = createHash("sha256").update("unreadable").digest("hex")
+      const digest = { hash: x, size: 10, createdAt: 1, updatedAt: 1, metaOrigin: "raw-store" }
+      yield* send(Frame.make("Hello", { protocolVersion: EngineConfig.PROTOCOL_VERSION, peerId: "raw", agent: "test", maxFrameBytes: 1 << 20 }))
+      yield* send(Frame.make("DigestChunk", { digests: [digest], last: true }))
+      let asks = 0
+      while (true) {
+        const asked = yield* nextAsk(asks > Fetcher.UNAVAILABLE_RETRIES ? 150 : 500)
+        if (asked === undefined) break
+        expect(asked).toEqual([x])
+        asks++
+        // The peer holds it but cannot read it now.
+        yield* send(Frame.make("Error", { code: Proto.ErrorCode.STORE_FAILED, message: "read failed", hash: x, fatal: false }))
+        if (asks > Fetcher.UNAVAILABLE_RETRIES + 1) break
+      }
+      expect(asks).toBe(Fetcher.UNAVAILABLE_RETRIES + 1) // the first ask and 10 more, then only the next reconcile asks
+    }).pipe(Effect.scoped), 60_000)
 })

@@ -3,11 +3,11 @@
  * registry, the in-memory link's bounded buffers and close, and the config's protocol clamps.
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as EchoFilter from "@can-sync/core/EchoFilter"
+import * as EchoFilter from "../../packages/core/src/EchoFilter.ts"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
-import * as InFlight from "@can-sync/core/InFlight"
+import * as InFlight from "../../packages/core/src/InFlight.ts"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
-import * as Reconcile from "@can-sync/core/Reconcile"
+import * as Reconcile from "../../packages/core/src/Reconcile.ts"
 import type { AssetHash } from "@can-sync/core"
 import { Effect, Fiber, Result, Stream } from "effect"
 import { peerId } from "./harness.ts"

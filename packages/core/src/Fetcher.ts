@@ -4,10 +4,15 @@
  * the shared InFlight registry, so an asset already arriving from another peer is not fetched
  * twice. `Want` with `last = true` closes a round: the reconcile's wants, then one per Offer.
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import type * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as Backoff from "./Backoff.ts"
 import type { AssetHash } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import type { Limits, ActorWiring, WantInput } from "./ActorWiring.ts"
@@ -40,10 +45,11 @@ const hashQueue = () => {
   }
 }
 
-const UNAVAILABLE_RETRY_MILLIS = 1000
-const UNAVAILABLE_RETRY_MAX_MILLIS = 30_000
-/** 1 + 2 + 4 + 8 + 16 + 30 × 5 s: about 3 minutes of asking. */
-const UNAVAILABLE_RETRIES = 10
+/** 1 + 2 + 4 + 8 + 16 + 30 × 5 s (jittered): about 3 minutes of asking. */
+export const UNAVAILABLE_RETRIES = 10
+const unavailableRetry = Backoff.exponential({ base: "1 second", cap: "30 seconds" }).pipe(
+  Schedule.upTo({ times: UNAVAILABLE_RETRIES })
+)
 
 export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits) {
   const pending = hashQueue()
@@ -53,27 +59,29 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
   let reconcile: "waiting" | "open" | "closed" = "waiting"
   let answersOwed = 0
   const waiters = yield* FiberSet.make<void>()
-  /** Hashes the peer holds but could not read, and how many times in a row that happened. */
-  const unavailable = new Map<AssetHash, number>()
+  /** Hashes the peer holds but could not read: the retry schedule of each. */
+  const unavailable = new Map<AssetHash, (now: number, input: unknown) => Pull.Pull<[Duration.Duration, Duration.Duration], never, Duration.Duration>>()
 
   /**
    * The peer's store failed reading it: ask again after a backoff (1 s, doubling, up to 30 s),
    * `UNAVAILABLE_RETRIES` times; after that only the next reconcile asks again.
    */
   const retryLater = (hash: AssetHash, size: number) =>
-    Effect.suspend(() => {
-      const attempts = (unavailable.get(hash) ?? 0) + 1
-      if (attempts > UNAVAILABLE_RETRIES) {
-        unavailable.delete(hash)
-        return Effect.logWarning(`the peer could not read ${hash} ${UNAVAILABLE_RETRIES} times; not asking again until the next reconcile`, { peer: s.peer })
-      }
-      unavailable.set(hash, attempts)
-      const delay = Math.min(UNAVAILABLE_RETRY_MAX_MILLIS, UNAVAILABLE_RETRY_MILLIS * 2 ** (attempts - 1))
-      const log = attempts === 1 ? Effect.logInfo : Effect.logDebug
-      return FiberSet.run(waiters, Effect.sleep(delay).pipe(Effect.andThen(Queue.offer(s.retries, { hash, size })))).pipe(
-        Effect.andThen(log(`the peer could not read ${hash}; asking again in ${delay} ms`, { peer: s.peer })),
-        Effect.asVoid
+    Effect.gen(function*() {
+      const first = !unavailable.has(hash)
+      const step = unavailable.get(hash) ?? (yield* Schedule.toStep(unavailableRetry))
+      unavailable.set(hash, step)
+      const delay = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(
+        Effect.map(([, d]) => d),
+        Effect.catchCause(() => Effect.succeed(undefined))
       )
+      if (delay === undefined) {
+        unavailable.delete(hash)
+        return yield* Effect.logWarning(`the peer could not read ${hash} ${UNAVAILABLE_RETRIES + 1} times; not asking again until the next reconcile`, { peer: s.peer })
+      }
+      yield* FiberSet.run(waiters, Effect.sleep(delay).pipe(Effect.andThen(Queue.offer(s.retries, { hash, size }))))
+      const log = first ? Effect.logInfo : Effect.logDebug
+      yield* log(`the peer could not read ${hash}; asking again in ${Math.round(Duration.toMillis(delay))} ms`, { peer: s.peer })
     })
 
   const handle = (input: WantInput): Effect.Effect<void> => {

@@ -1,3 +1,8 @@
+/**
+ * @can-sync/core: the sync engine's contracts — the domain, the CanStore service, PeerLink, the
+ * frame codec and generated protocol, the engine's config, errors and metrics — and the engine
+ * itself (PeerManager over PeerActors). No I/O library: stores and transports implement the contracts.
+ */
 export * from "./Domain.ts"
 export * from "./CanStore.ts"
 export * from "./PeerLink.ts"
@@ -9,6 +14,5 @@ export * as EngineConfig from "./EngineConfig.ts"
 export * as InMemoryLink from "./InMemoryLink.ts"
 export * as PeerActor from "./PeerActor.ts"
 export * as PeerManager from "./PeerManager.ts"
-export * as Reconcile from "./Reconcile.ts"
 export * as SyncErrors from "./SyncErrors.ts"
 export type { PeerStats, SessionState } from "./ActorWiring.ts"
