@@ -18,8 +18,8 @@ import { seeded } from "../kit/Seeded.ts"
 
 /** No one-shot command takes this long, even on a loaded two-core box (30 s was seen exceeded with seven at once). */
 const COMMAND_TIMEOUT = "60 seconds"
-/** Deadline for `serve` to print its URL, and for it to exit after a signal. */
-const SERVE_TIMEOUT = "20 seconds"
+/** Deadline for `serve` to print its URL (a process start, as COMMAND_TIMEOUT), and for it to exit after a signal. */
+const SERVE_TIMEOUT = "60 seconds"
 /** Per test: above the sum of its commands' deadlines' likely share (some tests start ~15 commands). */
 const TEST_TIMEOUT = 300_000
 
