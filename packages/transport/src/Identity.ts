@@ -20,7 +20,11 @@ export const KEY_FILE = "identity.key"
 export class IdentityError extends Schema.TaggedError<IdentityError>()("IdentityError", {
   path: Schema.String,
   reason: Schema.String
-}) {}
+}) {
+  override get message(): string {
+    return `identity ${this.path}: ${this.reason}`
+  }
+}
 
 /** What the rest of the transport needs from the local identity. */
 export interface PeerIdentity {

@@ -44,7 +44,11 @@ export class SignalRefused extends Schema.TaggedError<SignalRefused>()("SignalRe
   /** The sender it claims (unauthenticated). */
   claimedFrom: Schema.String,
   reason: Schema.String
-}) {}
+}) {
+  override get message(): string {
+    return `refused a signal claiming to come from ${this.claimedFrom}: ${this.reason}`
+  }
+}
 
 const signedBytes = (kind: SignalKind, sid: string, from: string, to: string, body: string): Uint8Array =>
   new TextEncoder().encode(JSON.stringify(["can-sync/signal/v1", kind, sid, from, to, body]))

@@ -139,7 +139,11 @@ const keepalive = (ws: WebSocket, lastPong: () => number): Effect.Effect<never> 
 
 export class SignalingError extends Schema.TaggedError<SignalingError>()("SignalingError", {
   reason: Schema.String
-}) {}
+}) {
+  override get message(): string {
+    return `signaling server: ${this.reason}`
+  }
+}
 
 export interface SignalingServerOptions {
   /** Interface to listen on; default "127.0.0.1" (use "0.0.0.0" to serve a LAN). */
@@ -330,7 +334,11 @@ export const serve = Effect.fn("SignalingServer.serve")(function*(options: Signa
 /** Not registered with the signaling server right now (it is down or restarting). */
 export class SignalingUnavailable extends Schema.TaggedError<SignalingUnavailable>()("SignalingUnavailable", {
   url: Schema.String
-}) {}
+}) {
+  override get message(): string {
+    return `not registered with the signaling server ${this.url}`
+  }
+}
 
 export type Inbound =
   | { readonly _tag: "Relay"; readonly from: string; readonly data: unknown }

@@ -91,7 +91,7 @@ const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) =>
     if (Result.isFailure(verified)) {
       const e = verified.failure
       return Effect.andThen(
-        Effect.logWarning(`transport: refused a signal claiming to come from ${e.claimedFrom}: ${e.reason}`),
+        Effect.logWarning(`transport: ${e.message}`),
         Metrics.recordError("auth")
       )
     }
