@@ -93,7 +93,18 @@ export const run = (flags: SyncFlags) =>
         ready: Ref.get(registered),
         status: Effect.zip(manager.sessions, transport.paths).pipe(Effect.map(([sessions, paths]) => ({
           peerId: identity.peerId,
-          peers: sessions.map((s) => ({ peer: s.peer, state: s.state, role: s.role, restarts: s.restarts, ...s.stats, path: paths.get(s.peer) }))
+          // Every allowed peer, connected or not: sessions = 0 means never reached; lastError/nextRetryAt say why and when.
+          peers: sessions.map((s) => ({
+            peer: s.peer,
+            state: s.state,
+            role: s.role,
+            restarts: s.restarts,
+            lastError: s.lastError,
+            lastErrorAt: s.lastErrorAt,
+            nextRetryAt: s.nextRetryAt,
+            ...s.stats,
+            path: paths.get(s.peer)
+          }))
         })))
       })
       yield* Effect.logInfo(`admin endpoints at ${admin.url}`)
