@@ -65,22 +65,23 @@ export const agent = (
   scenario: Scenario,
   w: NatWorld,
   home: Home,
-  options: { readonly name: string; readonly data: string; readonly peer: string; readonly ice: ReadonlyArray<string> }
+  options: { readonly name: string; readonly data: string; readonly peer: string; readonly ice: ReadonlyArray<string>; readonly adminPort?: number }
 ): Effect.Effect<NatAgent, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const peerId = yield* scenario.id(options.data)
+    const adminPort = options.adminPort ?? ADMIN_PORT
     const proc = yield* spawn("ip", [
       "netns", "exec", home.host.name, process.execPath, cliMain, "sync",
       "--data", options.data,
       "--signal", w.signalUrl,
       "--peer", options.peer,
-      "--admin-port", String(ADMIN_PORT),
+      "--admin-port", String(adminPort),
       "--json",
       ...options.ice
     ], { name: options.name, grace: "5 seconds" })
     scenario.procs.push(proc)
     yield* proc.waitFor("stderr", /admin endpoints at/, "60 seconds", scenario.diagnostics)
-    const status = home.host.exec(["curl", "-s", "--max-time", "5", `http://127.0.0.1:${ADMIN_PORT}/status`]).pipe(
+    const status = home.host.exec(["curl", "-s", "--max-time", "5", `http://127.0.0.1:${adminPort}/status`]).pipe(
       Effect.map((out) => JSON.parse(out.stdout) as AgentStatus),
       Effect.orElseSucceed(() => undefined)
     )
