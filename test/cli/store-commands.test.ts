@@ -263,7 +263,7 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
       expectErrorLine(yield* canSync(["meta", "--data", data, hash, "--clear-tags", "--tag", "z"]), "can-sync: --clear-tags and --tag exclude each other\n")
     }))
 
-  it.live("verify passes a healthy store, removes old orphaned content files, and names every damaged asset with a non-zero exit", () =>
+  it.live("verify passes a healthy store, sets old unindexed content aside in quarantine/, and names every damaged asset with a non-zero exit", () =>
     Effect.gen(function*() {
       const random = seeded("content")
       const dir = yield* testDir("verify")
@@ -286,10 +286,12 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
       const sound = yield* canSync(["verify", "--data", data])
       expect({ code: sound.code, stdout: sound.stdout }).toEqual({
         code: 0,
-        stdout: `4 assets checked, 0 damaged\n1 orphaned content file(s) removed (${orphan.length} bytes, left by interrupted adds)\n`
+        stdout: `4 assets checked, 0 damaged\n` +
+          `1 unindexed content file(s) moved to quarantine/ (${orphan.length} bytes; \`verify --rebuild-index\` indexes them)\n`
       })
       expect(sound.stderr).not.toContain("can-sync:")
       expect(objectFiles(data)).toEqual([...contents.map((c) => c.bytes), young].map((b) => join(sha256(b).slice(0, 2), sha256(b))).sort())
+      expect(readFileSync(join(data, "quarantine", sha256(orphan)))).toEqual(orphan)
 
       const replacement = random.bytes(2048)
       writeFileSync(objectPath(data, overwritten!), replacement)
@@ -306,6 +308,32 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
         ""
       ].join("\n"))
       expect(ran.stdout).not.toContain(healthy)
+    }))
+
+  it.live("a store whose index was lost: every command says how to rebuild it, and verify --rebuild-index brings every asset back", () =>
+    Effect.gen(function*() {
+      const dir = yield* testDir("lost-index")
+      const data = join(dir, "store")
+      const random = seeded("lost-index")
+      const contents = ["a", "b"].map((name) => ({ name, bytes: random.bytes(4096) }))
+      for (const c of contents) writeFileSync(join(dir, c.name), c.bytes)
+      yield* ok(["add", "--data", data, ...contents.map((c) => c.name)], { cwd: dir })
+      for (const name of readdirSync(data)) if (name.startsWith("index.sqlite")) rmSync(join(data, name))
+
+      const ls = yield* canSync(["ls", "--data", data])
+      expect(ls.code).toBe(1)
+      expect(ls.stdout).toBe("")
+      expect(ls.stderr).toContain(`can-sync verify --rebuild-index --data ${data}`)
+      const verify = yield* canSync(["verify", "--data", data])
+      expect(verify.code).toBe(1)
+      expect(objectFiles(data)).toHaveLength(2) // nothing was taken for an orphan
+
+      const rebuilt = yield* canSync(["verify", "--rebuild-index", "--data", data])
+      expect({ code: rebuilt.code, stdout: rebuilt.stdout }).toEqual({
+        code: 0,
+        stdout: `2 content file(s) indexed again (8192 bytes)\n2 assets checked, 0 damaged\n`
+      })
+      expect((yield* lsJson(data)).map((a) => a.hash).sort()).toEqual(contents.map((c) => sha256(c.bytes)).sort())
     }))
 
   it.live("verify of an empty store checks nothing and passes; ls prints nothing, ls --json []", () =>

@@ -25,8 +25,11 @@ import { access, stat } from "node:fs/promises"
 import { dataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
 import { CliFailure } from "./Errors.ts"
 
-const withStore = <A, E>(dataDir: string, use: (store: EmbeddedStore.EmbeddedStoreShape) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(EmbeddedStore.make({ dataDir }), use))
+const withStore = <A, E>(
+  dataDir: string,
+  use: (store: EmbeddedStore.EmbeddedStoreShape) => Effect.Effect<A, E>,
+  options: { readonly rebuildIndex?: boolean } = {}
+) => Effect.scoped(Effect.flatMap(EmbeddedStore.make({ dataDir, ...options }), use))
 
 const parseHash = (input: string) =>
   Schema.decodeUnknownEffect(AssetHash)(input.trim().toLowerCase()).pipe(
@@ -176,9 +179,21 @@ export const meta = Command.make("meta", {
 /** A content file in no index entry is an orphan once it is this old (younger: an add in progress). */
 const OrphanAge = "10 minutes"
 
-export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
+const rebuildIndexFlag = Flag.Boolean("rebuild-index").pipe(
+  Flag.withDescription("First index every whole content file no index entry names (a lost index, quarantine/)"),
+  Flag.withDefault(false)
+)
+
+export const verify = Command.make("verify", { data: dataFlag, rebuildIndex: rebuildIndexFlag }, ({ data, rebuildIndex }) =>
   withStore(data, (store) =>
     Effect.gen(function*() {
+      if (rebuildIndex) {
+        const rebuilt = yield* store.rebuildIndex
+        yield* Console.log(
+          `${rebuilt.indexed} content file(s) indexed again (${rebuilt.bytes} bytes)` +
+            (rebuilt.damaged > 0 ? `, ${rebuilt.damaged} damaged left in quarantine/` : "")
+        )
+      }
       let checked = 0
       let damaged = 0
       yield* Stream.runForEach(store.verify, (r) =>
@@ -190,12 +205,17 @@ export const verify = Command.make("verify", { data: dataFlag }, ({ data }) =>
         }))
       yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
       const swept = yield* Effect.result(store.sweepOrphans(OrphanAge))
-      if (Result.isSuccess(swept) && swept.success.files > 0) {
-        const { files, bytes } = swept.success
-        yield* Console.log(`${files} orphaned content file(s) removed (${bytes} bytes, left by interrupted adds)`)
+      if (Result.isSuccess(swept) && swept.success.quarantined > 0) {
+        const { quarantined, bytes } = swept.success
+        yield* Console.log(
+          `${quarantined} unindexed content file(s) moved to quarantine/ (${bytes} bytes; \`verify --rebuild-index\` indexes them)`
+        )
+      }
+      if (Result.isSuccess(swept) && swept.success.removed > 0) {
+        yield* Console.log(`${swept.success.removed} damaged unindexed content file(s) removed`)
       }
       // damage is the verdict that matters: a failing sweep does not hide it
       if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
       if (Result.isFailure(swept)) return yield* Effect.fail(swept.failure)
-    }))
-).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing) and remove orphaned content files"))
+    }), { rebuildIndex })
+).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing); set aside unindexed content in quarantine/; --rebuild-index indexes it again"))

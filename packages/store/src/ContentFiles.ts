@@ -28,13 +28,16 @@ export interface Layout {
   readonly index: string
   readonly objects: string
   readonly tmp: string
+  /** Whole content no index row names, set aside by `verify` (never deleted); `--rebuild-index` takes it back. */
+  readonly quarantine: string
 }
 
 export const layout = (dataDir: string): Layout => ({
   root: dataDir,
   index: join(dataDir, "index.sqlite"),
   objects: join(dataDir, "objects"),
-  tmp: join(dataDir, "tmp")
+  tmp: join(dataDir, "tmp"),
+  quarantine: join(dataDir, "quarantine")
 })
 
 export const shardDir = (layout: Layout, hash: AssetHash): string => join(layout.objects, hash.slice(0, 2))
@@ -414,26 +417,33 @@ export interface ObjectFile {
   readonly inode: number
 }
 
+const contentFile = async (path: string, name: string): Promise<ObjectFile | undefined> => {
+  const info = await stat(path).catch(() => undefined)
+  return info?.isFile() === true
+    ? { hash: name as AssetHash, path, size: info.size, modifiedAt: info.mtimeMs, inode: info.ino }
+    : undefined
+}
+
+const namesIn = (dir: string): Promise<ReadonlyArray<string>> =>
+  readdir(dir).catch((error) => (errorCode(error) === "ENOENT" ? [] : Promise.reject(error)))
+
 /**
  * Every object file under `objects/`, shard by shard (for the orphan sweep: a process killed
  * between moving content into place and indexing it leaves a file no index row names).
  * Names that are not a SHA-256 hash are not ours and are skipped.
  */
 export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnavailable> =>
-  Stream.fromEffect(Effect.tryPromise({ try: () => readdir(layout.objects), catch: unavailable("list objects") })).pipe(
+  Stream.fromEffect(Effect.tryPromise({ try: () => namesIn(layout.objects), catch: unavailable("list objects") })).pipe(
     Stream.flatMap((shards) => Stream.fromIterable(shards.filter((shard) => /^[0-9a-f]{2}$/.test(shard)))),
     Stream.mapEffect((shard) =>
       Effect.tryPromise({
         try: async () => {
           const dir = join(layout.objects, shard)
           const files: Array<ObjectFile> = []
-          for (const name of await readdir(dir)) {
+          for (const name of await namesIn(dir)) {
             if (!/^[0-9a-f]{64}$/.test(name) || !name.startsWith(shard)) continue
-            const path = join(dir, name)
-            const info = await stat(path).catch(() => undefined)
-            if (info?.isFile() === true) {
-              files.push({ hash: name as AssetHash, path, size: info.size, modifiedAt: info.mtimeMs, inode: info.ino })
-            }
+            const file = await contentFile(join(dir, name), name)
+            if (file !== undefined) files.push(file)
           }
           return files
         },
@@ -442,41 +452,82 @@ export const objectFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnav
     Stream.flatMap((files) => Stream.fromIterable(files))
   )
 
+/** Every content file set aside in `quarantine/` (named by the hash its name claims). */
+export const quarantinedFiles = (layout: Layout): Stream.Stream<ObjectFile, StoreUnavailable> =>
+  Stream.fromEffect(Effect.tryPromise({
+    try: async () => {
+      const files: Array<ObjectFile> = []
+      for (const name of await namesIn(layout.quarantine)) {
+        if (!/^[0-9a-f]{64}$/.test(name)) continue
+        const file = await contentFile(join(layout.quarantine, name), name)
+        if (file !== undefined) files.push(file)
+      }
+      return files
+    },
+    catch: unavailable("list quarantine")
+  })).pipe(Stream.flatMap((files) => Stream.fromIterable(files)))
+
+/** True when `objects/` holds at least one content file (a store whose index went missing). */
+export const hasObjectFiles = (layout: Layout): Effect.Effect<boolean, StoreUnavailable> =>
+  objectFiles(layout).pipe(Stream.take(1), Stream.runCount, Effect.map((n) => n > 0))
+
 /**
- * Removes an orphaned object file, unless another process has just moved a fresh copy of the
- * same content into its place (an add or a push in progress, about to index it): the file is
- * first renamed into tmp/ (a dead process's leftovers there are removed at the next open), and
- * put back if it turns out not to be the one that was found. True if it was removed.
+ * Takes an orphaned object file out of `objects/` — into `quarantine/` when `keep`, else removed —
+ * unless another process has just moved a fresh copy of the same content into its place (an add
+ * or a push in progress, about to index it): the file is first renamed into tmp/ (a dead process's
+ * leftovers there are removed at the next open), and put back if it turns out not to be the one
+ * that was found. True if it was taken.
  */
-export const removeOrphan = (layout: Layout, file: ObjectFile): Effect.Effect<boolean, StoreUnavailable> =>
+export const takeOrphan = (layout: Layout, file: ObjectFile, keep: boolean): Effect.Effect<boolean, StoreUnavailable> =>
   Effect.gen(function*() {
-    const quarantine = join(layout.tmp, tempName())
-    const moved = yield* Effect.tryPromise({ try: () => rename(file.path, quarantine), catch: (error) => error }).pipe(
+    const held = join(layout.tmp, tempName())
+    const moved = yield* Effect.tryPromise({ try: () => rename(file.path, held), catch: (error) => error }).pipe(
       Effect.as(true),
       Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.succeed(false) : Effect.fail(error))
     )
     if (!moved) return false
     return yield* Effect.tryPromise({
       try: async () => {
-        if ((await stat(quarantine)).ino !== file.inode) {
-          await rename(quarantine, file.path) // same content whatever is there now: a hash names it
+        if ((await stat(held)).ino !== file.inode) {
+          await rename(held, file.path) // same content whatever is there now: a hash names it
           return false
         }
-        await unlink(quarantine)
+        if (keep) {
+          await mkdir(layout.quarantine, { recursive: true })
+          await rename(held, join(layout.quarantine, file.hash))
+        } else {
+          await unlink(held)
+        }
         return true
       },
       catch: (error) => error
     })
-  }).pipe(Effect.mapError(unavailable("remove orphaned content file")))
+  }).pipe(Effect.mapError(unavailable(keep ? "quarantine content file" : "remove orphaned content file")))
 
-/** Rehashes an object file: `None` when it is whole, else what is wrong with it. */
+/** Moves a whole quarantined file back to its object path (before it is indexed again). */
+export const restore = Effect.fn("ContentFiles.restore")(function*(layout: Layout, file: ObjectFile) {
+  yield* Effect.tryPromise({
+    try: async () => {
+      await mkdir(shardDir(layout, file.hash), { recursive: true })
+      await rename(file.path, objectPath(layout, file.hash))
+    },
+    catch: unavailable("restore quarantined content file")
+  })
+  yield* syncDirectory(shardDir(layout, file.hash))
+})
+
+/** Removes a file (a quarantined copy of content the index already holds). */
+export const remove = (path: string): Effect.Effect<void, StoreUnavailable> => removeIfPresent(path)
+
+/** Rehashes an object file (or the file at `path`): `None` when it is whole, else what is wrong with it. */
 export const check = Effect.fn("ContentFiles.check")(function*(
   layout: Layout,
   buffers: WriteBuffers,
   hash: AssetHash,
-  size: number
+  size: number,
+  path: string = objectPath(layout, hash)
 ) {
-  const found = yield* digestFile(buffers, objectPath(layout, hash), undefined, (error) => error).pipe(
+  const found = yield* digestFile(buffers, path, undefined, (error) => error).pipe(
     Effect.map(Option.some),
     Effect.catch((error) =>
       errorCode(error) === "ENOENT" ? Effect.succeed(Option.none()) : Effect.fail(unavailable("verify")(error))

@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
+import { existsSync } from "node:fs"
 import * as AssetIndex from "./AssetIndex.ts"
 import * as ContentFiles from "./ContentFiles.ts"
 
@@ -26,6 +27,12 @@ export interface EmbeddedStoreOptions {
   readonly maxAssetBytes?: number
   /** How often `events` looks for changes made by other processes. Default: 250 millis. */
   readonly watchInterval?: Duration.Input
+  /**
+   * Open even though `index.sqlite` is missing while `objects/` holds content, to rebuild the
+   * index (`rebuildIndex`). Without it such a store refuses to open: a fresh, empty index beside
+   * the content would show an empty store, and its orphan sweep would set all the content aside.
+   */
+  readonly rebuildIndex?: boolean
 }
 
 export interface EmbeddedStoreShape extends CanStoreShape {
@@ -43,11 +50,34 @@ export interface EmbeddedStoreShape extends CanStoreShape {
   /** Rehash every asset: one element per asset. */
   readonly verify: Stream.Stream<{ readonly hash: AssetHash; readonly ok: boolean; readonly problem?: string }, StoreError>
   /**
-   * Removes content files that no index entry names and that were last written before
-   * `olderThan` ago: what a process killed between moving content into place and indexing it
-   * leaves behind. Younger ones may be an add in progress in another process and are kept.
+   * Sets aside content files that no index entry names and that were last written before
+   * `olderThan` ago (what a process killed between moving content into place and indexing it
+   * leaves behind): whole ones move to `quarantine/`, never deleted; ones whose content no longer
+   * matches their name are removed. Younger ones may be an add in progress in another process.
    */
-  readonly sweepOrphans: (olderThan: Duration.Input) => Effect.Effect<{ readonly files: number; readonly bytes: number }, StoreError>
+  readonly sweepOrphans: (olderThan: Duration.Input) => Effect.Effect<OrphanSweep, StoreError>
+  /**
+   * Indexes every whole content file no index entry names, in `objects/` and `quarantine/`: the
+   * content files name themselves by their SHA-256, so a lost or damaged index is rebuilt from
+   * them. Rebuilt metadata is empty with version 0, so any peer's real version wins over it.
+   */
+  readonly rebuildIndex: Effect.Effect<IndexRebuild, StoreError>
+}
+
+export interface OrphanSweep {
+  /** Whole content files moved to quarantine/ (and their bytes). */
+  readonly quarantined: number
+  readonly bytes: number
+  /** Files whose content did not match their name, removed. */
+  readonly removed: number
+}
+
+export interface IndexRebuild {
+  /** Content files indexed again (and their bytes). */
+  readonly indexed: number
+  readonly bytes: number
+  /** Files whose content does not match their name, left in (or moved to) quarantine/. */
+  readonly damaged: number
 }
 
 /** Content to receive: how to only hash it, and how to stage it into a temp file. */
@@ -96,6 +126,13 @@ const openParts = (options: EmbeddedStoreOptions) =>
   Effect.gen(function*() {
     const layout = ContentFiles.layout(options.dataDir)
     yield* ContentFiles.prepare(layout)
+    if (options.rebuildIndex !== true && !existsSync(layout.index) && (yield* ContentFiles.hasObjectFiles(layout))) {
+      return yield* new StoreUnavailable({
+        operation: "open index",
+        message: `the index ${layout.index} is missing but ${layout.objects} holds content: ` +
+          `rebuild it with \`can-sync verify --rebuild-index --data ${options.dataDir}\``
+      })
+    }
     const index = yield* AssetIndex.open(layout.index)
     const buffers = yield* ContentFiles.writeBuffers
     const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
@@ -326,18 +363,64 @@ const verify = (parts: Parts): EmbeddedStoreShape["verify"] =>
 const sweepOrphans = (parts: Parts) =>
   Effect.fn("EmbeddedStore.sweepOrphans")(function*(olderThan: Duration.Input) {
     const cutoff = (yield* Clock.currentTimeMillis) - Duration.toMillis(Duration.fromInputUnsafe(olderThan))
-    let files = 0
+    let quarantined = 0
     let bytes = 0
+    let removed = 0
     yield* ContentFiles.objectFiles(parts.layout).pipe(Stream.runForEach((file) =>
       Effect.gen(function*() {
         if (file.modifiedAt >= cutoff || Option.isSome(yield* parts.index.find(file.hash))) return
-        if (!(yield* ContentFiles.removeOrphan(parts.layout, file))) return
-        files++
+        const whole = Option.isNone(yield* ContentFiles.check(parts.layout, parts.buffers, file.hash, file.size))
+        if (!(yield* ContentFiles.takeOrphan(parts.layout, file, whole))) return
+        if (!whole) {
+          removed++
+          return yield* Effect.logWarning(`removed a damaged content file no index entry names: ${file.hash}`)
+        }
+        quarantined++
         bytes += file.size
-        yield* Effect.logDebug(`removed an orphaned content file ${file.hash} (${file.size} bytes, in no index entry)`)
+        yield* Effect.logInfo(`moved ${file.hash} (${file.size} bytes, in no index entry) to quarantine/`)
       })))
-    return { files, bytes }
+    return { quarantined, bytes, removed }
   })
+
+/** Metadata for content found on disk with no index row: empty, version 0 (any real version wins). */
+const rebuiltMeta = (storeId: string, file: ContentFiles.ObjectFile): AssetMeta => ({
+  description: "",
+  tags: [],
+  trashed: false,
+  createdAt: Math.trunc(file.modifiedAt),
+  updatedAt: 0,
+  origin: storeId
+})
+
+const rebuildIndex = (parts: Parts): EmbeddedStoreShape["rebuildIndex"] =>
+  Effect.gen(function*() {
+    let indexed = 0
+    let bytes = 0
+    let damaged = 0
+    const adopt = (file: ContentFiles.ObjectFile, quarantined: boolean) =>
+      Effect.gen(function*() {
+        if (Option.isSome(yield* parts.index.find(file.hash))) {
+          if (quarantined) yield* ContentFiles.remove(file.path) // a copy of indexed content
+          return
+        }
+        const problem = yield* ContentFiles.check(parts.layout, parts.buffers, file.hash, file.size, file.path)
+        if (Option.isSome(problem)) {
+          damaged++
+          if (!quarantined) yield* ContentFiles.takeOrphan(parts.layout, file, true)
+          return yield* Effect.logWarning(`not indexed: ${file.path}: ${problem.value}`)
+        }
+        if (quarantined) yield* ContentFiles.restore(parts.layout, file)
+        const now = yield* Clock.currentTimeMillis
+        if (yield* parts.index.insert({ hash: file.hash, size: file.size, meta: rebuiltMeta(parts.storeId, file) }, LocalOrigin, now)) {
+          indexed++
+          bytes += file.size
+        }
+      })
+    yield* ContentFiles.objectFiles(parts.layout).pipe(Stream.runForEach((file) => adopt(file, false)))
+    yield* ContentFiles.quarantinedFiles(parts.layout).pipe(Stream.runForEach((file) => adopt(file, true)))
+    if (indexed > 0) yield* notify(parts)
+    return { indexed, bytes, damaged }
+  }).pipe(Effect.withSpan("EmbeddedStore.rebuildIndex"))
 
 /** Opens the store in `options.dataDir` (creating it on first use); closed with the scope. */
 export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStoreShape, StoreUnavailable, Scope.Scope> =>
@@ -368,7 +451,8 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       events: events(parts),
       stats: index.stats,
       verify: verify(parts),
-      sweepOrphans: sweepOrphans(parts)
+      sweepOrphans: sweepOrphans(parts),
+      rebuildIndex: rebuildIndex(parts)
     }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))

@@ -335,7 +335,7 @@ describe("EmbeddedStore", () => {
       assert.deepStrictEqual(repaired, { hash: missing!.hash, ok: true })
     }))
 
-  it.live("sweepOrphans removes old content files no index entry names, and keeps young ones and indexed ones", () =>
+  it.live("sweepOrphans sets whole unindexed old content aside in quarantine/ (never deletes it), removes damaged ones, keeps young and indexed ones", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const store = yield* openStore(dir)
@@ -344,20 +344,22 @@ describe("EmbeddedStore", () => {
       // what a process killed between moving content into place and indexing it leaves behind
       const orphan = sha256(bytes("orphan"))
       const young = sha256(bytes("young orphan"))
+      const damaged = sha256(bytes("what the name says"))
       yield* Effect.promise(async () => {
-        for (const [hash, text] of [[orphan, "orphan"], [young, "young orphan"]] as const) {
+        for (const [hash, text] of [[orphan, "orphan"], [young, "young orphan"], [damaged, "something else"]] as const) {
           await mkdir(dirname(pathOf(hash)), { recursive: true })
           await writeFile(pathOf(hash), text)
         }
         const hourAgo = new Date(Date.now() - 3_600_000)
-        await utimes(pathOf(orphan), hourAgo, hourAgo)
-        await utimes(pathOf(kept.hash), hourAgo, hourAgo) // old, but indexed
+        for (const hash of [orphan, damaged, kept.hash]) await utimes(pathOf(hash), hourAgo, hourAgo) // kept: old, but indexed
         await writeFile(join(dir, "objects", "not-ours.txt"), "left alone")
       })
       const swept = yield* store.sweepOrphans("10 minutes")
-      assert.deepStrictEqual(swept, { files: 1, bytes: "orphan".length })
+      assert.deepStrictEqual(swept, { quarantined: 1, bytes: "orphan".length, removed: 1 })
       const exists = (path: string) => Effect.promise(() => stat(path).then(() => true, () => false))
       assert.isFalse(yield* exists(pathOf(orphan)))
+      assert.strictEqual(yield* Effect.promise(() => readFile(join(dir, "quarantine", orphan), "utf8")), "orphan")
+      assert.isFalse(yield* exists(pathOf(damaged)))
       assert.isTrue(yield* exists(pathOf(young)))
       assert.isTrue(yield* exists(pathOf(kept.hash)))
       assert.isTrue(yield* exists(join(dir, "objects", "not-ours.txt")))
@@ -368,7 +370,7 @@ describe("EmbeddedStore", () => {
       assert.strictEqual(yield* Effect.promise(() => readFile(pathOf(orphan), "utf8")), "orphan")
     }))
 
-  it.live("an orphan replaced by a fresh copy between listing and removal is put back, not removed", () =>
+  it.live("an orphan replaced by a fresh copy between listing and removal is put back, not taken", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       yield* openStore(dir) // lays out the directory
@@ -386,13 +388,14 @@ describe("EmbeddedStore", () => {
         await writeFile(join(dir, "tmp", "fresh"), "raced")
         await rename(join(dir, "tmp", "fresh"), path)
       })
-      assert.isFalse(yield* ContentFiles.removeOrphan(layout, found!))
+      assert.isFalse(yield* ContentFiles.takeOrphan(layout, found!, true))
       assert.strictEqual(yield* Effect.promise(() => readFile(path, "utf8")), "raced")
       assert.deepStrictEqual(yield* tmpEntries(dir), [])
-      // the copy that is there now, found again, is removed (into tmp/ and gone)
+      // the copy that is there now, found again, is taken (into quarantine/)
       const [again] = Array.from(yield* Stream.runCollect(ContentFiles.objectFiles(layout)))
-      assert.isTrue(yield* ContentFiles.removeOrphan(layout, again!))
+      assert.isTrue(yield* ContentFiles.takeOrphan(layout, again!, true))
       assert.isFalse(yield* Effect.promise(() => stat(path).then(() => true, () => false)))
+      assert.strictEqual(yield* Effect.promise(() => readFile(join(dir, "quarantine", hash), "utf8")), "raced")
       assert.deepStrictEqual(yield* tmpEntries(dir), [])
     }))
 
