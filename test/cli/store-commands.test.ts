@@ -310,6 +310,22 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
       expect(ran.stdout).not.toContain(healthy)
     }))
 
+  it.live("a description or tag holding newlines and escape sequences cannot forge ls lines or reach the terminal raw", () =>
+    Effect.gen(function*() {
+      const dir = yield* testDir("injection")
+      const data = join(dir, "store")
+      writeFileSync(join(dir, "file"), "injected")
+      const forged = "ok\n" + "0".repeat(64) + "  1  2026-01-01T00:00:00.000Z  forged\x1b[2J\x1b]0;title\x07\u009b31m\u202eevil"
+      yield* ok(["add", "--data", data, "file", "--description", forged, "--tag", "t\rx"], { cwd: dir })
+      const listed = yield* ok(["ls", "--data", data])
+      expect(listed.split("\n")).toHaveLength(2) // one line and the final newline
+      expect(listed).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+      expect(listed).toContain("ok\\n0000")
+      expect(listed).toContain("forged\\x1b[2J\\x1b]0;title\\x07\\x9b31m\\u202eevil #t\\rx")
+      // --json keeps the exact text
+      expect((yield* lsJson(data))[0]!.meta.description).toBe(forged)
+    }))
+
   it.live("a store whose index was lost: every command says how to rebuild it, and verify --rebuild-index brings every asset back", () =>
     Effect.gen(function*() {
       const dir = yield* testDir("lost-index")

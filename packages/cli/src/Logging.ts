@@ -10,6 +10,7 @@ import * as Logger from "effect/Logger"
 import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import type { LogLevel } from "effect"
+import { printable } from "./Printable.ts"
 
 export interface Options {
   /** JSON lines; "auto" (the default) means JSON unless stderr is a terminal. */
@@ -95,7 +96,10 @@ export const formatReadable = (colors: boolean): Logger.Logger<unknown, string> 
       .filter(([key]) => !reserved.has(key))
       .map(([key, value]) => `${key}=${typeof value === "string" ? value : text(value)}`)
     if (r.trace_id !== undefined) fields.push(paint("90", `trace=${r.trace_id}`))
-    const line = `${r.timestamp.slice(11, 23)} ${paint(levelColor[r.level], r.level.padEnd(5))} ${r.message}${fields.length > 0 ? ` ${fields.join(" ")}` : ""}`
+    // Messages and fields may carry a peer's text: escaped, so it cannot forge lines or drive the terminal.
+    const line = `${r.timestamp.slice(11, 23)} ${paint(levelColor[r.level], r.level.padEnd(5))} ${printable(r.message)}${
+      fields.length > 0 ? ` ${printable(fields.join(" "))}` : ""
+    }`
     return r.cause === undefined ? line : `${line}\n${r.cause}`
   })
 

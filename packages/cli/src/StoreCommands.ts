@@ -24,6 +24,7 @@ import { constants, createReadStream } from "node:fs"
 import { access, stat } from "node:fs/promises"
 import { dataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
 import { CliFailure } from "./Errors.ts"
+import { printable } from "./Printable.ts"
 
 const withStore = <A, E>(
   dataDir: string,
@@ -109,15 +110,21 @@ const readStream = (file: string) =>
     onError: unreadable(file)
   })
 
-/** `[trashed]  description #tag #tag`, each part only when there is one. */
+/** `[trashed]  description #tag #tag`, each part only when there is one; control characters escaped. */
 const formatMeta = (meta: AssetRecord["meta"]): ReadonlyArray<string> => {
   const label = [meta.description.trim(), ...meta.tags.map((tag) => `#${tag}`)].filter((part) => part !== "").join(" ")
-  return [meta.trashed ? "[trashed]" : "", label].filter((part) => part !== "")
+  return [meta.trashed ? "[trashed]" : "", printable(label)].filter((part) => part !== "")
+}
+
+/** An ISO time, or the raw number when it is no representable date (a peer may send any value). */
+const formatTime = (millis: number): string => {
+  const date = new Date(millis)
+  return Number.isNaN(date.getTime()) ? String(millis) : date.toISOString()
 }
 
 /** One `ls` line: `hash  size  created  [trashed]  description #tags`. */
 const formatRecord = (r: AssetRecord): string =>
-  [r.hash, String(r.size), new Date(r.meta.createdAt).toISOString(), ...formatMeta(r.meta)].join("  ")
+  [r.hash, String(r.size), formatTime(r.meta.createdAt), ...formatMeta(r.meta)].join("  ")
 
 export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data, json }) =>
   withStore(data, (store) =>
