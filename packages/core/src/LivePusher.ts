@@ -101,6 +101,23 @@ export const run = Effect.fn("LivePusher")(function*(
     yield* sendMeta(edited)
   }).pipe(Effect.withSpan("LivePusher.poll"))
 
+  /**
+   * Where one store event goes: nowhere (an echo of the peer's own change), into an Offer (an
+   * asset the peer lacks), or into a MetaUpdate (the peer has the content, maybe not this version).
+   */
+  const route = (event: StoreEvent): "echo" | "echo-and-meta" | "offer" | "meta" => {
+    if (event._tag === "MetaChanged") return event.origin === s.peer ? "echo" : "meta"
+    const known = peerHas.has(event.hash)
+    peerHas.add(event.hash)
+    if (event.origin === s.peer) return "echo"
+    // Added here too (e.g. ingested locally while it arrived from this peer): the peer has the
+    // content, but this side's metadata may be the newer version.
+    if (fromPeer.has(event.hash)) return "echo-and-meta"
+    // The peer has the content (it listed it, or another path brought it) but maybe not this
+    // metadata version, which arrived with the asset: send it (LWW makes it idempotent).
+    return known ? "meta" : "offer"
+  }
+
   const handle = (items: ReadonlyArray<Item>) =>
     Effect.gen(function*() {
       // Hashes the receiver got from this peer since the last batch: the peer has them.
@@ -122,29 +139,21 @@ export const run = Effect.fn("LivePusher")(function*(
           yield* poll
           continue
         }
-        const event = item.event
-        if (event._tag === "AssetAdded") {
-          if (event.origin === s.peer) {
+        const hash = item.event.hash
+        switch (route(item.event)) {
+          case "echo":
             echoes++
-            peerHas.add(event.hash)
-          } else if (fromPeer.has(event.hash)) {
-            // Added here too (e.g. ingested locally while it arrived from this peer): the peer has
-            // the content, but this side's metadata may be the newer version.
+            break
+          case "echo-and-meta":
             echoes++
-            peerHas.add(event.hash)
-            metas.push(event.hash)
-          } else if (!peerHas.has(event.hash)) {
-            peerHas.add(event.hash)
-            added.push(event.hash)
-          } else {
-            // The peer has the content (it listed it, or another path brought it) but maybe not
-            // this metadata version, which arrived with the asset: send it (LWW makes it idempotent).
-            metas.push(event.hash)
-          }
-        } else if (event.origin === s.peer) {
-          echoes++
-        } else {
-          metas.push(event.hash)
+            metas.push(hash)
+            break
+          case "offer":
+            added.push(hash)
+            break
+          case "meta":
+            metas.push(hash)
+            break
         }
       }
       yield* flush
