@@ -272,8 +272,11 @@ const loadavg = Effect.sync(() => fs.readFileSync("/proc/loadavg", "utf8").trim(
 
 const main = Effect.gen(function*() {
   const probe = yield* Netlab.canCreateNamespaces
+  const out = path.join(path.dirname(SELF), "results", "wan.json")
+  fs.mkdirSync(path.dirname(out), { recursive: true })
   if (!probe.ok) {
     console.log(`wan bench skipped: ${probe.reason}`)
+    fs.writeFileSync(out, `${JSON.stringify({ when: new Date().toISOString(), skipped: probe.reason }, null, 2)}\n`)
     return
   }
   const bytes = Number(arg("mib") ?? 64) * MiB
@@ -322,8 +325,6 @@ const main = Effect.gen(function*() {
   }
   console.log(`load ${yield* loadavg}`)
   const stats = yield* p.link.stats
-  const out = path.join(path.dirname(SELF), "results", "wan.json")
-  fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, `${JSON.stringify({ when: new Date().toISOString(), mibPerRun: bytes / MiB, loadavg: yield* loadavg, cells, emulator: stats }, null, 2)}\n`)
   console.log(`wrote ${out}`)
 })
