@@ -72,6 +72,27 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
       for (const x of [a, b]) expect(x.proc.stderr).not.toContain(w.turn.credentials.password)
     }).pipe(Effect.scoped), TEST_TIMEOUT)
 
+  it.live("with --ice-relay-only even agents behind cone NATs go through TURN (relay on both ends)", () =>
+    Effect.gen(function*() {
+      const s = yield* Scenario.make("nat-relay-only")
+      const w = yield* world(s, ["cone", "cone"])
+      const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
+      const idB = yield* s.id(s.path("b"))
+      const idA = yield* s.id(s.path("a"))
+      const files = yield* s.smallFiles("files", "relay-only", 2)
+      const hashes = yield* s.add(s.path("b"), files.map((f) => f.path))
+      const ice = ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl(), "--ice-relay-only", ...icePorts]
+      const a = yield* agent(s, w, homeA, { name: "agent A (cone, relay only)", data: s.path("a"), peer: idB, ice })
+      const b = yield* agent(s, w, homeB, { name: "agent B (cone, relay only)", data: s.path("b"), peer: idA, ice })
+      yield* s.converged([a.data, b.data], { expected: new Set(hashes), timeout: "120 seconds" })
+      for (const x of [a, b]) {
+        const path = yield* reportedPath(s, x)
+        expect(path.kind, path.message).toBe("relayed")
+        expect(path.local, path.message).toBe("relay")
+      }
+      expect(a.logs(/^transport: ICE servers .*\(relay only\)/).length).toBe(1)
+    }).pipe(Effect.scoped), TEST_TIMEOUT)
+
   it.live("a wrong TURN password gives one clear error line, and the agent keeps retrying with backoff (no hang)", () =>
     Effect.gen(function*() {
       const s = yield* Scenario.make("nat-wrong-password")
