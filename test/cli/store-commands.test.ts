@@ -8,7 +8,8 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { createHash } from "node:crypto"
 import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from "node:fs"
-import { writeFile } from "node:fs/promises"
+import { execFileSync } from "node:child_process"
+import { open, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { all, type AssetRecord } from "../e2e/Scenario.ts"
 import { scratchRoot, tempDir } from "../kit/Files.ts"
@@ -324,6 +325,31 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
       expect(listed).toContain("forged\\x1b[2J\\x1b]0;title\\x07\\x9b31m\\u202eevil #t\\rx")
       // --json keeps the exact text
       expect((yield* lsJson(data))[0]!.meta.description).toBe(forged)
+    }))
+
+  it.live("an add cut short by SIGINT or SIGTERM exits 130 or 143 and says which files were not added; what was added stays", () =>
+    Effect.gen(function*() {
+      for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+        const dir = yield* testDir(`interrupted-${signal}`)
+        const data = join(dir, "store")
+        writeFileSync(join(dir, "first"), `added before the ${signal}`)
+        execFileSync("mkfifo", [join(dir, "slow")]) // a pipe that delivers a little, then nothing more
+        const child = yield* cli(["add", "--data", data, "first", "slow", "never"], { cwd: dir, env: cleanEnv() })
+        writeFileSync(join(dir, "never"), "not reached")
+        const writer = yield* Effect.promise(() => open(join(dir, "slow"), "w")) // returns once add reads the pipe
+        yield* Effect.promise(() => writer.write("a first piece of a long stream"))
+        yield* child.waitFor("stdout", /  first\n/, "60 seconds")
+        // The signal reaches the writer too (a terminal's Ctrl-C goes to the whole pipeline): the pipe closes.
+        yield* child.kill(signal)
+        yield* Effect.promise(() => writer.close())
+        const exit = yield* child.exited.pipe(
+          Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(new Error(`add did not exit after ${signal}: ${child.stderr}`)) })
+        )
+        expect({ signal, exit }).toEqual({ signal, exit: { code, signal: null } })
+        expect(child.stderr).toContain("can-sync: added 1 of 3 file(s); not added: slow, never\n")
+        expect(child.stderr).toContain(`can-sync: interrupted by ${signal}: \`add\` did not finish\n`)
+        expect((yield* lsJson(data)).map((a) => a.size)).toEqual([`added before the ${signal}`.length])
+      }
     }))
 
   it.live("a store whose index was lost: every command says how to rebuild it, and verify --rebuild-index brings every asset back", () =>

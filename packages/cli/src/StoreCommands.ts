@@ -74,13 +74,18 @@ export const add = Command.make("add", {
   // every file is checked before any is added: a typo in the last one adds none of them
   Effect.forEach(files, readable).pipe(
     Effect.flatMap((kinds) =>
-      withStore(data, (store) =>
-        Effect.forEach(files, (file, i) => {
+      withStore(data, (store) => {
+        let added = 0
+        return Effect.forEach(files, (file, i) => {
           const options = { description: Option.getOrUndefined(description), tags: tags.length > 0 ? tags : undefined }
           // a regular file is read straight into the store's buffers; a pipe (`<(cmd)`) streams
-          const added = kinds[i] === "file" ? store.ingestFile(file, options) : store.ingest(readStream(file), options)
-          return added.pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`)))
-        }, { discard: true }))
+          const adding = kinds[i] === "file" ? store.ingestFile(file, options) : store.ingest(readStream(file), options)
+          return adding.pipe(Effect.flatMap((result) => Console.log(`${result.hash}  ${file}`)), Effect.tap(() => Effect.sync(() => void added++)))
+        }, { discard: true }).pipe(
+          // say exactly what a signal left undone (what was added is printed above, and kept)
+          Effect.onInterrupt(() => Console.error(`can-sync: added ${added} of ${files.length} file(s); not added: ${files.slice(added).join(", ")}`))
+        )
+      })
     )
   )
 ).pipe(Command.withDescription("Add files to the store; prints \"<hash>  <file>\" per file"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `can-sync`: the command-line entry point. Wires the subcommands, renders any failure as one
- * line on stderr with a non-zero exit, and exits 0 on SIGINT/SIGTERM after a clean shutdown.
+ * `can-sync`: the command-line entry point. Wires the subcommands and renders any failure as one
+ * line on stderr with a non-zero exit. SIGINT/SIGTERM stop the services (`sync`, `serve`, `signal`)
+ * cleanly with exit 0; a one-shot command they cut short exits 130/143 and says it did not finish.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -38,10 +39,24 @@ const presenter = CliOutput.layerPresenter({
       : CliOutput.defaultPresenter.present(event)
 })
 
+/** Commands that run until stopped: a signal is how they end, not a failure. */
+const services = new Set(["sync", "serve", "signal"])
+const command = process.argv[2] ?? ""
+const signals = { SIGINT: 130, SIGTERM: 143 } as const
+let stoppedBy: keyof typeof signals | undefined
+for (const signal of Object.keys(signals) as Array<keyof typeof signals>) process.once(signal, () => (stoppedBy ??= signal))
+
+const interrupted = Effect.suspend(() =>
+  stoppedBy !== undefined && !services.has(command)
+    ? Console.error(`can-sync: interrupted by ${stoppedBy}: \`${command}\` did not finish`)
+    : Effect.void
+)
+
 const program = Command.run(root, { version: "0.1.0" }).pipe(
   Effect.tapCause((cause) =>
     alreadyRendered(cause) || Cause.hasInterruptsOnly(cause) ? Effect.void : Console.error(`can-sync: ${describeCause(cause)}`)
   ),
+  Effect.onInterrupt(() => interrupted),
   Effect.provide(Logging.layer({ json: "auto" })),
   Effect.provide(presenter),
   Effect.provide(NodeServices.layer)
@@ -49,5 +64,12 @@ const program = Command.run(root, { version: "0.1.0" }).pipe(
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Exit.hasInterrupts(exit) ? 0 : 1)
+  teardown: (exit, onExit) =>
+    onExit(
+      Exit.isSuccess(exit)
+        ? 0
+        : Exit.hasInterrupts(exit) && Cause.hasInterruptsOnly(exit.cause)
+        ? (stoppedBy === undefined || services.has(command) ? 0 : signals[stoppedBy])
+        : 1
+    )
 })
