@@ -124,6 +124,44 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
     }
   }
 
+  /**
+   * Whether `hash` should be asked of this peer now: not if another session is delivering it (then
+   * ask ours only if that fails) or the store already holds it (checked after claiming, so an
+   * asset stored by another session just now is not fetched again).
+   */
+  const shouldAsk = (hash: AssetHash, size: number) =>
+    Effect.gen(function*() {
+      const claim = yield* s.inFlight.claim(hash, s.owner)
+      if (claim._tag === "Busy") {
+        sizeOf.delete(hash)
+        yield* FiberSet.run(waiters, claim.settled.pipe(
+          Effect.flatMap((stored) => (stored ? Effect.void : Queue.offer(s.retries, { hash, size }).pipe(Effect.asVoid)))
+        ))
+        return false
+      }
+      if (yield* s.store.has(hash)) {
+        sizeOf.delete(hash)
+        yield* s.inFlight.settle(hash, s.owner, true)
+        return false
+      }
+      return true
+    })
+
+  /** How many Want(last) frames are due: one closing the reconcile round, then one per Offer owed. */
+  const roundsToClose = () => {
+    let markers = 0
+    if (reconcile === "open" && pending.size() === 0) {
+      reconcile = "closed"
+      markers++
+    }
+    if (reconcile === "closed") {
+      markers += answersOwed
+      s.windows.peerOffers -= answersOwed // answered by the Want(last) frames about to be queued
+      answersOwed = 0
+    }
+    return markers
+  }
+
   /** Request what fits in the window, then close any rounds that are complete. */
   const flush = Effect.gen(function*() {
     const request: Array<AssetHash> = []
@@ -132,35 +170,12 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
       const hash = pending.shift()!
       if (outstanding.has(hash)) continue
       const size = sizeOf.get(hash) ?? 0
-      const claim = yield* s.inFlight.claim(hash, s.owner)
-      if (claim._tag === "Busy") {
-        // Another peer is delivering it; ask ours only if that delivery fails.
-        sizeOf.delete(hash)
-        yield* FiberSet.run(waiters, claim.settled.pipe(
-          Effect.flatMap((stored) => (stored ? Effect.void : Queue.offer(s.retries, { hash, size }).pipe(Effect.asVoid)))
-        ))
-        continue
-      }
-      // Checked after claiming, so an asset stored by another session just now is not fetched again.
-      if (yield* s.store.has(hash)) {
-        sizeOf.delete(hash)
-        yield* s.inFlight.settle(hash, s.owner, true)
-        continue
-      }
+      if (!(yield* shouldAsk(hash, size))) continue
       outstanding.add(hash)
       request.push(hash)
       bytes += size
     }
-    let markers = 0
-    if (reconcile === "open" && pending.size() === 0) {
-      reconcile = "closed"
-      markers++
-    }
-    if (reconcile === "closed") {
-      markers += answersOwed
-      s.windows.peerOffers -= answersOwed // answered by the Want(last) frames below
-      answersOwed = 0
-    }
+    let markers = roundsToClose()
     if (request.length === 0 && markers === 0) return
     const chunks = request.length > 0 ? chunksOf(request, limits.digestChunkSize) : []
     for (let i = 0; i < chunks.length; i++) {
