@@ -8,7 +8,8 @@ import type { AssetHash, AssetMeta } from "@can-sync/core"
 import { compareMetaVersion } from "@can-sync/core"
 import { Effect } from "effect"
 import fc from "fast-check"
-import { awaitConverged, connect, content, makePeer } from "./harness.ts"
+import type * as InMemoryLink from "@can-sync/core/InMemoryLink"
+import { awaitConverged, connect, content, dialOver, makePeer } from "./harness.ts"
 import type { Peer } from "./harness.ts"
 
 const POOL = 10 // distinct contents the peers draw from (so stores overlap)
@@ -76,8 +77,9 @@ const run = (s: Scenario) =>
     const ingest = (p: number, i: number) =>
       peers[p]!.store.ingest(item(i)).pipe(Effect.tap((r) => Effect.sync(() => hashes.set(i, r.hash))))
     for (const [p, items] of s.initial.entries()) for (const i of items) yield* ingest(p, i)
-    const link = ([x, y]: readonly [number, number]) => connect(peers[x]!, peers[y]!)
-    for (const e of s.edges) yield* link(e)
+    // Both ends of an edge dial each other over one in-memory network, as two agents do.
+    const networks = new Map<string, InMemoryLink.Network>()
+    for (const [x, y] of s.edges) networks.set(`${x}-${y}`, yield* connect(peers[x]!, peers[y]!))
     // Every version a local edit produced: the converged one must be the greatest of them.
     const edits = new Map<string, Array<AssetMeta>>()
     for (const op of s.ops) {
@@ -96,10 +98,9 @@ const run = (s: Scenario) =>
         }
         case "bounce": {
           const [x, y] = s.edges[op.edge % s.edges.length]!
+          // x drops the link: y's session ends and y redials by itself (with backoff); x dials again.
           yield* peers[x]!.manager.disconnect(peers[y]!.id)
-          // y notices the closed link and drops its session; then x dials again.
-          while ((yield* peers[y]!.manager.sessions).some((ss) => ss.peer === peers[x]!.id)) yield* Effect.sleep("5 millis")
-          yield* link([x, y])
+          yield* dialOver(networks.get(`${x}-${y}`)!, peers[x]!, peers[y]!)
           break
         }
         case "pause":
