@@ -1,7 +1,7 @@
 /**
  * `pnpm bench`: runs every benchmark one after the other (they measure the same 2 cores, so never
  * at once), each as its own process writing `bench/results/<name>.json`, then gathers them into
- * `bench/results/all.json`. `pnpm bench store engine` runs a subset.
+ * `bench/results/all.json`. `pnpm bench store engine` runs a subset; `pnpm bench wan` the WAN matrix.
  */
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -9,7 +9,9 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = dirname(fileURLToPath(import.meta.url))
-const all = ["store", "engine", "transport", "sync", "reconnect"]
+const all = ["store", "engine", "transport", "sync", "reconnect", "nat"]
+// `wan` (bench/wan.ts: TCP and the bare library through the network lab's emulated link) runs only
+// when named: its full RTT × loss matrix takes hours on 2 cores.
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
 const results: Record<string, unknown> = {}
 let failed = false
@@ -32,7 +34,7 @@ for (const name of chosen) {
 }
 // A subset run refreshes its own entries and keeps the others' latest results.
 const gathered: Record<string, unknown> = {}
-for (const name of all) {
+for (const name of [...all, "wan"]) {
   const file = join(here, "results", `${name}.json`)
   if (name in results) gathered[name] = results[name]
   else if (existsSync(file)) gathered[name] = JSON.parse(readFileSync(file, "utf8"))

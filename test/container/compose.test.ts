@@ -28,7 +28,7 @@ describe.skipIf(!available)("deploy/compose.yaml", () => {
       })
       expect(ran.code, ran.stderr).toBe(0)
       expect(ran.stdout.split("\n").filter((s) => s !== "").sort()).toEqual(
-        ["agent-a", "agent-b", "agent-c", "grafana", "identities", "otel-collector", "prometheus", "signal"]
+        ["agent-a", "agent-b", "agent-c", "coturn", "grafana", "identities", "otel-collector", "prometheus", "signal"]
       )
     }))
 })
