@@ -71,6 +71,15 @@ export const parseDuration = (input: string): Option.Option<Duration.Duration> =
 export const duration = (flag: Flag.Flag<string>): Flag.Flag<Duration.Duration> =>
   flag.pipe(Flag.filterMap(parseDuration, () => "a positive duration such as 30s, 500ms, 2m or 1h"))
 
+/** `--NAME F`, else the environment variable `env`: a file this process can read, optional. */
+export const optionalFileFlag = (name: string, env: string, description: string) =>
+  Flag.File(name, { mustExist: true }).pipe(
+    Flag.withDescription(`${description} (env ${env})`),
+    Flag.withFallbackConfig(Config.String(env)),
+    readableFile(name),
+    Flag.optional
+  )
+
 /** A file this process can read (checked for the flag and its environment fallback alike). */
 export const readableFile = (name: string) => (flag: Flag.Flag<string>) =>
   flag.pipe(Flag.mapEffect((path) =>

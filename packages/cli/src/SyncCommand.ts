@@ -11,7 +11,7 @@ import type * as Redacted from "effect/Redacted"
 import { CliError, Command, Flag } from "effect/cli"
 import * as IceServers from "@can-sync/transport/IceServers"
 import * as Result from "effect/Result"
-import { dataFlag, duration, jsonFlag, port, readableFile, tokenFlag, url, within } from "./SharedFlags.ts"
+import { dataFlag, duration, jsonFlag, optionalFileFlag, port, tokenFlag, url, within } from "./SharedFlags.ts"
 
 /** The resolved flags of `can-sync sync`. */
 export interface SyncFlags {
@@ -47,12 +47,7 @@ export const syncFlags = {
     url(["ws:", "wss:"], "ws://127.0.0.1:7777")
   ),
   peers: Flag.String("peer").pipe(Flag.withDescription("A peer id allowed to sync with this agent (repeatable)"), Flag.atLeast(0)),
-  peersFile: Flag.File("peers-file", { mustExist: true }).pipe(
-    Flag.withDescription("File of allowed peer ids, one per line (env CAN_SYNC_PEERS_FILE)"),
-    Flag.withFallbackConfig(Config.String("CAN_SYNC_PEERS_FILE")),
-    readableFile("peers-file"),
-    Flag.optional
-  ),
+  peersFile: optionalFileFlag("peers-file", "CAN_SYNC_PEERS_FILE", "File of allowed peer ids, one per line"),
   canUrl: Flag.String("can-url").pipe(
     Flag.withDescription("Sync a CAN HTTP service instead of the embedded store (env CAN_SYNC_CAN_URL)"),
     Flag.withFallbackConfig(Config.String("CAN_SYNC_CAN_URL")),
@@ -83,11 +78,10 @@ export const syncFlags = {
       })
     )
   ),
-  iceFile: Flag.File("ice-file", { mustExist: true }).pipe(
-    Flag.withDescription("File of --ice URLs, one per line, # comments (keeps TURN credentials off the command line; env CAN_SYNC_ICE_FILE)"),
-    Flag.withFallbackConfig(Config.String("CAN_SYNC_ICE_FILE")),
-    readableFile("ice-file"),
-    Flag.optional
+  iceFile: optionalFileFlag(
+    "ice-file",
+    "CAN_SYNC_ICE_FILE",
+    "File of --ice URLs, one per line, # comments (keeps TURN credentials off the command line)"
   ),
   iceRelayOnly: Flag.Boolean("ice-relay-only").pipe(
     Flag.withDescription("Offer peers only TURN-relayed candidates (needs a turn: server in --ice)"),
