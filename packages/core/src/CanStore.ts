@@ -1,9 +1,8 @@
 /**
- * The CanStore service: the one interface the sync engine and the CLI use to reach a CAN store,
+ * The CanStore contract (`CanStoreShape`): the one interface the sync engine and the CLI use to reach a CAN store,
  * whether embedded (SQLite + files) or remote (the CAN HTTP service). Implementations live in
  * `@can-sync/store`; one contract test suite runs against all of them.
  */
-import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
 import type { Effect, Option, Stream } from "effect"
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, MetaPatch, StoreEvent } from "./Domain.ts"
@@ -107,5 +106,3 @@ export interface CanStoreShape {
    */
   readonly events: (options?: { readonly since?: number }) => Stream.Stream<StoreEvent, StoreError>
 }
-
-export class CanStore extends Context.Service<CanStore, CanStoreShape>()("can-sync/CanStore") {}

@@ -1,5 +1,5 @@
 /**
- * @can-sync/core: the sync engine's contracts — the domain, the CanStore service, PeerLink, the
+ * @can-sync/core: the sync engine's contracts — the domain, the CanStore contract, PeerLink, the
  * frame codec and generated protocol, the engine's config, errors and metrics — and the engine
  * itself (PeerManager over PeerActors). No I/O library: stores and transports implement the contracts.
  */

@@ -5,14 +5,13 @@
  * and by a cheap poll every `watchInterval` for writes made by other processes.
  */
 // By module, not the package index: `can-sync add` loads this without the sync engine.
-import { AssetNotFound, CanStore, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
+import { AssetNotFound, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
 import type { AssetTooLarge, CanStoreShape, IngestOptions, StoreError } from "@can-sync/core/CanStore"
 import { isAssetHash, LocalOrigin, metaWins } from "@can-sync/core/Domain"
 import type { AssetHash, AssetMeta, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
@@ -456,7 +455,3 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
     }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))
-
-/** The embedded store as the `CanStore` service. */
-export const layer = (options: EmbeddedStoreOptions): Layer.Layer<CanStore, StoreUnavailable> =>
-  Layer.effect(CanStore, make(options))

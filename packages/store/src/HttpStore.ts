@@ -1,5 +1,5 @@
 /**
- * HttpStore: the CanStore service over the CAN HTTP API, so the sync engine can use a remote CAN
+ * HttpStore: the CanStore contract over the CAN HTTP API, so the sync engine can use a remote CAN
  * service exactly as it uses the embedded store. Content streams both ways; failures come back as
  * the same tagged errors; `events` is SSE that reconnects with capped exponential backoff and
  * resumes after the last sequence it delivered, so a reconnect neither misses nor repeats a change.
@@ -10,7 +10,6 @@ import {
   AssetNotFound,
   AssetTooLarge,
   Backoff,
-  CanStore,
   HashMismatch,
   InvalidInput,
   StoreUnavailable
@@ -398,7 +397,3 @@ export const make = Effect.fn("HttpStore.make")(function*(
     events: events(c, options)
   } satisfies CanStoreShape
 })
-
-/** The CanStore service backed by a remote CAN HTTP service. */
-export const layer = (options: HttpStoreOptions): Layer.Layer<CanStore, StoreUnavailable> =>
-  Layer.effect(CanStore, make(options))

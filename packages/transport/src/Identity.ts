@@ -173,5 +173,4 @@ export class Identity extends Context.Service<Identity, PeerIdentity>()("@can-sy
   static readonly generate = (): PeerIdentity => fromPrivateKey(generateKeyPairSync("ed25519").privateKey)
   static readonly layer = (dataDir: string): Layer.Layer<Identity, IdentityError> =>
     Layer.effect(Identity, loadOrCreate(dataDir))
-  static readonly layerEphemeral: Layer.Layer<Identity> = Layer.sync(Identity, () => Identity.generate())
 }
