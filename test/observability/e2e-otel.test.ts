@@ -106,6 +106,13 @@ describe("two agents syncing, observed over OTLP", () => {
       yield* value("cansync.echo.suppressed", { peer: idA }, inB, sizes.length)
       yield* value("cansync.peers.connected", {}, inA, 1)
       yield* value("cansync.peers.connected", {}, inB, 1)
+      // two agents on one host: each link's ICE path is "host", with an RTT
+      yield* value("cansync.link.path", { peer: idB, path: "host" }, inA, 1)
+      yield* value("cansync.link.path", { peer: idB, path: "relayed" }, inA, 0)
+      yield* value("cansync.link.path", { peer: idA, path: "host" }, inB, 1)
+      const rtt = yield* receiver.waitFor("cansync.link.rtt of B's link at A", () => receiver.latest("cansync.link.rtt", { peer: idB }, inA), 30)
+      expect(rtt.value).toBeGreaterThanOrEqual(0)
+      expect(rtt.value).toBeLessThan(5)
       yield* value("cansync.store.bytes", {}, inA, total)
       yield* value("cansync.store.assets", {}, inA, sizes.length)
       const latency = yield* receiver.waitFor("propagation latency on B", () => {

@@ -115,16 +115,25 @@ export const run = (flags: SyncFlags) =>
       yield* manager.dial(peer, transport.connect(peer), { wake: transport.wake(peer) })
     }
 
-    // Store size for the dashboard (embedded store only; a remote service reports its own).
-    if (Option.isSome(stats)) {
-      yield* Effect.forkScoped(stats.value.pipe(
-        Effect.flatMap((s) =>
-          Effect.all([Metric.update(Metrics.storeAssets, s.assets), Metric.update(Metrics.storeBytes, s.bytes)], { discard: true })
-        ),
-        Effect.catch(() => Effect.void),
-        Effect.repeat(Schedule.spaced("10 seconds"))
-      ))
-    }
+    // Sampled gauges for the dashboard: each allowed peer's ICE path and RTT, and the store's size
+    // (embedded store only; a remote service reports its own).
+    const storeSize = Option.match(stats, {
+      onNone: () => Effect.void,
+      onSome: (read) =>
+        read.pipe(
+          Effect.flatMap((s) =>
+            Effect.all([Metric.update(Metrics.storeAssets, s.assets), Metric.update(Metrics.storeBytes, s.bytes)], { discard: true })
+          ),
+          Effect.catch(() => Effect.void)
+        )
+    })
+    const links = transport.paths.pipe(Effect.flatMap((paths) =>
+      Effect.forEach(allowed, (peer) => {
+        const path = paths.get(peer)
+        return Metrics.recordLink(peer, path?.kind, path?.rttMillis)
+      }, { discard: true })
+    ))
+    yield* Effect.forkScoped(Effect.all([storeSize, links], { discard: true }).pipe(Effect.repeat(Schedule.spaced("5 seconds"))))
 
     const tty = process.stderr.isTTY === true && !flags.json
     yield* Effect.forkScoped(tty ? Progress.terminal(manager) : Progress.logLines(manager))

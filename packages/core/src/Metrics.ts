@@ -52,6 +52,21 @@ export const errors = Metric.counter("cansync.errors", {
 export const storeAssets = Metric.gauge("cansync.store.assets", { description: "Assets in the local store ({asset})" })
 export const storeBytes = Metric.gauge("cansync.store.bytes", { description: "Content bytes in the local store (By)" })
 
+/** The ICE path of each peer's link: 1 for the path in use, 0 for the others (attributes: peer, path). */
+export const linkPath = Metric.gauge("cansync.link.path", {
+  description: "ICE path of a peer's link: 1 for the one in use, by peer and path (host, server-reflexive, relayed) ({link})"
+})
+/** Round-trip time of each peer's link, from its selected ICE pair (unit: s). */
+export const linkRtt = Metric.gauge("cansync.link.rtt", { description: "Round-trip time of a peer's link (s)" })
+export const pathKinds = ["host", "server-reflexive", "relayed"] as const
+
+/** A peer's link as sampled now: its path kind (undefined: no link) and its RTT in ms, if known. */
+export const recordLink = (peer: string, kind: string | undefined, rttMillis: number | undefined) =>
+  Effect.all([
+    ...pathKinds.map((path) => Metric.update(Metric.withAttributes(linkPath, { peer, path }), path === kind ? 1 : 0)),
+    ...(rttMillis === undefined ? [] : [Metric.update(Metric.withAttributes(linkRtt, { peer }), rttMillis / 1000)])
+  ], { discard: true })
+
 export const recordTransfer = (peer: string, direction: Direction, bytes: number) =>
   Effect.all([
     Metric.update(Metric.withAttributes(transferBytes, { peer, direction }), bytes),
