@@ -62,16 +62,10 @@ interface Cell {
 type Line = Record<string, unknown> & { readonly type: string }
 const say = (line: Line) => process.stdout.write(`${JSON.stringify(line)}\n`)
 
-const onLines = (onLine: (line: Line) => void) => {
-  let buffered = ""
-  process.stdin.setEncoding("utf8")
-  process.stdin.on("data", (chunk: string) => {
-    buffered += chunk
-    const parts = buffered.split("\n")
-    buffered = parts.pop() ?? ""
-    for (const part of parts) if (part.trim() !== "") onLine(JSON.parse(part) as Line)
+const onLines = (onLine: (line: Line) => void) =>
+  Netlab.eachLine(process.stdin, (part) => {
+    if (part.trim() !== "") onLine(JSON.parse(part) as Line)
   })
-}
 
 /** Sender (role "send", offers) or receiver (role "receive", answers) of a bare-library run. */
 const rawPeer = (role: "send" | "receive", job: RawJob) => {

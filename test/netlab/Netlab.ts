@@ -119,6 +119,17 @@ const run = (argv: ReadonlyArray<string>, timeout: Duration.Input = "30 seconds"
 
 const ip = (...args: ReadonlyArray<string>) => run(["ip", ...args])
 
+/** Calls `onLine` with each complete line of a text stream (the last, unfinished one waits). */
+export const eachLine = (stream: NodeJS.ReadableStream, onLine: (line: string) => void): void => {
+  let buffered = ""
+  stream.setEncoding("utf8")
+  stream.on("data", (chunk: string) => {
+    const parts = (buffered + chunk).split("\n")
+    buffered = parts.pop() ?? ""
+    for (const part of parts) onLine(part)
+  })
+}
+
 const startProcess = (argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv | undefined) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
@@ -128,15 +139,8 @@ const startProcess = (argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv | unde
         try: () => spawnChild(file, args, { stdio: ["pipe", "pipe", "pipe"], env: env ?? process.env }),
         catch: (e) => new NetlabError({ step: argv.join(" "), detail: String(e) })
       })
-      let buffered = ""
       let stderr = ""
-      child.stdout.setEncoding("utf8")
-      child.stdout.on("data", (chunk: string) => {
-        buffered += chunk
-        const parts = buffered.split("\n")
-        buffered = parts.pop() ?? ""
-        for (const part of parts) Queue.offerUnsafe(lines, part)
-      })
+      eachLine(child.stdout, (line) => Queue.offerUnsafe(lines, line))
       child.stderr.setEncoding("utf8")
       child.stderr.on("data", (chunk: string) => {
         stderr = (stderr + chunk).slice(-4096)

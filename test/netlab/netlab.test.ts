@@ -84,9 +84,9 @@ describe.skipIf(!probe.ok)("network lab", () => {
       // 500 pings at 20 % loss: 100 expected lost, binomial sd ≈ 9
       expect(result.sent - result.received).toBeGreaterThan(60)
       expect(result.sent - result.received).toBeLessThan(140)
-      // the emulator accounts for the missing replies (a busy kernel may drop a stray one more)
-      expect(stats.aToB.lost).toBeLessThanOrEqual(result.sent - result.received)
-      expect(result.sent - result.received - stats.aToB.lost).toBeLessThanOrEqual(5)
+      // the emulator accounts for the missing replies, give or take a few: its count also takes the
+      // link's own background frames (ARP, IPv6 neighbour discovery), and a busy kernel may drop a stray reply
+      expect(Math.abs(result.sent - result.received - stats.aToB.lost)).toBeLessThanOrEqual(5)
       expect(stats.bToA.lost).toBe(0)
       expect(stats.aToB.oversize + stats.bToA.oversize).toBe(0)
     }))

@@ -106,10 +106,13 @@ describe("two agents syncing, observed over OTLP", () => {
       yield* value("cansync.echo.suppressed", { peer: idA }, inB, sizes.length)
       yield* value("cansync.peers.connected", {}, inA, 1)
       yield* value("cansync.peers.connected", {}, inB, 1)
-      // two agents on one host: each link's ICE path is "host", with an RTT
-      yield* value("cansync.link.path", { peer: idB, path: "host" }, inA, 1)
-      yield* value("cansync.link.path", { peer: idB, path: "relayed" }, inA, 0)
-      yield* value("cansync.link.path", { peer: idA, path: "host" }, inB, 1)
+      // each link's ICE path: exactly one kind is 1 (no TURN here, so never "relayed"), with an RTT
+      for (const [peer, resource] of [[idB, inA], [idA, inB]] as const) {
+        yield* receiver.waitFor(`one cansync.link.path of ${peer} = 1`, () => {
+          const kinds = ["host", "server-reflexive", "relayed"].map((path) => receiver.latest("cansync.link.path", { peer, path }, resource)?.value)
+          return kinds.every((v) => v !== undefined) && kinds.reduce((a, b) => a! + b!, 0) === 1 && kinds[2] === 0 ? kinds : undefined
+        }, 30)
+      }
       const rtt = yield* receiver.waitFor("cansync.link.rtt of B's link at A", () => receiver.latest("cansync.link.rtt", { peer: idB }, inA), 30)
       expect(rtt.value).toBeGreaterThanOrEqual(0)
       expect(rtt.value).toBeLessThan(5)
