@@ -30,8 +30,9 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
       const idA = yield* s.id(s.path("a"))
       const files = yield* s.smallFiles("files", "cone", 3)
       const hashes = yield* s.add(s.path("a"), files.map((f) => f.path))
-      // TURN is offered too: the direct pair must win on its own merit
-      const ice = ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl(), ...icePorts]
+      // STUN only: with TURN offered too, libjuice sometimes nominates a relayed pair whose check
+      // succeeded first (seen once in a few runs), so the test would not prove the direct path
+      const ice = ["--ice", w.turn.stunUrl, ...icePorts]
       const a = yield* agent(s, w, homeA, { name: "agent A (cone)", data: s.path("a"), peer: idB, ice })
       const b = yield* agent(s, w, homeB, { name: "agent B (cone)", data: s.path("b"), peer: idA, ice })
       yield* s.converged([a.data, b.data], { expected: new Set(hashes), timeout: "120 seconds" })
