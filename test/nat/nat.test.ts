@@ -20,14 +20,21 @@ if (!probe.ok) console.warn(`NAT traversal tests skipped: ${probe.reason}`)
 const TEST_TIMEOUT = 240_000
 const icePorts = ["--ice-ports", `${NatLab.ICE_PORTS.begin}-${NatLab.ICE_PORTS.end}`]
 
+/** A scenario, the NAT world with homes of the given kinds, and the two agents' peer ids (data in a/ and b/). */
+const twoHomes = (name: string, kinds: Parameters<typeof world>[1]) =>
+  Effect.gen(function*() {
+    const s = yield* Scenario.make(name)
+    const w = yield* world(s, kinds)
+    const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
+    const idB = yield* s.id(s.path("b"))
+    const idA = yield* s.id(s.path("a"))
+    return { s, w, homeA, homeB, idA, idB }
+  })
+
 describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers in namespaces)", () => {
   it.live("behind cone NATs the agents connect directly over server-reflexive candidates and converge", () =>
     Effect.gen(function*() {
-      const s = yield* Scenario.make("nat-cone")
-      const w = yield* world(s, ["cone", "cone"])
-      const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
-      const idB = yield* s.id(s.path("b"))
-      const idA = yield* s.id(s.path("a"))
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-cone", ["cone", "cone"])
       const files = yield* s.smallFiles("files", "cone", 3)
       const hashes = yield* s.add(s.path("a"), files.map((f) => f.path))
       // STUN only: with TURN offered too, libjuice sometimes nominates a relayed pair whose check
@@ -51,11 +58,7 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
 
   it.live("behind symmetric NATs the agents converge through TURN (relayed, and coturn logs the allocation)", () =>
     Effect.gen(function*() {
-      const s = yield* Scenario.make("nat-symmetric")
-      const w = yield* world(s, ["symmetric", "symmetric"])
-      const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
-      const idB = yield* s.id(s.path("b"))
-      const idA = yield* s.id(s.path("a"))
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-symmetric", ["symmetric", "symmetric"])
       const files = yield* s.smallFiles("files", "symmetric", 3)
       const hashes = yield* s.add(s.path("a"), files.map((f) => f.path))
       const ice = ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl()]
@@ -75,11 +78,7 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
 
   it.live("with --ice-relay-only even agents behind cone NATs go through TURN (relay on both ends)", () =>
     Effect.gen(function*() {
-      const s = yield* Scenario.make("nat-relay-only")
-      const w = yield* world(s, ["cone", "cone"])
-      const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
-      const idB = yield* s.id(s.path("b"))
-      const idA = yield* s.id(s.path("a"))
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-relay-only", ["cone", "cone"])
       const files = yield* s.smallFiles("files", "relay-only", 2)
       const hashes = yield* s.add(s.path("b"), files.map((f) => f.path))
       const ice = ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl(), "--ice-relay-only", ...icePorts]
@@ -96,11 +95,7 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
 
   it.live("a wrong TURN password gives one clear error line, and the agent keeps retrying with backoff (no hang)", () =>
     Effect.gen(function*() {
-      const s = yield* Scenario.make("nat-wrong-password")
-      const w = yield* world(s, ["symmetric", "symmetric"])
-      const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
-      const idB = yield* s.id(s.path("b"))
-      const idA = yield* s.id(s.path("a"))
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-wrong-password", ["symmetric", "symmetric"])
       const wrong = w.turn.turnUrl({ username: w.turn.credentials.username, password: "not-the-password" })
       const ice = ["--ice", w.turn.stunUrl, "--ice", wrong]
       const a = yield* agent(s, w, homeA, { name: "agent A (wrong password)", data: s.path("a"), peer: idB, ice })
