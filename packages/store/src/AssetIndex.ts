@@ -6,8 +6,10 @@
  */
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
 import type { StoreUnavailable } from "@can-sync/core"
+import { MetadataLimits } from "@can-sync/core/Domain"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import { randomBytes } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
 import type { SQLOutputValue } from "node:sqlite"
@@ -46,10 +48,30 @@ CREATE TABLE IF NOT EXISTS changes (
 
 type Row = Record<string, SQLOutputValue>
 
+/**
+ * An integer column as a number. Integers are read as BigInt (`readBigInts`), so a value past
+ * 2^53 (written by an older version, or by hand) reads as the nearest safe integer instead of
+ * failing every query that meets its row ("Value is too large to be represented as a JavaScript
+ * number"); a non-finite REAL reads as 0.
+ */
 const num = (row: Row, key: string): number => {
   const value = row[key]
-  return typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : 0
+  if (typeof value === "bigint") {
+    return value > BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number.MAX_SAFE_INTEGER
+      : value < BigInt(Number.MIN_SAFE_INTEGER)
+      ? Number.MIN_SAFE_INTEGER
+      : Number(value)
+  }
+  return typeof value === "number" && Number.isFinite(value) ? value : 0
 }
+/**
+ * A metadata timestamp, clamped into [0, MetadataLimits.maxTimestamp]: a row written before the
+ * bounds existed (2^53, 1.5e300) reads as a valid version, so it syncs and can be edited past.
+ */
+const timestamp = (row: Row, key: string): number =>
+  Math.min(MetadataLimits.maxTimestamp, Math.max(0, Math.trunc(num(row, key))))
+
 const str = (row: Row, key: string): string => {
   const value = row[key]
   return typeof value === "string" ? value : ""
@@ -67,8 +89,8 @@ const metaOf = (row: Row): AssetMeta => ({
   description: str(row, "description"),
   tags: parseTags(str(row, "tags")),
   trashed: num(row, "trashed") !== 0,
-  createdAt: num(row, "created_at"),
-  updatedAt: num(row, "updated_at"),
+  createdAt: timestamp(row, "created_at"),
+  updatedAt: timestamp(row, "updated_at"),
   origin: str(row, "origin")
 })
 
@@ -82,8 +104,8 @@ const recordOf = (row: Row): AssetRecord => ({
 const digestOf = (row: Row): AssetDigest => ({
   hash: str(row, "hash") as AssetHash,
   size: num(row, "size"),
-  createdAt: num(row, "created_at"),
-  updatedAt: num(row, "updated_at"),
+  createdAt: timestamp(row, "created_at"),
+  updatedAt: timestamp(row, "updated_at"),
   metaOrigin: str(row, "origin"),
   seq: num(row, "seq")
 })
@@ -110,14 +132,15 @@ export interface AssetIndex {
   readonly insertMany: (assets: Iterable<NewAsset>, origin: string, at: number) => Effect.Effect<number, StoreUnavailable>
   /**
    * Read-modify-write of an asset's metadata in one transaction: `decide` returns the new meta,
-   * or undefined to leave it (no change row). None when the asset is not indexed.
+   * undefined to leave it (no change row), or a failure (nothing written). None when the asset
+   * is not indexed.
    */
-  readonly updateMeta: (
+  readonly updateMeta: <E>(
     hash: AssetHash,
-    decide: (current: AssetMeta) => AssetMeta | undefined,
+    decide: (current: AssetMeta) => Result.Result<AssetMeta | undefined, E>,
     origin: string,
     at: number
-  ) => Effect.Effect<Option.Option<{ readonly meta: AssetMeta; readonly applied: boolean }>, StoreUnavailable>
+  ) => Effect.Effect<Option.Option<{ readonly meta: AssetMeta; readonly applied: boolean }>, StoreUnavailable | E>
   /** Digests of assets whose last change is after `since`, in seq order. */
   readonly digestsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetDigest>, StoreUnavailable>
   /** Asset records whose last change is after `since`, in seq order. */
@@ -133,7 +156,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string) {
   const db = yield* Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const db = new DatabaseSync(path, { timeout: BusyTimeoutMillis })
+        const db = new DatabaseSync(path, { timeout: BusyTimeoutMillis, readBigInts: true })
         let ready = false
         try {
           db.exec(`PRAGMA busy_timeout = ${BusyTimeoutMillis}`)
@@ -225,21 +248,23 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string) {
           for (const asset of assets) if (insertOne(asset, origin, at)) inserted++
           return inserted
         })),
-    updateMeta: (hash, decide, origin, at) =>
+    updateMeta: <E>(hash: AssetHash, decide: (current: AssetMeta) => Result.Result<AssetMeta | undefined, E>, origin: string, at: number) =>
       run("update metadata", () =>
-        transaction(() => {
+        transaction((): Result.Result<Option.Option<{ readonly meta: AssetMeta; readonly applied: boolean }>, E> => {
           const row = selectAsset.get(hash)
-          if (row === undefined) return Option.none()
+          if (row === undefined) return Result.succeed(Option.none())
           const current = metaOf(row)
-          const next = decide(current)
-          if (next === undefined) return Option.some({ meta: current, applied: false })
+          const decided = decide(current)
+          if (Result.isFailure(decided)) return Result.fail(decided.failure)
+          const next = decided.success
+          if (next === undefined) return Result.succeed(Option.some({ meta: current, applied: false }))
           const seq = Number(insertChange.run(hash, "meta", origin, at).lastInsertRowid)
           updateAsset.run(
             next.createdAt, next.description, JSON.stringify(next.tags), next.trashed ? 1 : 0,
             next.updatedAt, next.origin, seq, hash
           )
-          return Option.some({ meta: next, applied: true })
-        })),
+          return Result.succeed(Option.some({ meta: next, applied: true }))
+        })).pipe(Effect.flatMap(Effect.fromResult)),
     digestsAfter: (since, limit) => run("list", () => selectDigests.all(since, limit).map(digestOf)),
     recordsAfter: (since, limit) => run("list", () => selectRecords.all(since, limit).map(recordOf)),
     changesAfter: (since, limit) =>

@@ -164,7 +164,8 @@ export const EventData = Schema.fromJsonString(StoreEvent)
 /**
  * Every 4xx/5xx body: `{ "error": { "tag", "message", ...the tagged error's own fields } }`.
  * `tag` is a CanStore error tag (AssetNotFound, HashMismatch, AssetTooLarge, InvalidInput,
- * StoreUnavailable) or one of the service's own: Unauthorized, RouteNotFound.
+ * StoreUnavailable), MetadataInvalid (with the offending `field`: metadata outside core's
+ * `MetadataLimits`) or one of the service's own: Unauthorized, RouteNotFound.
  */
 export const ErrorBody = Schema.Struct({
   error: Schema.Struct({
@@ -175,7 +176,8 @@ export const ErrorBody = Schema.Struct({
     actual: Schema.optionalKey(Schema.String),
     limit: Schema.optionalKey(Schema.Number),
     size: Schema.optionalKey(Schema.Number),
-    operation: Schema.optionalKey(Schema.String)
+    operation: Schema.optionalKey(Schema.String),
+    field: Schema.optionalKey(Schema.String)
   })
 })
 export type ErrorBody = typeof ErrorBody.Type

@@ -7,13 +7,14 @@
 // By module, not the package index: `can-sync add` loads this without the sync engine.
 import { AssetNotFound, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
 import type { AssetTooLarge, CanStoreShape, IngestOptions, StoreError } from "@can-sync/core/CanStore"
-import { isAssetHash, LocalOrigin, metaWins } from "@can-sync/core/Domain"
-import type { AssetHash, AssetMeta, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
+import { isAssetHash, LocalOrigin, metaWins, nextVersion, validateMeta, validatePatch } from "@can-sync/core/Domain"
+import type { AssetHash, AssetMeta, MetadataInvalid, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { existsSync } from "node:fs"
@@ -105,6 +106,13 @@ const validSeq = (value: number, what: string): Effect.Effect<number, InvalidInp
   Number.isSafeInteger(value) && value >= 0
     ? Effect.succeed(value)
     : Effect.fail(new InvalidInput({ message: `${what} must be a non-negative integer, got ${value}` }))
+
+/** Metadata outside `MetadataLimits` is the contract's InvalidInput (its message names the field). */
+const asInvalidInput = (error: MetadataInvalid) => new InvalidInput({ message: error.message })
+
+/** Metadata checked against `MetadataLimits` before anything is read or written. */
+const validMeta = (meta: AssetMeta): Effect.Effect<AssetMeta, InvalidInput> =>
+  Effect.fromResult(validateMeta(meta)).pipe(Effect.mapError(asInvalidInput))
 
 /** What the store's operations share: its files, its index and the wake-up for event followers. */
 interface Parts {
@@ -214,6 +222,7 @@ const ingestContent = <E>(parts: Parts, content: Content<E>, ingestOptions: Inge
       : yield* validHash(ingestOptions.expectedHash, "expectedHash")
     const description = ingestOptions?.description
     const tags = ingestOptions?.tags
+    yield* Effect.fromResult(validatePatch({ description, tags })).pipe(Effect.mapError(asInvalidInput))
     const received = yield* receive(parts, content, expected, (now) => ({
       meta: {
         description: description ?? "",
@@ -238,6 +247,8 @@ const push = (parts: Parts) =>
 <E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
   Effect.gen(function*() {
     const valid = yield* validHash(hash, "hash")
+    // Checked before a byte is read: metadata outside the bounds is refused with its content.
+    yield* validMeta(meta)
     const received = yield* receive(parts, streamed(parts, content), valid, () => ({ meta, origin }))
     if (!received.stored) {
       yield* mergeMeta(parts)(valid, meta, origin).pipe(
@@ -254,16 +265,18 @@ const vanished = (operation: string, hash: AssetHash) =>
 // Metadata
 // ---------------------------------------------------------------------------------------------
 
-/** Replaces an asset's metadata with what `decide` returns (nothing: no change). */
+/** Replaces an asset's metadata with what `decide` returns (nothing: no change; a failure: nothing written). */
 const updateMeta = (
   parts: Parts,
   hash: AssetHash,
-  decide: (current: AssetMeta, now: number) => AssetMeta | undefined,
+  decide: (current: AssetMeta, now: number) => Result.Result<AssetMeta | undefined, MetadataInvalid>,
   origin: string
 ) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const result = yield* parts.index.updateMeta(hash, (current) => decide(current, now), origin, now)
+    const result = yield* parts.index.updateMeta(hash, (current) => decide(current, now), origin, now).pipe(
+      Effect.mapError((e) => e._tag === "MetadataInvalid" ? asInvalidInput(e) : e)
+    )
     if (Option.isNone(result)) return yield* new AssetNotFound({ hash })
     if (result.value.applied) yield* notify(parts)
     return result.value
@@ -272,21 +285,23 @@ const updateMeta = (
 const editMeta = (parts: Parts) =>
   Effect.fn("EmbeddedStore.editMeta")(function*(hash: AssetHash, patch: MetaPatch) {
     const valid = yield* validHash(hash, "hash")
+    yield* Effect.fromResult(validatePatch(patch)).pipe(Effect.mapError(asInvalidInput))
     const { meta } = yield* updateMeta(parts, valid, (current, now) => {
       const description = patch.description ?? current.description
       const tags = patch.tags ?? current.tags
       const trashed = patch.trashed ?? current.trashed
       if (description === current.description && sameTags(tags, current.tags) && trashed === current.trashed) {
-        return undefined // an edit that changes nothing is not a new version
+        return Result.succeed(undefined) // an edit that changes nothing is not a new version
       }
-      return {
+      // The whole record is checked: the total counts the fields the patch keeps.
+      return validateMeta({
         ...current,
         description,
         tags: [...tags],
         trashed,
-        updatedAt: Math.max(now, current.updatedAt + 1),
+        updatedAt: nextVersion(current.updatedAt, now),
         origin: parts.storeId
-      }
+      })
     }, LocalOrigin)
     return meta
   })
@@ -294,8 +309,9 @@ const editMeta = (parts: Parts) =>
 const mergeMeta = (parts: Parts) =>
   Effect.fn("EmbeddedStore.mergeMeta")(function*(hash: AssetHash, meta: AssetMeta, origin: string) {
     const valid = yield* validHash(hash, "hash")
+    const checked = yield* validMeta(meta)
     // The winner's version replaces the whole record, createdAt included, so peers converge.
-    return yield* updateMeta(parts, valid, (current) => metaWins(meta, current) ? meta : undefined, origin)
+    return yield* updateMeta(parts, valid, (current) => Result.succeed(metaWins(checked, current) ? checked : undefined), origin)
   })
 
 // ---------------------------------------------------------------------------------------------

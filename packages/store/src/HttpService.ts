@@ -2,11 +2,13 @@
  * The CAN HTTP service: serves any CanStore over HTTP + Server-Sent Events (the API in `CanHttpApi`),
  * streaming asset bodies both ways and refusing pushed content whose hash differs from its name.
  * Every route but /healthz needs the bearer token (compared in constant time); every failure is
- * a JSON `{ error: { tag, message } }` with a 4xx/503 status, never a partial asset.
+ * a JSON `{ error: { tag, message } }` with a 4xx/503 status, never a partial asset. Metadata
+ * outside `MetadataLimits` is refused (400 MetadataInvalid) before a byte of content is read.
  */
-import { AssetMeta, AssetNotFound, InvalidInput } from "@can-sync/core"
+import { AssetMeta, AssetNotFound, InvalidInput, validateMeta, validatePatch } from "@can-sync/core"
 import type {
   AssetHash,
+  MetadataInvalid,
   AssetTooLarge,
   CanStoreShape,
   HashMismatch,
@@ -83,6 +85,7 @@ type RouteError =
   | HashMismatch
   | AssetTooLarge
   | InvalidInput
+  | MetadataInvalid
   | StoreUnavailable
   | Unauthorized
   | HttpServerError.HttpServerError
@@ -114,6 +117,8 @@ const failureResponse = (error: RouteError): HttpServerResponse.HttpServerRespon
       })
     case "InvalidInput":
       return errorResponse(400, { tag: error._tag, message: error.message })
+    case "MetadataInvalid":
+      return errorResponse(400, { tag: error._tag, message: error.message, field: error.field })
     case "StoreUnavailable":
       return errorResponse(503, {
         tag: error._tag,
@@ -243,7 +248,9 @@ const push = (store: CanStoreShape) =>
   Effect.gen(function*() {
     const hash = yield* pathHash
     // Everything about the request is checked before a byte of the body is read.
-    const meta = yield* Effect.flatMap(requiredHeader(Api.HeaderNames.meta), decode(Api.MetaHeader, Api.HeaderNames.meta))
+    const meta = yield* Effect.flatMap(requiredHeader(Api.HeaderNames.meta), decode(Api.MetaHeader, Api.HeaderNames.meta)).pipe(
+      Effect.flatMap((meta) => Effect.fromResult(validateMeta(meta)))
+    )
     const origin = yield* requiredHeader(Api.HeaderNames.origin)
     const req = yield* HttpServerRequest.HttpServerRequest
     const result = yield* store.push(hash, req.stream, meta, origin)
@@ -253,6 +260,7 @@ const push = (store: CanStoreShape) =>
 const mergeMeta = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const body = yield* jsonBody(options.maxJsonBytes, Api.MergeMetaRequest)
+    yield* Effect.fromResult(validateMeta(body.meta))
     const result = yield* store.mergeMeta(body.hash, body.meta, body.origin)
     return ok(Api.MergeMetaResponse, { applied: result.applied, meta: result.meta })
   })
@@ -296,6 +304,7 @@ const events = (store: CanStoreShape, options: RouteOptions) =>
 const ingest = (store: CanStoreShape) =>
   Effect.gen(function*() {
     const query = yield* searchParams(Api.IngestQuery)
+    yield* Effect.fromResult(validatePatch({ description: query.description, tags: query.tag }))
     const req = yield* HttpServerRequest.HttpServerRequest
     const result = yield* store.ingest(req.stream, {
       description: query.description,
@@ -317,6 +326,7 @@ const editMeta = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const hash = yield* pathHash
     const patch = yield* jsonBody(options.maxJsonBytes, Api.EditMetaRequest)
+    yield* Effect.fromResult(validatePatch(patch))
     const meta = yield* store.editMeta(hash, patch)
     return ok(Api.EditMetaResponse, { hash, meta })
   })

@@ -82,6 +82,7 @@ const remoteError = (operation: string, response: HttpClientResponse.HttpClientR
         case "AssetTooLarge":
           return Effect.fail(new AssetTooLarge({ limit: e.limit ?? 0, size: e.size ?? 0 }))
         case "InvalidInput":
+        case "MetadataInvalid":
           return Effect.fail(new InvalidInput({ message: e.message }))
         case "StoreUnavailable":
           return Effect.fail(unavailable(e.operation ?? operation, e.message))
