@@ -1,9 +1,10 @@
 /**
- * What the agents really export: runs every metric defined in `@can-sync/core/Metrics` once
- * through `Telemetry.layer` against a real OTLP receiver and returns the metrics that arrived,
+ * What the agents really export: runs every metric defined in `@can-sync/core/Metrics` and the
+ * agent's own (`@can-sync/cli/AgentMetrics`: identity, backlog, process) once through `Telemetry.layer` against a real OTLP receiver and returns the metrics that arrived,
  * with their names, kinds and units as the wire carried them.
  */
 import { Metrics } from "@can-sync/core"
+import * as AgentMetrics from "@can-sync/cli/AgentMetrics"
 import * as Telemetry from "@can-sync/cli/Telemetry"
 import { ConfigProvider, Effect, Metric } from "effect"
 import * as OtlpReceiver from "./OtlpReceiver.ts"
@@ -20,9 +21,9 @@ export const otelEnv = (url: string, extra: Record<string, string> = {}) =>
 const isNumberMetric = (u: unknown): u is Metric.Metric<number, unknown> =>
   Metric.isMetric(u) && (u.type === "Counter" || u.type === "Gauge" || u.type === "Histogram")
 
-/** Every number-valued metric exported by the core Metrics module. */
+/** Every number-valued metric exported by the core Metrics module and the agent (AgentMetrics). */
 export const allCoreMetrics = (): ReadonlyArray<Metric.Metric<number, unknown>> =>
-  Object.values(Metrics).flatMap((u): Array<Metric.Metric<number, unknown>> => (isNumberMetric(u) ? [u] : []))
+  [...Object.values(Metrics), ...AgentMetrics.all].flatMap((u): Array<Metric.Metric<number, unknown>> => (isNumberMetric(u) ? [u] : []))
 
 /** Records each core metric once under Telemetry.layer and returns what reached the receiver. */
 export const exportedMetrics = Effect.scoped(Effect.gen(function*() {

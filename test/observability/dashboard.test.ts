@@ -1,12 +1,14 @@
 /**
  * The Grafana dashboard cannot silently go blank: every metric its PromQL reads is the Prometheus
  * rendering of a metric the agents really export (found by exporting every core metric through
- * Telemetry.layer to a real OTLP receiver), and every exported metric has a panel.
+ * Telemetry.layer to a real OTLP receiver), every exported metric has a panel, and the agent's own
+ * `/metrics` names each one as the Collector does (prometheus.test.ts runs the queries for real).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import * as Prometheus from "@can-sync/cli/Prometheus"
 import { allCoreMetrics, exportedMetrics } from "./Exported.ts"
 import { familyName, metricNamesIn, type OtlpMetricShape, seriesNames } from "./PromNames.ts"
 
@@ -80,6 +82,16 @@ describe("the Grafana dashboard", () => {
       }
       for (const metric of exported) {
         expect(seriesNames(metric).some((n) => used.has(n)), `no panel shows ${metric.name} (${familyName(metric)})`).toBe(true)
+      }
+    }))
+
+  it.live("names each metric on the agent's own /metrics as the Collector names it from OTLP", () =>
+    Effect.gen(function*() {
+      const exported = new Map((yield* exportedMetrics).map((m) => [m.name, m]))
+      for (const metric of allCoreMetrics()) {
+        const viaOtlp = exported.get(metric.id)
+        expect(viaOtlp, metric.id).toBeDefined()
+        if (viaOtlp !== undefined) expect(Prometheus.familyName(metric), metric.id).toBe(familyName(viaOtlp))
       }
     }))
 

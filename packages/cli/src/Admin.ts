@@ -1,7 +1,8 @@
 /**
  * The agent's small admin HTTP port: `GET /healthz` (200 while the process serves), `GET /readyz`
- * (200 when the agent says it is ready, else 503) and `GET /status` (a JSON summary). Probes from
- * Docker, Kubernetes or a load balancer hit it every few seconds, so its requests make no spans.
+ * (200 when the agent says it is ready, else 503), `GET /status` (a JSON summary) and, when given,
+ * `GET /metrics` (Prometheus). Probes and scrapers hit it every few seconds, so its requests make
+ * no spans.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import * as Clock from "effect/Clock"
@@ -10,6 +11,7 @@ import type { Scope } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { HttpServerError } from "effect/http"
 import { createServer } from "node:http"
+import * as Prometheus from "./Prometheus.ts"
 
 export interface Options {
   /** Address to bind; "127.0.0.1" keeps it local, "0.0.0.0" for containers. */
@@ -20,6 +22,8 @@ export interface Options {
   readonly ready: Effect.Effect<boolean>
   /** Extra fields for `GET /status` (peers, store size, ...). */
   readonly status?: Effect.Effect<Readonly<Record<string, unknown>>> | undefined
+  /** `GET /metrics`: the Prometheus text exposition (absent: 404). */
+  readonly metrics?: Effect.Effect<string> | undefined
 }
 
 export interface AdminServer {
@@ -36,13 +40,17 @@ const probe = (ready: Effect.Effect<boolean>) => ready.pipe(Effect.catchCause(()
 const app = (options: Options, startedAt: number) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const path = request.url.split("?")[0]
-    const known = path === "/healthz" || path === "/readyz" || path === "/status"
-    if (!known) return json(404, { error: "not found", endpoints: ["/healthz", "/readyz", "/status"] })
+    const path = request.url.split("?")[0] ?? "/"
+    const endpoints = ["/healthz", "/readyz", "/status", ...(options.metrics === undefined ? [] : ["/metrics"])]
+    if (!endpoints.includes(path)) return json(404, { error: "not found", endpoints })
     if (request.method !== "GET" && request.method !== "HEAD") return json(405, { error: "method not allowed" })
     switch (path) {
       case "/healthz":
         return json(200, { status: "ok" })
+      case "/metrics": {
+        const body = yield* (options.metrics ?? Effect.succeed(""))
+        return HttpServerResponse.text(body, { contentType: Prometheus.contentType })
+      }
       case "/readyz": {
         const ready = yield* probe(options.ready)
         return json(ready ? 200 : 503, { ready })

@@ -15,11 +15,11 @@ import { printable } from "./Printable.ts"
 export interface Options {
   /** JSON lines; "auto" (the default) means JSON unless stderr is a terminal. */
   readonly json?: boolean | "auto" | undefined
-  /** Minimum level written (default "Info"). */
+  /** Minimum level written (default: the one in force, i.e. `--log-level`, else "Info"). */
   readonly level?: LogLevel.LogLevel | undefined
   /** Where each finished line goes (default: stderr). Tests capture lines here. */
   readonly write?: ((line: string) => void) | undefined
-  /** Colors on the readable format (default: when writing to a terminal). */
+  /** Colors on the readable format (default: when writing to a terminal and NO_COLOR is unset). */
   readonly colors?: boolean | undefined
 }
 
@@ -107,21 +107,23 @@ const writeStderr = (line: string) => {
   process.stderr.write(`${line}\n`)
 }
 
+/** `NO_COLOR` set to anything but "" turns colors off (https://no-color.org). */
+export const noColor = (): boolean => (process.env.NO_COLOR ?? "") !== ""
+
 /** Whether "auto" picks JSON here. */
 export const jsonByDefault = (): boolean => process.stderr.isTTY !== true
 
 /**
  * Replaces the default loggers: the chosen format to stderr, plus Effect's tracer logger, which
- * records each log as an event on the current span. Sets the minimum level.
+ * records each log as an event on the current span. Sets the minimum level only when given.
  */
 export const layer = (options: Options = {}): Layer.Layer<never> => {
   const json = options.json === undefined || options.json === "auto" ? jsonByDefault() : options.json
   const write = options.write ?? writeStderr
-  const colors = options.colors ?? (options.write === undefined && process.stderr.isTTY === true)
+  const colors = options.colors ?? (options.write === undefined && process.stderr.isTTY === true && !noColor())
   const format = json ? formatJson : formatReadable(colors)
   const sink = Logger.map(format, write)
-  return Layer.mergeAll(
-    Logger.layer([sink, Logger.tracerLogger]),
-    Layer.succeed(References.MinimumLogLevel, options.level ?? "Info")
-  )
+  const loggers = Logger.layer([sink, Logger.tracerLogger])
+  // Without a level the one in force stays: `--log-level` (set by the CLI around each command), else Info.
+  return options.level === undefined ? loggers : Layer.merge(loggers, Layer.succeed(References.MinimumLogLevel, options.level))
 }

@@ -7,11 +7,12 @@
  * everything and exit 0.
  */
 import { InvalidInput, Metrics } from "@can-sync/core"
-import type { CanStoreShape } from "@can-sync/core"
+import type { CanStoreShape, PeerId } from "@can-sync/core"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as PeerManager from "@can-sync/core/PeerManager"
 import { EmbeddedStore, HttpStore } from "@can-sync/store"
 import { Identity, isPeerId } from "@can-sync/transport/Identity"
+import type { PeerIdentity } from "@can-sync/transport/Identity"
 import { Transport } from "@can-sync/transport/Transport"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -21,10 +22,13 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { readFile } from "node:fs/promises"
 import * as Admin from "./Admin.ts"
+import * as AgentMetrics from "./AgentMetrics.ts"
 import * as Logging from "./Logging.ts"
 import * as Progress from "./Progress.ts"
+import * as Prometheus from "./Prometheus.ts"
 import type { SyncFlags } from "./SyncCommand.ts"
 import * as Telemetry from "./Telemetry.ts"
+import { version } from "./Version.ts"
 
 /** `--peers-file`: one peer id per line; blank lines and `#` comments are ignored. */
 const readPeersFile = (path: string) =>
@@ -68,6 +72,20 @@ export const run = (flags: SyncFlags) =>
   Effect.gen(function*() {
     const allowed = yield* allowList(flags.peers, flags.peersFile)
     const identity = yield* Identity.loadOrCreate(flags.data)
+    // telemetry's service.instance.id is the peer id: the same series across restarts
+    return yield* agent(flags, allowed, identity).pipe(
+      Effect.provide(Telemetry.layerWith({ serviceVersion: version, attributes: { "service.instance.id": identity.peerId } }))
+    )
+  }).pipe(Effect.provide(Logging.layer({ json: flags.json ? true : "auto" })))
+
+const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerIdentity) =>
+  Effect.gen(function*() {
+    if (allowed.length === 0) {
+      yield* Effect.logWarning(
+        `no allowed peers: this agent will sync with nobody. Add one with --peer <id> (repeatable) or --peers-file FILE; \`can-sync id\` prints a machine's id`
+      )
+    }
+    yield* AgentMetrics.registerAll({ peerId: identity.peerId, version, peers: allowed })
     const { store, stats } = yield* openStore(flags.data, flags.canUrl, flags.token)
     const config = EngineConfig.make({ localPeerId: identity.peerId, pollInterval: flags.pollInterval })
     const manager = yield* PeerManager.make(config, store)
@@ -86,11 +104,35 @@ export const run = (flags: SyncFlags) =>
     const registered = yield* Ref.make(false)
     yield* Effect.forkScoped(transport.registered.pipe(Effect.andThen(Ref.set(registered, true))))
 
+    // Sampled gauges for the dashboard: each allowed peer's ICE path, RTT and backlog, the store's
+    // size (embedded store only; a remote service reports its own) and the process' health; every
+    // 5 s and at each scrape of /metrics.
+    const storeSize = Option.match(stats, {
+      onNone: () => Effect.void,
+      onSome: (read) =>
+        read.pipe(
+          Effect.flatMap((s) =>
+            Effect.all([Metric.update(Metrics.storeAssets, s.assets), Metric.update(Metrics.storeBytes, s.bytes)], { discard: true })
+          ),
+          Effect.catch(() => Effect.void)
+        )
+    })
+    const links = transport.paths.pipe(Effect.flatMap((paths) =>
+      Effect.forEach(allowed, (peer) => {
+        const path = paths.get(peer)
+        return Metrics.recordLink(peer, path?.kind, path?.rttMillis)
+      }, { discard: true })
+    ))
+    const processHealth = yield* AgentMetrics.processSampler
+    const backlog = manager.sessions.pipe(Effect.flatMap(AgentMetrics.recordBacklog))
+    const sample = Effect.all([storeSize, links, backlog, processHealth], { discard: true })
+
     if (Option.isSome(flags.adminPort)) {
       const admin = yield* Admin.serve({
         host: flags.adminHost,
         port: flags.adminPort.value,
         ready: Ref.get(registered),
+        metrics: sample.pipe(Effect.andThen(Prometheus.exposition)),
         status: Effect.zip(manager.sessions, transport.paths).pipe(Effect.map(([sessions, paths]) => ({
           peerId: identity.peerId,
           // Every allowed peer, connected or not: sessions = 0 means never reached; lastError/nextRetryAt say why and when.
@@ -115,25 +157,7 @@ export const run = (flags: SyncFlags) =>
       yield* manager.dial(peer, transport.connect(peer), { wake: transport.wake(peer) })
     }
 
-    // Sampled gauges for the dashboard: each allowed peer's ICE path and RTT, and the store's size
-    // (embedded store only; a remote service reports its own).
-    const storeSize = Option.match(stats, {
-      onNone: () => Effect.void,
-      onSome: (read) =>
-        read.pipe(
-          Effect.flatMap((s) =>
-            Effect.all([Metric.update(Metrics.storeAssets, s.assets), Metric.update(Metrics.storeBytes, s.bytes)], { discard: true })
-          ),
-          Effect.catch(() => Effect.void)
-        )
-    })
-    const links = transport.paths.pipe(Effect.flatMap((paths) =>
-      Effect.forEach(allowed, (peer) => {
-        const path = paths.get(peer)
-        return Metrics.recordLink(peer, path?.kind, path?.rttMillis)
-      }, { discard: true })
-    ))
-    yield* Effect.forkScoped(Effect.all([storeSize, links], { discard: true }).pipe(Effect.repeat(Schedule.spaced("5 seconds"))))
+    yield* Effect.forkScoped(sample.pipe(Effect.repeat(Schedule.spaced("5 seconds"))))
 
     const tty = process.stderr.isTTY === true && !flags.json
     yield* Effect.forkScoped(tty ? Progress.terminal(manager) : Progress.logLines(manager))
@@ -141,8 +165,4 @@ export const run = (flags: SyncFlags) =>
       `agent ${identity.peerId} syncing ${Option.getOrElse(flags.canUrl, () => flags.data)} with ${allowed.length} allowed peer(s) via ${flags.signal}`
     )
     return yield* Effect.never
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(Telemetry.layer),
-    Effect.provide(Logging.layer({ json: flags.json ? true : "auto" }))
-  )
+  }).pipe(Effect.scoped)

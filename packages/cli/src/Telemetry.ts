@@ -42,8 +42,9 @@ const optional = (name: string) =>
 
 /**
  * `service.name` from OTEL_SERVICE_NAME, then OTEL_RESOURCE_ATTRIBUTES, then `options`, then
- * "can-sync"; `service.instance.id` defaults to `<hostname>-<pid>`, because several agents share a
- * service name and the Collector's Prometheus exporter makes the instance id the `instance` label.
+ * "can-sync"; `service.instance.id` is what `options` say (`sync` passes its peer id, stable across
+ * restarts), else `<hostname>-<pid>`, because several agents share a service name and the
+ * Collector's Prometheus exporter makes the instance id the `instance` label.
  */
 export const resourceOptions = (options: Options = {}) =>
   Effect.gen(function*() {
