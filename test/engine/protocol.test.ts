@@ -154,7 +154,10 @@ describe("flow-control windows", () => {
       const { actor, raw } = yield* engineSide()
       yield* raw.send(hello())
       yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
-      yield* raw.send(Frame.make("Want", { hashes: fakeHashes(EngineConfig.MAX_OUTSTANDING_WANTS + 1, "w"), last: false }))
+      const hashes = fakeHashes(EngineConfig.MAX_OUTSTANDING_WANTS + 1, "w")
+      for (let i = 0; i < hashes.length; i += EngineConfig.MAX_DIGESTS_PER_FRAME) {
+        yield* raw.send(Frame.make("Want", { hashes: hashes.slice(i, i + EngineConfig.MAX_DIGESTS_PER_FRAME), last: false }))
+      }
       expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "Want", detail: "4097 hashes wanted and unanswered, more than 4096" })
     }).pipe(Effect.scoped))
 

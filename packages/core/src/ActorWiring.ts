@@ -10,14 +10,17 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Semaphore from "effect/Semaphore"
 import type { CanStoreShape } from "./CanStore.ts"
-import type { AssetHash, PeerId } from "./Domain.ts"
+import type { AssetHash, AssetMeta, MetadataInvalid, PeerId } from "./Domain.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import { MAX_OUTSTANDING_WANTS, MAX_UNANSWERED_OFFERS } from "./EngineConfig.ts"
 import type { Frame, FrameOf } from "./Frame.ts"
+import { make as makeFrame } from "./Frame.ts"
 import type { InFlight, Owner } from "./InFlight.ts"
+import * as Metrics from "./Metrics.ts"
 import type { Role } from "./PeerLink.ts"
 import type * as Proto from "./proto/sync.ts"
 import type { ErrorCode } from "./proto/sync.ts"
+import { toOutgoingMeta } from "./ProtoDomain.ts"
 
 export type SessionState = "connecting" | "handshake" | "reconciling" | "live" | "backoff"
 
@@ -68,9 +71,34 @@ export const bump = (stats: Ref.Ref<PeerStats>, delta: Partial<PeerStats>): Effe
     return next as unknown as PeerStats
   })
 
+/**
+ * Metadata skipped because it is outside MetadataLimits (or, going out, the peer's frame limit):
+ * logged and counted (`cansync.errors{kind=metadata_refused | metadata_unsent}`); only that asset
+ * or edit is skipped, the session goes on.
+ */
+export const metaSkipped = (peer: string, hash: string, direction: "received" | "sent", error: MetadataInvalid): Effect.Effect<void> =>
+  Effect.all([
+    Metrics.recordError(direction === "received" ? "metadata_refused" : "metadata_unsent"),
+    Effect.logWarning(direction === "received" ? "refused a peer's metadata" : "did not send metadata", {
+      peer,
+      hash,
+      reason: error.message
+    })
+  ], { discard: true })
+
+/** Queue a MetaUpdate with our metadata of `hash`, unless it cannot go out (then skipped); true when queued. */
+export const sendMetaUpdate = (s: ActorWiring, limits: Limits, hash: AssetHash, meta: AssetMeta): Effect.Effect<boolean> => {
+  const wire = toOutgoingMeta(meta, limits.peerMaxFrameBytes)
+  return wire._tag === "Failure"
+    ? metaSkipped(s.peer, hash, "sent", wire.failure).pipe(Effect.as(false))
+    : Queue.offer(s.outbox, makeFrame("MetaUpdate", { hash, meta: wire.success })).pipe(Effect.as(true))
+}
+
 /** What the handshake settled: sizes that fit both sides' frame limits. */
 export interface Limits {
   readonly chunkBytes: number
+  /** The largest frame the peer accepts (its Hello): nothing larger is ever sent to it. */
+  readonly peerMaxFrameBytes: number
   readonly digestChunkSize: number
   readonly peerAgent: string
 }
@@ -144,8 +172,12 @@ export interface Windows {
   ourOffers: number
   /** The peer's Offers not answered yet (reader +1; fetcher −1 per answering Want(last)). */
   peerOffers: number
-  /** Hashes the peer wants and has not seen answered (reader +n; sender −1 per asset or Error sent). */
-  peerWants: number
+  /**
+   * Hashes the peer wants and has not seen answered (reader adds each new one; a hash already
+   * here is not queued again; the sender removes it just before the frame that answers it — the
+   * AssetEnd or an Error naming it — so the peer can never want it again before it is removed).
+   */
+  readonly peerWants: Set<AssetHash>
 }
 
 /** What a session is made from; `make` adds its queues and signals. */
@@ -164,7 +196,7 @@ export const make = (input: WiringInput): Effect.Effect<ActorWiring> =>
       retries: yield* Queue.bounded<{ readonly hash: AssetHash; readonly size: number }>(256),
       echo: yield* Queue.sliding<AssetHash>(Math.max(1024, Math.min(config.echoCapacity, 16_384))),
       repairs: yield* Queue.dropping<AssetHash>(4096),
-      windows: { ourOffers: 0, peerOffers: 0, peerWants: 0 },
+      windows: { ourOffers: 0, peerOffers: 0, peerWants: new Set() },
       offerWindow: yield* Semaphore.make(config.offerWindow),
       hello: yield* Deferred.make<Proto.Hello>(),
       peerDone: yield* Deferred.make<Proto.Done>(),

@@ -31,6 +31,9 @@ export const MAX_UNANSWERED_OFFERS = 16
 /** Protocol limit: digests in one DigestChunk, Offer or Want frame. */
 export const MAX_DIGESTS_PER_FRAME = 1000
 
+/** Default largest asset accepted from a peer (announced size and bytes streamed): 64 GiB. */
+export const DEFAULT_MAX_ASSET_BYTES = 64 * 1024 ** 3
+
 export interface EngineConfig {
   /** This agent's peer id, announced in Hello (the transport authenticates it). */
   readonly localPeerId: PeerId
@@ -52,6 +55,11 @@ export interface EngineConfig {
   readonly offerWindow: number
   /** Hashes remembered per peer as "the peer has this": never pushed to it again. */
   readonly echoCapacity: number
+  /**
+   * The largest asset accepted from a peer: larger ones (by the size its digest or Offer
+   * announces) are never asked for, and a header announcing more is a protocol violation.
+   */
+  readonly maxAssetBytes: number
   /** The largest digest set accepted from a peer during reconcile. */
   readonly maxRemoteDigests: number
   /** Delay before a failed outbound session is started again (reset once a session is live). */
@@ -69,6 +77,7 @@ export const defaults: Omit<EngineConfig, "localPeerId"> = {
   wantWindow: MAX_OUTSTANDING_WANTS,
   offerWindow: MAX_UNANSWERED_OFFERS,
   echoCapacity: 100_000,
+  maxAssetBytes: DEFAULT_MAX_ASSET_BYTES,
   maxRemoteDigests: 10_000_000,
   restartBackoff: Backoff.exponential()
 }
@@ -90,7 +99,8 @@ export const make = (input: EngineConfigInput): EngineConfig => {
     offerWindow: clamp(merged.offerWindow, 1, MAX_UNANSWERED_OFFERS),
     chunkBytes: Math.max(1024, merged.chunkBytes),
     outboxCapacity: Math.max(1, merged.outboxCapacity),
-    inboundCapacity: Math.max(1, merged.inboundCapacity)
+    inboundCapacity: Math.max(1, merged.inboundCapacity),
+    maxAssetBytes: Math.max(0, Math.floor(merged.maxAssetBytes))
   }
 }
 

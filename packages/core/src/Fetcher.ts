@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as Backoff from "./Backoff.ts"
 import type { AssetHash } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
+import * as Metrics from "./Metrics.ts"
 import type { Limits, ActorWiring, WantInput } from "./ActorWiring.ts"
 import { bump } from "./ActorWiring.ts"
 import { chunksOf } from "./ProtoDomain.ts"
@@ -84,25 +85,45 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
       yield* log(`the peer could not read ${hash}; asking again in ${Math.round(Duration.toMillis(delay))} ms`, { peer: s.peer })
     })
 
+  /**
+   * Queue what the peer announced, except assets larger than `maxAssetBytes` (by the size it
+   * announced): those are never asked for, and one line says how many were left out.
+   */
+  const enqueue = (hashes: ReadonlyArray<AssetHash>, sizes: ReadonlyArray<number>) =>
+    Effect.suspend(() => {
+      let skipped = 0
+      let example: { readonly hash: AssetHash; readonly size: number } | undefined
+      hashes.forEach((h, i) => {
+        const size = sizes[i] ?? 0
+        if (size > s.config.maxAssetBytes) {
+          skipped++
+          example ??= { hash: h, size }
+          return
+        }
+        if (outstanding.has(h)) return
+        pending.push(h)
+        sizeOf.set(h, size)
+      })
+      return example === undefined ? Effect.void : Effect.all([
+        Metrics.recordError("asset_too_large"),
+        Effect.logWarning(`not asking for ${skipped} asset(s) larger than the maximum asset size of ${s.config.maxAssetBytes} bytes`, {
+          peer: s.peer,
+          example: example.hash,
+          size: example.size
+        })
+      ], { discard: true })
+    })
+
   const handle = (input: WantInput): Effect.Effect<void> => {
     switch (input._tag) {
       case "Missing":
-        return Effect.sync(() => {
-          input.hashes.forEach((h, i) => {
-            pending.push(h)
-            sizeOf.set(h, input.sizes[i] ?? 0)
-          })
+        return enqueue(input.hashes, input.sizes).pipe(Effect.andThen(Effect.sync(() => {
           reconcile = "open"
-        })
+        })))
       case "Offered":
-        return Effect.sync(() => {
-          input.hashes.forEach((h, i) => {
-            if (outstanding.has(h)) return
-            pending.push(h)
-            sizeOf.set(h, input.sizes[i] ?? 0)
-          })
+        return enqueue(input.hashes, input.sizes).pipe(Effect.andThen(Effect.sync(() => {
           answersOwed++
-        })
+        })))
       case "Retry":
         return Effect.sync(() => {
           if (outstanding.has(input.hash)) return

@@ -12,7 +12,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { ActorWiring, SendJob } from "./ActorWiring.ts"
 import { bump } from "./ActorWiring.ts"
-import { MAX_OUTSTANDING_WANTS, MAX_UNANSWERED_OFFERS } from "./EngineConfig.ts"
+import { MAX_DIGESTS_PER_FRAME, MAX_OUTSTANDING_WANTS, MAX_UNANSWERED_OFFERS } from "./EngineConfig.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type { PeerLink } from "./PeerLink.ts"
@@ -32,8 +32,15 @@ export const run = (s: ActorWiring, link: PeerLink) =>
     let peerReconcileWantsDone = false
     const violation = (frame: string, detail: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
 
-    /** Hashes the peer asks for; a `last` Want closes its reconcile wants, then answers our oldest Offer. */
+    /**
+     * Hashes the peer asks for; a `last` Want closes its reconcile wants, then answers our oldest
+     * Offer. A hash already wanted and not yet answered is not queued again (it is answered once),
+     * so a Want naming one asset a thousand times costs one transfer; the window counts distinct hashes.
+     */
     const onWant = (want: Proto.Want): Route => {
+      if (want.hashes.length > MAX_DIGESTS_PER_FRAME) {
+        return violation("Want", `${want.hashes.length} hashes in one frame, more than ${MAX_DIGESTS_PER_FRAME}`)
+      }
       const hashes = asHashes(want.hashes)
       if (hashes === undefined) return violation("Want", "malformed hash")
       const closesReconcile = want.last && !peerReconcileWantsDone
@@ -41,23 +48,31 @@ export const run = (s: ActorWiring, link: PeerLink) =>
         if (s.windows.ourOffers === 0) return violation("Want", "an answer (last = true) to no Offer")
         s.windows.ourOffers--
       }
-      s.windows.peerWants += hashes.length
-      if (s.windows.peerWants > MAX_OUTSTANDING_WANTS) {
-        return violation("Want", `${s.windows.peerWants} hashes wanted and unanswered, more than ${MAX_OUTSTANDING_WANTS}`)
+      const jobs: Array<SendJob> = []
+      for (const hash of hashes) {
+        if (s.windows.peerWants.has(hash)) continue
+        s.windows.peerWants.add(hash)
+        jobs.push({ _tag: "Asset", hash })
       }
-      const jobs: Array<SendJob> = hashes.map((hash) => ({ _tag: "Asset", hash }))
+      if (s.windows.peerWants.size > MAX_OUTSTANDING_WANTS) {
+        return violation("Want", `${s.windows.peerWants.size} hashes wanted and unanswered, more than ${MAX_OUTSTANDING_WANTS}`)
+      }
+      const fresh = jobs.length
       if (closesReconcile) {
         peerReconcileWantsDone = true
         jobs.push({ _tag: "ReconcileWantsEnd" })
       }
       // Sized for the window just checked: this always fits.
       if (Queue.offerAllUnsafe(s.sendQueue, jobs).length > 0) return violation("Want", "the send queue overflowed")
-      const counted = hashes.length > 0 ? bump(s.stats, { hashesWantedByPeer: hashes.length }) : Effect.void
+      const counted = fresh > 0 ? bump(s.stats, { hashesWantedByPeer: fresh }) : Effect.void
       return want.last && !closesReconcile ? counted.pipe(Effect.andThen(Semaphore.release(s.offerWindow, 1))) : counted
     }
 
     /** The peer's new assets: for the fetcher, which answers each Offer with one Want(last). */
     const onOffer = (offer: Proto.Offer): Route => {
+      if (offer.digests.length > MAX_DIGESTS_PER_FRAME) {
+        return violation("Offer", `${offer.digests.length} digests in one frame, more than ${MAX_DIGESTS_PER_FRAME}`)
+      }
       const hashes = asHashes(offer.digests.map((d) => d.hash))
       if (hashes === undefined) return violation("Offer", "malformed hash")
       s.windows.peerOffers++
@@ -78,6 +93,9 @@ export const run = (s: ActorWiring, link: PeerLink) =>
           return Deferred.succeed(s.hello, frame.message)
         case "DigestChunk":
           if (peerDigestsDone) return violation("DigestChunk", "digest set already complete")
+          if (frame.message.digests.length > MAX_DIGESTS_PER_FRAME) {
+            return violation("DigestChunk", `${frame.message.digests.length} digests in one frame, more than ${MAX_DIGESTS_PER_FRAME}`)
+          }
           peerDigestsDone = frame.message.last
           return Queue.offer(s.digests, frame.message) // the collector only fills memory: safe to wait
         case "Want":

@@ -43,6 +43,7 @@ export const check = (
   const peerMax = peerHello.maxFrameBytes > 0 ? peerHello.maxFrameBytes : Frame.DEFAULT_MAX_FRAME_BYTES
   return Effect.succeed({
     chunkBytes: Math.max(1024, Math.min(config.chunkBytes, peerMax - CHUNK_OVERHEAD)),
+    peerMaxFrameBytes: peerMax,
     digestChunkSize: Math.max(1, Math.min(config.digestChunkSize, Math.floor((peerMax - 64) / DIGEST_BOUND))),
     peerAgent: peerHello.agent
   })

@@ -16,8 +16,8 @@ import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
 import type { Limits, ActorWiring } from "./ActorWiring.ts"
-import { bump } from "./ActorWiring.ts"
-import { chunksOf, toWireMeta } from "./ProtoDomain.ts"
+import { bump, sendMetaUpdate } from "./ActorWiring.ts"
+import { chunksOf } from "./ProtoDomain.ts"
 
 const digestOf = (r: AssetRecord): Proto.AssetDigest => ({
   hash: r.hash,
@@ -63,11 +63,12 @@ export const run = Effect.fn("LivePusher")(function*(
         yield* Semaphore.take(s.offerWindow, 1) // given back when the peer's answering Want arrives
         s.windows.ourOffers++ // before the Offer is queued, so its answer always finds it counted
         yield* Queue.offer(s.outbox, Frame.make("Offer", { digests: chunk.map(digestOf) }))
+        let metaSent = 0
         for (const r of chunk) {
           peerHas.add(r.hash)
-          yield* Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash: r.hash, meta: toWireMeta(r.meta) }))
+          if (yield* sendMetaUpdate(s, limits, r.hash, r.meta)) metaSent++
         }
-        yield* bump(s.stats, { digestsOffered: chunk.length, metaSent: chunk.length })
+        yield* bump(s.stats, { digestsOffered: chunk.length, metaSent })
       }), { discard: true })
 
   const records = (hashes: ReadonlyArray<AssetHash>) =>
@@ -77,8 +78,8 @@ export const run = Effect.fn("LivePusher")(function*(
 
   const sendMeta = (hashes: ReadonlyArray<AssetHash>) =>
     records(hashes).pipe(Effect.flatMap((rs) =>
-      Effect.forEach(rs, (r) => Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash: r.hash, meta: toWireMeta(r.meta) })), { discard: true }).pipe(
-        Effect.andThen(bump(s.stats, { metaSent: rs.length }))
+      Effect.forEach(rs, (r) => sendMetaUpdate(s, limits, r.hash, r.meta)).pipe(
+        Effect.flatMap((sent) => bump(s.stats, { metaSent: sent.filter(Boolean).length }))
       )
     ))
 

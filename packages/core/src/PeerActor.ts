@@ -59,7 +59,7 @@ const controller = (s: ActorWiring.ActorWiring, fibers: FiberSet.FiberSet<unknow
     // Noted before listing: the pusher reads events from here, so nothing after the listing is missed.
     const since = yield* s.store.currentSeq
     yield* FiberSet.run(fibers, Receiver.run(s))
-    yield* FiberSet.run(fibers, Receiver.repairer(s))
+    yield* FiberSet.run(fibers, Receiver.repairer(s, limits))
     yield* FiberSet.run(fibers, Sender.run(s, limits))
     yield* FiberSet.run(fibers, Fetcher.run(s, limits))
     const peerHas = yield* reconcilePhase(s, limits)

@@ -1,11 +1,13 @@
 /**
  * ProtoDomain: conversions between the domain types (Domain.ts) and the protobuf messages (proto/sync.ts),
  * with the checks a peer's input needs before the engine trusts it (well-formed hashes, present
- * metadata). One place, so the reconciler, sender, receiver and pusher agree on the mapping.
+ * metadata within MetadataLimits). One place, so the reconciler, sender, receiver and pusher agree
+ * on the mapping — and on what never goes out: metadata that breaks the limits or the peer's frame size.
  */
+import * as Result from "effect/Result"
 import type { AssetDigest, AssetHash, AssetMeta } from "./Domain.ts"
-import { isAssetHash } from "./Domain.ts"
-import type * as Proto from "./proto/sync.ts"
+import { isAssetHash, MetadataInvalid, validateMeta } from "./Domain.ts"
+import * as Proto from "./proto/sync.ts"
 
 export const toWireDigest = (d: AssetDigest): Proto.AssetDigest => ({
   hash: d.hash,
@@ -24,6 +26,7 @@ export const toWireMeta = (m: AssetMeta): Proto.AssetMeta => ({
   origin: m.origin
 })
 
+/** The mapping alone, unchecked: a peer's metadata goes through `peerMeta`. */
 export const fromWireMeta = (m: Proto.AssetMeta): AssetMeta => ({
   description: m.description,
   tags: m.tags,
@@ -32,6 +35,30 @@ export const fromWireMeta = (m: Proto.AssetMeta): AssetMeta => ({
   updatedAt: m.updatedAt,
   origin: m.origin
 })
+
+/** A peer's metadata, if it is within MetadataLimits (sizes, total, timestamps). */
+export const peerMeta = (m: Proto.AssetMeta): Result.Result<AssetMeta, MetadataInvalid> => validateMeta(fromWireMeta(m))
+
+/**
+ * Frame bytes around the metadata in an AssetHeader or MetaUpdate: type and length (5), the hash
+ * field (2 + 64), the size field (≤ 11) and the meta field's tag and length (≤ 6), rounded up.
+ */
+const META_FRAME_OVERHEAD = 128
+
+/**
+ * Our metadata as it goes out in an AssetHeader or MetaUpdate: refused (never sent) when it is
+ * outside MetadataLimits — the peer would refuse it — or when its frame would exceed the peer's
+ * frame limit, which would end the whole session at the peer instead of skipping one asset.
+ */
+export const toOutgoingMeta = (m: AssetMeta, peerMaxFrameBytes: number): Result.Result<Proto.AssetMeta, MetadataInvalid> => {
+  const valid = validateMeta(m)
+  if (Result.isFailure(valid)) return Result.fail(valid.failure)
+  const wire = toWireMeta(m)
+  const bytes = Proto.AssetMeta.encode(wire).finish().length + META_FRAME_OVERHEAD
+  return bytes > peerMaxFrameBytes
+    ? Result.fail(new MetadataInvalid({ field: "total", detail: `a frame of about ${bytes} bytes exceeds the peer's limit of ${peerMaxFrameBytes}` }))
+    : Result.succeed(wire)
+}
 
 /** The hash if it is 64 lowercase hex characters, else undefined. */
 export const asHash = (s: string): AssetHash | undefined => (isAssetHash(s) ? s : undefined)

@@ -19,14 +19,13 @@ import type { Result } from "effect"
 import type { AssetTooLarge, HashMismatch, StoreError } from "./CanStore.ts"
 import type { AssetHash, AssetMeta } from "./Domain.ts"
 import { compareMetaVersion } from "./Domain.ts"
-import * as Frame from "./Frame.ts"
 import type { StashedMeta } from "./InFlight.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
-import type { Outcome, ActorWiring } from "./ActorWiring.ts"
-import { bump } from "./ActorWiring.ts"
+import type { ActorWiring, Limits, Outcome } from "./ActorWiring.ts"
+import { bump, metaSkipped, sendMetaUpdate } from "./ActorWiring.ts"
 import { codeName, ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
-import { asHash, fromWireMeta, toWireMeta } from "./ProtoDomain.ts"
+import { asHash, peerMeta } from "./ProtoDomain.ts"
 
 /** The sender gave up on an asset mid-stream (its store failed reading it). */
 class TransferAborted extends Data.TaggedError("TransferAborted")<{ readonly hash: string; readonly code: ErrorCode }> {
@@ -45,7 +44,10 @@ const answered = (s: ActorWiring, hash: AssetHash, outcome: Outcome, code?: Erro
 export const applyMeta = Effect.fn("Receiver.meta")(function*(s: ActorWiring, message: Proto.MetaUpdate) {
   const hash = asHash(message.hash)
   if (hash === undefined || message.meta === undefined) return yield* violation(s, "MetaUpdate", "malformed hash or missing meta")
-  const meta = fromWireMeta(message.meta)
+  const decoded = peerMeta(message.meta)
+  // Out of bounds: this edit is skipped (never stored, so never passed on); the session goes on.
+  if (decoded._tag === "Failure") return yield* metaSkipped(s.peer, hash, "received", decoded.failure)
+  const meta = decoded.success
   const merge = s.store.mergeMeta(hash, meta, s.peer).pipe(
     Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined))
   )
@@ -65,14 +67,11 @@ const repairIfNewer = (s: ActorWiring, hash: AssetHash, ours: AssetMeta, theirs:
   compareMetaVersion(ours, theirs) > 0 ? Effect.sync(() => Queue.offerUnsafe(s.repairs, hash)) : Effect.void
 
 /** Sends our metadata for every asset the receiver found the peer behind on. */
-export const repairer = Effect.fn("Receiver.repairer")(function*(s: ActorWiring) {
+export const repairer = Effect.fn("Receiver.repairer")(function*(s: ActorWiring, limits: Limits) {
   while (true) {
     const hash = yield* Queue.take(s.repairs)
     const record = yield* s.store.stat(hash)
-    if (Option.isSome(record)) {
-      yield* Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash, meta: toWireMeta(record.value.meta) }))
-      yield* bump(s.stats, { metaSent: 1 })
-    }
+    if (Option.isSome(record) && (yield* sendMetaUpdate(s, limits, hash, record.value.meta))) yield* bump(s.stats, { metaSent: 1 })
   }
 })
 
@@ -106,16 +105,73 @@ interface Received {
   readonly push: Fiber.Fiber<Result.Result<{ readonly alreadyExisted: boolean }, TransferAborted | HashMismatch | AssetTooLarge | StoreError>>
 }
 
+/** How one asset's frames ended: its AssetEnd, the sender's Error naming it, or a byte past its announced size. */
+type AssetEnding =
+  | { readonly _tag: "End"; readonly bytes: number }
+  | { readonly _tag: "Aborted"; readonly code: ErrorCode }
+  | { readonly _tag: "Overrun"; readonly bytes: number }
+
+/**
+ * The frames of one asset, from after its header to its end, each chunk handed to `onChunk`;
+ * stops at the first chunk that would take it past the `size` its header announced.
+ */
+const assetFrames = (s: ActorWiring, hash: AssetHash, size: number, onChunk: (data: Uint8Array) => Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    let bytes = 0
+    while (true) {
+      const frame = yield* Queue.take(s.inbound)
+      switch (frame._tag) {
+        case "AssetChunk":
+          if (frame.message.hash !== hash) return yield* violation(s, "AssetChunk", `chunk of ${frame.message.hash} inside ${hash}`)
+          bytes += frame.message.data.length
+          if (bytes > size) return { _tag: "Overrun", bytes } satisfies AssetEnding
+          yield* onChunk(frame.message.data)
+          break
+        case "AssetEnd":
+          if (frame.message.hash !== hash) return yield* violation(s, "AssetEnd", `end of ${frame.message.hash} inside ${hash}`)
+          return { _tag: "End", bytes } satisfies AssetEnding
+        case "MetaUpdate":
+          yield* applyMeta(s, frame.message)
+          break
+        case "Error":
+          if (frame.message.hash === hash) return { _tag: "Aborted", code: frame.message.code } satisfies AssetEnding
+          yield* peerError(s, frame.message)
+          break
+        case "AssetHeader":
+          return yield* violation(s, "AssetHeader", `header of ${frame.message.hash} inside ${hash}`)
+      }
+    }
+  })
+
+const overrun = (s: ActorWiring, hash: AssetHash, size: number) =>
+  violation(s, "AssetChunk", `${hash} streamed past the ${size} bytes its header announced`)
+
 /**
  * Receive one asset's frames, from its header to its end, streaming them into a store push
- * (which verifies the hash before anything is kept); returns the push still committing.
+ * (which verifies the hash before anything is kept); returns the push still committing, or
+ * undefined when the asset was skipped (its metadata is out of bounds: nothing is written).
+ * A header announcing more than `maxAssetBytes`, or content past the announced size, is a
+ * protocol violation; the partial content is discarded before the session ends.
  */
 export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring, header: Proto.AssetHeader) {
   const hash = asHash(header.hash)
   if (hash === undefined || header.meta === undefined) return yield* violation(s, "AssetHeader", "malformed hash or missing meta")
   if (!(yield* s.inFlight.isOwner(hash, s.owner))) return yield* violation(s, "AssetHeader", `unsolicited asset ${hash}`)
+  if (header.size > s.config.maxAssetBytes) {
+    return yield* violation(s, "AssetHeader", `${hash} announced as ${header.size} bytes, more than the maximum asset size of ${s.config.maxAssetBytes}`)
+  }
   yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, announcedBytes: header.size })
-  const meta = fromWireMeta(header.meta)
+  const decoded = peerMeta(header.meta)
+  if (decoded._tag === "Failure") {
+    // Skip this asset only: read its frames without writing them, and tell the peer (via the fetcher).
+    yield* metaSkipped(s.peer, hash, "received", decoded.failure)
+    const ending = yield* assetFrames(s, hash, header.size, () => Effect.void)
+    if (ending._tag === "Overrun") return yield* overrun(s, hash, header.size)
+    yield* s.inFlight.settle(hash, s.owner, false)
+    yield* answered(s, hash, "refused", ErrorCode.METADATA_INVALID)
+    return undefined
+  }
+  const meta = decoded.success
   yield* Queue.offer(s.echo, hash) // sliding queue: never waits
   const chunks = yield* Queue.bounded<Uint8Array, Cause.Done | TransferAborted>(4)
   // The push ends early on a store-side refusal (too large); shutting the queue then drops later chunks.
@@ -124,37 +180,20 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
     Effect.ensuring(Queue.shutdown(chunks)),
     Effect.forkChild
   )
-  let bytes = 0
-  let ended = false
-  while (!ended) {
-    const frame = yield* Queue.take(s.inbound)
-    switch (frame._tag) {
-      case "AssetChunk":
-        if (frame.message.hash !== hash) return yield* violation(s, "AssetChunk", `chunk of ${frame.message.hash} inside ${hash}`)
-        bytes += frame.message.data.length
-        yield* Queue.offer(chunks, frame.message.data)
-        break
-      case "AssetEnd":
-        if (frame.message.hash !== hash) return yield* violation(s, "AssetEnd", `end of ${frame.message.hash} inside ${hash}`)
-        yield* Queue.end(chunks)
-        ended = true
-        break
-      case "MetaUpdate":
-        yield* applyMeta(s, frame.message)
-        break
-      case "Error":
-        if (frame.message.hash === hash) {
-          yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: frame.message.code })))
-          ended = true
-        } else {
-          yield* peerError(s, frame.message)
-        }
-        break
-      case "AssetHeader":
-        return yield* violation(s, "AssetHeader", `header of ${frame.message.hash} inside ${hash}`)
-    }
+  const ending = yield* assetFrames(s, hash, header.size, (data) => Queue.offer(chunks, data).pipe(Effect.asVoid))
+  switch (ending._tag) {
+    case "End":
+      yield* Queue.end(chunks)
+      return { hash, meta, bytes: ending.bytes, push }
+    case "Aborted":
+      yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: ending.code })))
+      return { hash, meta, bytes: 0, push }
+    case "Overrun":
+      // Not one byte past the announced size reaches the store; its partial file is gone before the session ends.
+      yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: ErrorCode.PROTOCOL_VIOLATION })))
+      yield* Fiber.join(push)
+      return yield* overrun(s, hash, header.size)
   }
-  return { hash, meta, bytes, push }
 })
 
 /**
@@ -213,6 +252,7 @@ export const run = Effect.fn("Receiver")(function*(s: ActorWiring) {
       switch (frame._tag) {
         case "AssetHeader": {
           const received = yield* receiveAsset(s, frame.message)
+          if (received === undefined) break
           yield* Semaphore.take(permits, 1)
           yield* FiberSet.run(commits, finishAsset(s, received).pipe(Effect.ensuring(Semaphore.release(permits, 1))))
           break

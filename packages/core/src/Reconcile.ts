@@ -12,9 +12,9 @@ import type { AssetHash } from "./Domain.ts"
 import { compareMetaVersion } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import type { Limits, ActorWiring } from "./ActorWiring.ts"
-import { bump } from "./ActorWiring.ts"
+import { bump, sendMetaUpdate } from "./ActorWiring.ts"
 import { ProtocolViolation } from "./SyncErrors.ts"
-import { asHash, toWireDigest, toWireMeta } from "./ProtoDomain.ts"
+import { asHash, toWireDigest } from "./ProtoDomain.ts"
 
 /** A digest's metadata version: what last-writer-wins compares. */
 export interface Version {
@@ -95,10 +95,7 @@ export const run = Effect.fn("Reconcile")(function*(s: ActorWiring, limits: Limi
   let metaSent = 0
   for (const hash of newerHere) {
     const record = yield* s.store.stat(hash)
-    if (Option.isSome(record)) {
-      yield* Queue.offer(s.outbox, Frame.make("MetaUpdate", { hash, meta: toWireMeta(record.value.meta) }))
-      metaSent++
-    }
+    if (Option.isSome(record) && (yield* sendMetaUpdate(s, limits, hash, record.value.meta))) metaSent++
   }
   yield* bump(s.stats, { metaSent })
   const summary: ReconcileSummary = { localDigests: local.size, remoteDigests: remote.size, wanted: missing.length, metaSent }

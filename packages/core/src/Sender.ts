@@ -1,29 +1,34 @@
 /**
  * Sender: serves the peer's wants in order as AssetHeader + AssetChunk… + AssetEnd, content
  * streamed from `store.read` (a large asset is never whole in memory; small ones, at most one
- * chunk each, are read a few assets ahead). A hash it cannot serve is answered with a non-fatal
- * Error naming it, so the peer's window moves on. Sends Done once the reconcile wants are served.
+ * chunk each, are read a few assets ahead). A hash it cannot serve — absent, unreadable, or with
+ * metadata the peer would refuse — is answered with a non-fatal Error naming it, so the peer's
+ * window moves on; content is never sent past the size its header announced. Sends Done once the
+ * reconcile wants are served.
  */
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import type { AssetHash, AssetRecord } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type { Limits, SendJob, ActorWiring } from "./ActorWiring.ts"
-import { bump } from "./ActorWiring.ts"
+import { bump, metaSkipped } from "./ActorWiring.ts"
 import { ErrorCode } from "./SyncErrors.ts"
-import { toWireMeta } from "./ProtoDomain.ts"
+import type * as Proto from "./proto/sync.ts"
+import { toOutgoingMeta } from "./ProtoDomain.ts"
 
 /** How many wanted assets are looked up (and, if small, read) ahead of the one being sent. */
 const PREFETCH = 4
 
 /** A want, looked up: what to send for it. */
 type Prepared =
-  | { readonly _tag: "Small"; readonly record: AssetRecord; readonly data: Uint8Array }
-  | { readonly _tag: "Large"; readonly record: AssetRecord }
+  | { readonly _tag: "Small"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta; readonly data: Uint8Array }
+  | { readonly _tag: "Large"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta }
   | { readonly _tag: "Unavailable"; readonly hash: AssetHash; readonly code: ErrorCode; readonly message: string }
   | { readonly _tag: "ReconcileWantsEnd" }
 
@@ -51,18 +56,35 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
     if (Option.isNone(record)) {
       return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: "not in this store" } satisfies Prepared
     }
-    if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value } satisfies Prepared
+    // Metadata the peer would refuse, or whose header would not fit its frames, is never sent:
+    // that asset is answered as not served (ASSET_NOT_FOUND frees the peer's want) and the rest go on.
+    const meta = toOutgoingMeta(record.value.meta, limits.peerMaxFrameBytes)
+    if (Result.isFailure(meta)) {
+      yield* metaSkipped(s.peer, hash, "sent", meta.failure)
+      return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `its metadata cannot be sent: ${meta.failure.message}` } satisfies Prepared
+    }
+    if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value, meta: meta.success } satisfies Prepared
     const read = yield* s.store.read(hash).pipe(Stream.runCollect, Effect.result)
     if (read._tag === "Failure") {
       return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
-    return { _tag: "Small", record: record.value, data: concat(read.success) } satisfies Prepared
+    return { _tag: "Small", record: record.value, meta: meta.success, data: concat(read.success) } satisfies Prepared
   })
 
+/**
+ * The peer's want of `hash` is answered by the frame about to be queued: it leaves the window
+ * first, so a Want the peer sends after seeing that frame always finds it gone.
+ */
+const answer = (s: ActorWiring, hash: AssetHash) => Effect.sync(() => s.windows.peerWants.delete(hash))
+
 const notServed = (s: ActorWiring, hash: AssetHash, code: ErrorCode, message: string) =>
-  Queue.offer(s.outbox, Frame.make("Error", { code, message, hash, fatal: false })).pipe(
+  answer(s, hash).pipe(
+    Effect.andThen(Queue.offer(s.outbox, Frame.make("Error", { code, message, hash, fatal: false }))),
     Effect.as<Served>({ served: false, bytes: 0 })
   )
+
+/** The store streamed other than the size it indexed (a damaged file): never sent past or short of the header's size. */
+class SizeChanged extends Data.TaggedError("SizeChanged")<{ readonly size: number; readonly streamed: number }> {}
 
 /** Send one asset (or the Error saying it cannot be served). */
 export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, limits: Limits, asset: Exclude<Prepared, { readonly _tag: "ReconcileWantsEnd" }>) {
@@ -70,28 +92,29 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
     yield* Effect.annotateCurrentSpan({ hash: asset.hash, direction: "sent", peer: s.peer, outcome: asset.code })
     return yield* notServed(s, asset.hash, asset.code, asset.message)
   }
-  const { hash, meta, size } = asset.record
+  const { hash, size } = asset.record
   yield* Effect.annotateCurrentSpan({ hash, direction: "sent", peer: s.peer })
-  yield* Queue.offer(s.outbox, Frame.make("AssetHeader", { hash, size, meta: toWireMeta(meta) }))
+  yield* Queue.offer(s.outbox, Frame.make("AssetHeader", { hash, size, meta: asset.meta }))
   let bytes = 0
   const sendChunk = (chunk: Uint8Array) =>
     Effect.gen(function*() {
+      if (bytes + chunk.length > size) return yield* new SizeChanged({ size, streamed: bytes + chunk.length })
       for (let offset = 0; offset < chunk.length; offset += limits.chunkBytes) {
         const data = chunk.subarray(offset, Math.min(chunk.length, offset + limits.chunkBytes))
         yield* Queue.offer(s.outbox, Frame.make("AssetChunk", { hash, data }))
         bytes += data.length
       }
     })
-  if (asset._tag === "Small") {
-    yield* sendChunk(asset.data)
-  } else {
-    const streamed = yield* s.store.read(hash).pipe(Stream.runForEach(sendChunk), Effect.result)
-    if (streamed._tag === "Failure") {
-      // The peer drops the partial asset on this error; nothing half-written is ever stored.
-      yield* Metrics.recordError("store_read")
-      return yield* notServed(s, hash, ErrorCode.STORE_FAILED, `read failed: ${streamed.failure._tag}`)
-    }
+  const streamed = asset._tag === "Small"
+    ? yield* sendChunk(asset.data).pipe(Effect.result)
+    : yield* s.store.read(hash).pipe(Stream.runForEach(sendChunk), Effect.result)
+  const failure = streamed._tag === "Failure" ? streamed.failure : bytes !== size ? new SizeChanged({ size, streamed: bytes }) : undefined
+  if (failure !== undefined) {
+    // The peer drops the partial asset on this error; nothing half-written is ever stored.
+    yield* Metrics.recordError("store_read")
+    return yield* notServed(s, hash, ErrorCode.STORE_FAILED, `read failed: ${failure._tag}`)
   }
+  yield* answer(s, hash)
   yield* Queue.offer(s.outbox, Frame.make("AssetEnd", { hash }))
   yield* Effect.annotateCurrentSpan({ bytes, outcome: "sent" })
   yield* Metrics.recordTransfer(s.peer, "sent", bytes)
@@ -112,7 +135,6 @@ export const run = Effect.fn("Sender")(function*(s: ActorWiring, limits: Limits)
           return yield* Deferred.succeed(s.sentDone, undefined)
         }
         const sent = yield* sendAsset(s, limits, prepared)
-        s.windows.peerWants-- // answered: by the asset or by an Error naming it
         if (sent.served && !Deferred.isDoneUnsafe(s.sentDone)) {
           assets++
           bytes += sent.bytes

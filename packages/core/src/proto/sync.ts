@@ -35,6 +35,8 @@ export const ErrorCode = {
   ASSET_TOO_LARGE: 7,
   /** ASSET_NOT_FOUND - a wanted hash this side cannot serve */
   ASSET_NOT_FOUND: 8,
+  /** METADATA_INVALID - metadata outside the receiver's limits: that asset or edit is skipped (non-fatal) */
+  METADATA_INVALID: 9,
   UNRECOGNIZED: -1,
 } as const;
 
@@ -50,6 +52,7 @@ export namespace ErrorCode {
   export type HASH_MISMATCH = typeof ErrorCode.HASH_MISMATCH;
   export type ASSET_TOO_LARGE = typeof ErrorCode.ASSET_TOO_LARGE;
   export type ASSET_NOT_FOUND = typeof ErrorCode.ASSET_NOT_FOUND;
+  export type METADATA_INVALID = typeof ErrorCode.METADATA_INVALID;
   export type UNRECOGNIZED = typeof ErrorCode.UNRECOGNIZED;
 }
 

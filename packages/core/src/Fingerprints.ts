@@ -1,0 +1,220 @@
+/**
+ * Fingerprints: what range reconciliation compares. An item is an asset's (hash, metadata version);
+ * its contribution is the first 16 bytes of SHA-256(hash ‖ updatedAt ‖ origin), and a range's
+ * fingerprint is (count, sum of contributions mod 2^128). A `Table` keeps that pair for each of the
+ * 2^16 four-hex-digit hash prefixes and is updated by every insert and metadata change (no scan per
+ * connect); deeper prefixes are fingerprinted from the few items they hold (`sourceOf`).
+ */
+import { hash as digest } from "node:crypto"
+import * as Effect from "effect/Effect"
+
+/** Hex digits of the hash that name one bucket: 16^4 = 65,536 buckets. */
+export const BUCKET_DIGITS = 4
+export const BUCKETS = 16 ** BUCKET_DIGITS
+/** Bytes of a contribution and of a fingerprint's sum. */
+export const SUM_BYTES = 16
+
+/** An item as range reconciliation sees it: the asset's hash, its size and its metadata version. */
+export interface RangeItem {
+  readonly hash: string
+  readonly size: number
+  readonly updatedAt: number
+  readonly origin: string
+}
+
+/** A range's fingerprint: how many items, and their contributions' sum mod 2^128 (16 bytes, little-endian). */
+export interface Fingerprint {
+  readonly count: number
+  readonly sum: Uint8Array
+}
+
+/**
+ * What a side reconciles from: fingerprints and items of hash prefixes, asked for in batches (one
+ * call per round, so a store behind HTTP answers a round in one request).
+ */
+export interface RangeSource<E = never> {
+  readonly fingerprints: (prefixes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Fingerprint>, E>
+  /** Every item whose hash starts with each prefix, in hash order. */
+  readonly items: (prefixes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ReadonlyArray<RangeItem>>, E>
+}
+
+const utf8 = new TextEncoder()
+
+const hexValue = (code: number): number =>
+  code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : code >= 65 && code <= 70 ? code - 55 : 0
+
+/** The 16 contribution bytes of one item: SHA-256 over the hash bytes, updatedAt as a float64 (BE), the origin in UTF-8. */
+export const contribution = (item: Pick<RangeItem, "hash" | "updatedAt" | "origin">): Uint8Array => {
+  const origin = utf8.encode(item.origin)
+  const input = new Uint8Array(32 + 8 + origin.length)
+  for (let i = 0; i < 32; i++) {
+    input[i] = (hexValue(item.hash.charCodeAt(2 * i)) << 4) | hexValue(item.hash.charCodeAt(2 * i + 1))
+  }
+  new DataView(input.buffer).setFloat64(32, item.updatedAt, false)
+  input.set(origin, 40)
+  return digest("sha256", input, "buffer").subarray(0, SUM_BYTES)
+}
+
+/** Add (sign 1) or subtract (sign -1) 16 little-endian bytes into 4 u32 limbs at `at`, mod 2^128. */
+const accumulate = (limbs: Uint32Array, at: number, bytes: Uint8Array, sign: 1 | -1): void => {
+  let carry = 0
+  for (let k = 0; k < 4; k++) {
+    const word = (bytes[4 * k]! | (bytes[4 * k + 1]! << 8) | (bytes[4 * k + 2]! << 16) | (bytes[4 * k + 3]! << 24)) >>> 0
+    const value = limbs[at + k]! + sign * word + carry
+    limbs[at + k] = value >>> 0 // the low 32 bits, also of a negative value
+    carry = Math.floor(value / 0x1_0000_0000)
+  }
+}
+
+const limbsToBytes = (limbs: ArrayLike<number>, at: number): Uint8Array => {
+  const out = new Uint8Array(SUM_BYTES)
+  for (let k = 0; k < 4; k++) {
+    const word = limbs[at + k]!
+    out[4 * k] = word & 0xff
+    out[4 * k + 1] = (word >>> 8) & 0xff
+    out[4 * k + 2] = (word >>> 16) & 0xff
+    out[4 * k + 3] = (word >>> 24) & 0xff
+  }
+  return out
+}
+
+/** The fingerprint of a list of items (a small range, or a test's reference). */
+export const ofItems = (items: Iterable<Pick<RangeItem, "hash" | "updatedAt" | "origin">>): Fingerprint => {
+  const limbs = new Uint32Array(4)
+  let count = 0
+  for (const item of items) {
+    accumulate(limbs, 0, contribution(item), 1)
+    count++
+  }
+  return { count, sum: limbsToBytes(limbs, 0) }
+}
+
+export const equals = (a: Fingerprint, b: Fingerprint): boolean => {
+  if (a.count !== b.count || a.sum.length !== b.sum.length) return false
+  for (let i = 0; i < a.sum.length; i++) if (a.sum[i] !== b.sum[i]) return false
+  return true
+}
+
+export const EMPTY: Fingerprint = { count: 0, sum: new Uint8Array(SUM_BYTES) }
+
+const bucketOf = (hash: string): number => {
+  let b = 0
+  for (let i = 0; i < BUCKET_DIGITS; i++) b = (b << 4) | hexValue(hash.charCodeAt(i))
+  return b
+}
+
+/**
+ * The incremental table: (count, sum) per bucket, in typed arrays (1.25 MiB). Not thread-safe and
+ * not an Effect service: its owner (a store) calls `add` / `remove` where it writes its index.
+ */
+export interface Table {
+  /** An item entered the set (a new asset, or the new version of an edited one). */
+  readonly add: (item: Pick<RangeItem, "hash" | "updatedAt" | "origin">) => void
+  /** An item left the set (an asset removed, or the old version of an edited one). */
+  readonly remove: (item: Pick<RangeItem, "hash" | "updatedAt" | "origin">) => void
+  /** A metadata edit: the old version leaves, the new one enters. */
+  readonly replace: (
+    previous: Pick<RangeItem, "hash" | "updatedAt" | "origin">,
+    next: Pick<RangeItem, "hash" | "updatedAt" | "origin">
+  ) => void
+  /** Items in the whole table. */
+  readonly size: () => number
+  /** The fingerprint of a prefix of at most BUCKET_DIGITS hex digits (a sum over whole buckets). */
+  readonly fingerprint: (prefix: string) => Fingerprint
+}
+
+export const makeTable = (): Table => {
+  const counts = new Uint32Array(BUCKETS)
+  const sums = new Uint32Array(BUCKETS * 4)
+  let total = 0
+  const add: Table["add"] = (item) => {
+    const b = bucketOf(item.hash)
+    counts[b]!++
+    total++
+    accumulate(sums, 4 * b, contribution(item), 1)
+  }
+  const remove: Table["remove"] = (item) => {
+    const b = bucketOf(item.hash)
+    if (counts[b] === 0) return
+    counts[b]!--
+    total--
+    accumulate(sums, 4 * b, contribution(item), -1)
+  }
+  return {
+    add,
+    remove,
+    replace: (previous, next) => {
+      remove(previous)
+      add(next)
+    },
+    size: () => total,
+    fingerprint: (prefix) => {
+      const span = 16 ** (BUCKET_DIGITS - prefix.length)
+      let first = 0
+      for (let i = 0; i < prefix.length; i++) first = first * 16 + hexValue(prefix.charCodeAt(i))
+      first *= span
+      // Each limb summed as a float (≤ 65,536 × 2^32 < 2^53, exact), carries folded at the end.
+      const acc = [0, 0, 0, 0]
+      let count = 0
+      for (let b = first; b < first + span; b++) {
+        count += counts[b]!
+        acc[0]! += sums[4 * b]!
+        acc[1]! += sums[4 * b + 1]!
+        acc[2]! += sums[4 * b + 2]!
+        acc[3]! += sums[4 * b + 3]!
+      }
+      let carry = 0
+      for (let k = 0; k < 4; k++) {
+        const value = acc[k]! + carry
+        acc[k] = value % 0x1_0000_0000
+        carry = Math.floor(value / 0x1_0000_0000)
+      }
+      return { count, sum: limbsToBytes(acc, 0) }
+    }
+  }
+}
+
+/**
+ * A RangeSource over a table and a way to list a prefix's items (a store's range query on its hash
+ * key): short prefixes come from the table, longer ones from their items (a bucket holds
+ * ~ N / 65,536 items, so 15 at a million).
+ */
+export const sourceOf = <E>(
+  table: Table,
+  items: (prefixes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ReadonlyArray<RangeItem>>, E>
+): RangeSource<E> => ({
+  items,
+  fingerprints: (prefixes) => {
+    const deep = prefixes.filter((p) => p.length > BUCKET_DIGITS)
+    if (deep.length === 0) return Effect.succeed(prefixes.map(table.fingerprint))
+    return Effect.map(items(deep), (lists) => {
+      const byPrefix = new Map(deep.map((p, i) => [p, ofItems(lists[i] ?? [])]))
+      return prefixes.map((p) => byPrefix.get(p) ?? table.fingerprint(p))
+    })
+  }
+})
+
+/**
+ * An in-memory RangeSource over items sorted by hash (tests, benchmarks; a model of a store's):
+ * a table built by one pass, prefixes listed by binary search.
+ */
+export const memorySource = (sorted: ReadonlyArray<RangeItem>): RangeSource & { readonly table: Table } => {
+  const table = makeTable()
+  for (const item of sorted) table.add(item)
+  const lowerBound = (key: string): number => {
+    let lo = 0
+    let hi = sorted.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (sorted[mid]!.hash < key) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+  const listOne = (prefix: string): ReadonlyArray<RangeItem> => {
+    const out: Array<RangeItem> = []
+    for (let i = lowerBound(prefix); i < sorted.length && sorted[i]!.hash.startsWith(prefix); i++) out.push(sorted[i]!)
+    return out
+  }
+  return { table, ...sourceOf(table, (prefixes) => Effect.succeed(prefixes.map(listOne))) }
+}
