@@ -29,8 +29,11 @@ import { printable } from "./Printable.ts"
 const withStore = <A, E>(
   dataDir: string,
   use: (store: EmbeddedStore.EmbeddedStoreShape) => Effect.Effect<A, E>,
-  options: { readonly rebuildIndex?: boolean } = {}
+  options: { readonly rebuildIndex?: boolean; readonly readOnly?: "auto" } = {}
 ) => Effect.scoped(Effect.flatMap(EmbeddedStore.make({ dataDir, ...options }), use))
+
+/** Commands that only read open a data directory they cannot write (a read-only mount) read-only. */
+const readOnlyWhenUnwritable = { readOnly: "auto" } as const
 
 const parseHash = (input: string) =>
   Schema.decodeUnknownEffect(AssetHash)(input.trim().toLowerCase()).pipe(
@@ -58,7 +61,8 @@ export const serve = Command.make("serve", {
   Effect.scoped(Effect.gen(function*() {
     const bearer = Option.match(token, { onNone: () => randomBytes(24).toString("base64url"), onSome: Redacted.value })
     if (Option.isNone(token)) yield* Console.error(`can-sync: no --token given; this run's token: ${bearer}`)
-    const store = yield* EmbeddedStore.make({ dataDir: data })
+    // the one writer of this directory beside one-shot commands: a second serve or agent is refused
+    const store = yield* EmbeddedStore.make({ dataDir: data, lock: true })
     const HttpService = yield* Effect.promise(() => import("@can-sync/store/HttpService"))
     const server = yield* HttpService.serve(store, { host, port, token: bearer })
     yield* Console.log(`serving ${data} at ${server.url}`)
@@ -135,7 +139,7 @@ export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data
   withStore(data, (store) =>
     json
       ? Stream.runCollect(allRecords(store)).pipe(Effect.flatMap((records) => Console.log(JSON.stringify(records))))
-      : Stream.runForEach(allRecords(store), (record) => Console.log(formatRecord(record))))
+      : Stream.runForEach(allRecords(store), (record) => Console.log(formatRecord(record))), readOnlyWhenUnwritable)
 ).pipe(Command.withDescription("List assets: one per line (hash, size, created, description, tags), or a JSON array"))
 
 export const cat = Command.make("cat", {
@@ -151,7 +155,7 @@ export const cat = Command.make("cat", {
           endOnDone: false
         }))
       )
-    ))
+    ), readOnlyWhenUnwritable)
 ).pipe(Command.withDescription("Write an asset's content to stdout"))
 
 export const meta = Command.make("meta", {
@@ -185,7 +189,7 @@ export const meta = Command.make("meta", {
       yield* Console.log(json
         ? JSON.stringify({ hash: h, ...m })
         : [h, ...formatMeta(m)].join("  "))
-    }))
+    }), readOnlyWhenUnwritable)
 ).pipe(Command.withDescription("Show or edit an asset's metadata (description, tags, trashed)"))
 
 /** A content file in no index entry is an orphan once it is this old (younger: an add in progress). */

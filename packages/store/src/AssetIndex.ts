@@ -11,7 +11,9 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { randomBytes } from "node:crypto"
+import { statSync } from "node:fs"
 import { DatabaseSync } from "node:sqlite"
+import { pathToFileURL } from "node:url"
 import type { SQLOutputValue } from "node:sqlite"
 import { unavailable } from "./StoreFailure.ts"
 
@@ -151,11 +153,53 @@ export interface AssetIndex {
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreUnavailable>
 }
 
-/** Opens (creating if needed) the index at `path`; closed with the scope. */
-export const open = Effect.fn("AssetIndex.open")(function*(path: string) {
+/** A read-only open fails this way when the directory is read-only and the index has no `-shm` file. */
+const SqliteCantOpen = 14
+
+/**
+ * Opens the index for reading only (for commands that only read, on a data directory this process
+ * cannot write): WAL needs its `-shm` file, which a read-only directory without one cannot get,
+ * so then it is opened `immutable` — unless an unmerged `-wal` file holds changes that would
+ * then be missed, which is refused with the reason.
+ */
+const openReadOnly = (path: string): DatabaseSync => {
+  try {
+    const db = new DatabaseSync(path, { readOnly: true, timeout: BusyTimeoutMillis, readBigInts: true })
+    try {
+      db.prepare("SELECT 1 FROM sqlite_master LIMIT 1").get()
+      return db
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  } catch (error) {
+    const errcode = typeof error === "object" && error !== null && "errcode" in error ? error.errcode : undefined
+    if (errcode !== SqliteCantOpen) throw error
+    const wal = statSync(`${path}-wal`, { throwIfNoEntry: false })
+    if (wal !== undefined && wal.size > 0) {
+      throw new Error(
+        `${path}-wal holds changes not yet merged into the index, and the directory is read-only so SQLite cannot ` +
+          `read them; open the store once with write access (any can-sync command) to merge them`
+      )
+    }
+    const url = pathToFileURL(path)
+    url.searchParams.set("immutable", "1")
+    return new DatabaseSync(url, { readOnly: true, readBigInts: true })
+  }
+}
+
+export interface OpenOptions {
+  /** Only read: nothing is created, no pragma or schema is written (a read-only data directory). */
+  readonly readOnly?: boolean
+}
+
+/** Opens (creating if needed, unless `readOnly`) the index at `path`; closed with the scope. */
+export const open = Effect.fn("AssetIndex.open")(function*(path: string, options: OpenOptions = {}) {
+  const readOnly = options.readOnly === true
   const db = yield* Effect.acquireRelease(
     Effect.try({
       try: () => {
+        if (readOnly) return openReadOnly(path)
         const db = new DatabaseSync(path, { timeout: BusyTimeoutMillis, readBigInts: true })
         let ready = false
         try {
@@ -188,15 +232,16 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string) {
   }
   const run = <A>(operation: string, body: () => A) => Effect.try({ try: body, catch: unavailable(operation) })
 
+  const readStoreId = () => str(db.prepare("SELECT value FROM meta WHERE key = 'storeId'").get() ?? {}, "value")
   const storeId = yield* run("open index", () =>
-    transaction(() => {
+    readOnly ? readStoreId() : transaction(() => {
       const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
       if (version < SchemaVersion) {
         db.exec(Schema)
         db.exec(`PRAGMA user_version = ${SchemaVersion}`)
       }
       db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', ?)").run(randomBytes(16).toString("hex"))
-      return str(db.prepare("SELECT value FROM meta WHERE key = 'storeId'").get() ?? {}, "value")
+      return readStoreId()
     }))
 
   const selectAsset = db.prepare("SELECT * FROM assets WHERE hash = ?")

@@ -54,6 +54,13 @@ export const MaxHeaderBytes = 256 * 1024
 /** SSE event names, by StoreEvent tag. */
 export const SseEventNames = { AssetAdded: "asset", MetaChanged: "meta" } as const
 
+/**
+ * The SSE event sent first when `since` (or Last-Event-ID) is past the store's newest change
+ * (the store was recreated, or the client followed another one): the stream then replays from 0,
+ * and a client resets its cursor to 0 on it.
+ */
+export const SseResetEventName = "reset"
+
 /** The query parameter that may carry the token on `GET /sync/events` only (EventSource cannot set headers). */
 export const TokenQueryParam = "token"
 
@@ -156,6 +163,9 @@ export const HealthResponse = Schema.Struct({ ok: Schema.Boolean })
 
 /** The `data:` of one SSE event. */
 export const EventData = Schema.fromJsonString(StoreEvent)
+
+/** The `data:` of the `reset` event: the resume point asked for, and the store's newest change. */
+export const ResetData = Schema.fromJsonString(Schema.Struct({ since: Schema.Number, seq: Schema.Number }))
 
 // ---------------------------------------------------------------------------------------------
 // Errors

@@ -17,9 +17,12 @@ import * as PubSub from "effect/PubSub"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
-import { existsSync } from "node:fs"
+import { constants, existsSync } from "node:fs"
+import { access } from "node:fs/promises"
 import * as AssetIndex from "./AssetIndex.ts"
 import * as ContentFiles from "./ContentFiles.ts"
+import * as DataDirLock from "./DataDirLock.ts"
+import { errorCode } from "./StoreFailure.ts"
 
 export interface EmbeddedStoreOptions {
   readonly dataDir: string
@@ -33,6 +36,17 @@ export interface EmbeddedStoreOptions {
    * the content would show an empty store, and its orphan sweep would set all the content aside.
    */
   readonly rebuildIndex?: boolean
+  /**
+   * Hold the data-directory lock (`DataDirLock`) while open: for long-running writers (the agent,
+   * `serve`), so a second one on the same directory is refused with the holder's pid.
+   */
+  readonly lock?: boolean
+  /**
+   * Only read (nothing created or written: writes fail with StoreUnavailable). `"auto"`: only
+   * when the data directory cannot be written (a read-only mount or permissions), for commands
+   * that only read.
+   */
+  readonly readOnly?: boolean | "auto"
 }
 
 export interface EmbeddedStoreShape extends CanStoreShape {
@@ -128,11 +142,28 @@ interface Parts {
 
 const notify = (parts: Parts) => PubSub.publish(parts.written, undefined)
 
+/** True when this process may not create files in `dir` (read-only mount, permissions); false if it does not exist. */
+const unwritable = (dir: string): Effect.Effect<boolean> =>
+  Effect.promise(() =>
+    access(dir, constants.W_OK).then(
+      () => false,
+      (error: unknown) => errorCode(error) !== "ENOENT"
+    )
+  )
+
 /** Opens the directory, the index and the write buffers (closed with the scope). */
 const openParts = (options: EmbeddedStoreOptions) =>
   Effect.gen(function*() {
     const layout = ContentFiles.layout(options.dataDir)
-    yield* ContentFiles.prepare(layout)
+    const readOnly = options.readOnly === "auto" ? yield* unwritable(options.dataDir) : options.readOnly === true
+    if (readOnly && !existsSync(layout.index)) {
+      return yield* new StoreUnavailable({
+        operation: "open index",
+        message: `${options.dataDir} holds no store index (index.sqlite) and is opened read-only, so none can be created`
+      })
+    }
+    if (!readOnly) yield* ContentFiles.prepare(layout)
+    if (options.lock === true && !readOnly) yield* DataDirLock.acquire(options.dataDir)
     if (options.rebuildIndex !== true && !existsSync(layout.index) && (yield* ContentFiles.hasObjectFiles(layout))) {
       return yield* new StoreUnavailable({
         operation: "open index",
@@ -140,7 +171,7 @@ const openParts = (options: EmbeddedStoreOptions) =>
           `rebuild it with \`can-sync verify --rebuild-index --data ${options.dataDir}\``
       })
     }
-    const index = yield* AssetIndex.open(layout.index)
+    const index = yield* AssetIndex.open(layout.index, { readOnly })
     const buffers = yield* ContentFiles.writeBuffers
     const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
     const parts: Parts = {
@@ -344,9 +375,11 @@ const events = (parts: Parts) => (eventOptions?: { readonly since?: number }): S
   Stream.unwrap(Effect.gen(function*() {
     // Subscribe before reading the start point, so no write falls between the two.
     const wake = yield* PubSub.subscribe(parts.written)
-    const start = eventOptions?.since === undefined
-      ? yield* parts.index.currentSeq
-      : yield* validSeq(eventOptions.since, "since")
+    const current = yield* parts.index.currentSeq
+    const asked = eventOptions?.since === undefined ? current : yield* validSeq(eventOptions.since, "since")
+    // Past the newest change (a recreated store): following from there would skip what comes first.
+    const start = asked > current ? 0 : asked
+    if (asked > current) yield* Effect.logWarning(`events since ${asked} is past the store's newest change ${current}: replaying from 0`)
     const idle = Effect.raceFirst(PubSub.takeAll(wake), Effect.sleep(parts.watchInterval))
     return Stream.paginate(start, (cursor: number) =>
       parts.index.changesAfter(cursor, EventPageSize).pipe(

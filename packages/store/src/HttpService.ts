@@ -273,6 +273,14 @@ const encodeEvent = (event: StoreEvent): string =>
     data: Schema.encodeSync(Api.EventData)(event)
   })
 
+const encodeReset = (since: number, seq: number): string =>
+  Sse.encoder.write({
+    _tag: "Event",
+    id: "0",
+    event: Api.SseResetEventName,
+    data: Schema.encodeSync(Api.ResetData)({ since, seq })
+  })
+
 /** The store's events as SSE, with keepalive comments, until the client leaves or the service stops. */
 const events = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
@@ -282,9 +290,16 @@ const events = (store: CanStoreShape, options: RouteOptions) =>
     const since = Option.isSome(lastEventId)
       ? yield* decode(Api.SeqFromString, Api.HeaderNames.lastEventId)(lastEventId.value)
       : query.since
-    const changes = store.events(since === undefined ? {} : { since }).pipe(Stream.map(encodeEvent))
+    // A resume point past the store's newest change (a recreated store) would deliver nothing
+    // until the store caught up, then skip what it missed: say so, and replay from 0.
+    const seq = yield* store.currentSeq
+    const ahead = since !== undefined && since > seq
+    const start = ahead ? 0 : since
+    if (ahead) yield* Effect.logWarning(`SSE since=${since} is past the store's newest change ${seq}: replaying from 0`)
+    const changes = store.events(start === undefined ? {} : { since: start }).pipe(Stream.map(encodeEvent))
     const keepAlive = Stream.tick(options.keepAlive).pipe(Stream.map(() => ": keepalive\n\n"))
-    const body = Stream.make(": connected\n\n").pipe(
+    const opening = ahead ? [": connected\n\n", encodeReset(since, seq)] : [": connected\n\n"]
+    const body = Stream.fromIterable(opening).pipe(
       Stream.concat(Stream.merge(changes, keepAlive)),
       Stream.interruptWhen(Deferred.await(options.stopping)),
       Stream.tapError((e) => Effect.logWarning("SSE stream failed", e)),

@@ -58,6 +58,8 @@ class Reconnect extends Data.TaggedError("Reconnect")<{ readonly reason: string;
 
 /** Marks "connected" inside the SSE stream so the backoff resets on every successful connect. */
 const Connected = { _tag: "Connected" } as const
+/** The service replays from 0: the resume point was past its newest change (a recreated store). */
+const Reset = { _tag: "Reset" } as const
 
 const unavailable = (operation: string, message: string) => new StoreUnavailable({ operation, message })
 
@@ -332,10 +334,14 @@ const connectOnce = (c: Connection, since: number, idleTimeout: Duration.Duratio
       Stream.mapError((e) =>
         e._tag === "Reconnect" ? e : e._tag === "Retry" ? new Reconnect({ reason: "service asked to retry" }) : unavailable("events", e.message)
       ),
-      Stream.mapEffect((event) =>
-        decodeEvent(event.data).pipe(
-          Effect.mapError((e) => unavailable("events", `malformed event: ${e.message}`))
-        )
+      Stream.mapEffect((event): Effect.Effect<StoreEvent | typeof Reset, StoreUnavailable> =>
+        event.event === Api.SseResetEventName
+          ? Effect.logWarning(`SSE ${c.base}: resuming after ${since} is past the store's newest change: replaying from 0`).pipe(
+            Effect.as(Reset)
+          )
+          : decodeEvent(event.data).pipe(
+            Effect.mapError((e) => unavailable("events", `malformed event: ${e.message}`))
+          )
       ),
       Stream.concat(Stream.fail(new Reconnect({ reason: "stream ended" })))
     )
@@ -367,6 +373,8 @@ const events = (c: Connection, options: HttpStoreOptions) => {
         Stream.mapEffect((item) =>
           item._tag === "Connected"
             ? Effect.succeed(Option.none<StoreEvent>())
+            : item._tag === "Reset"
+            ? Ref.set(cursor, 0).pipe(Effect.as(Option.none<StoreEvent>()))
             : Ref.modify(cursor, (seen) => item.seq > seen ? [Option.some(item), item.seq] : [Option.none(), seen])
         ),
         Stream.filter(Option.isSome),
