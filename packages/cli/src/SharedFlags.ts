@@ -24,6 +24,30 @@ export const dataFlag = Flag.String("data").pipe(
   Flag.map((dir) => Option.getOrElse(dir, defaultDataDir))
 )
 
+/**
+ * `--data` for commands that only read a store (ls, cat, verify, ...): the directory must hold one
+ * (its index or its objects), so a typo is a usage error naming the path instead of a new, empty
+ * store created there.
+ */
+export const existingDataFlag = dataFlag.pipe(Flag.mapEffect((dir) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    Effect.all([fs.exists(join(dir, "index.sqlite")), fs.exists(join(dir, "objects"))]).pipe(
+      Effect.orElseSucceed(() => [false, false] as const),
+      Effect.flatMap(([index, objects]) =>
+        index || objects
+          ? Effect.succeed(dir)
+          : Effect.fail(
+            new CliError.InvalidValue({
+              option: "data",
+              value: dir,
+              expected: "a data directory holding a store (none there: check --data or CAN_SYNC_DATA; `can-sync add` or `sync` creates one)",
+              kind: "flag"
+            })
+          )
+      )
+    ))
+))
+
 /** `--token T`, else `CAN_SYNC_TOKEN`; redacted, so it never shows in logs or errors. */
 export const tokenFlag = Flag.Redacted("token").pipe(
   Flag.withDescription("Bearer token of the CAN HTTP service (env CAN_SYNC_TOKEN)"),

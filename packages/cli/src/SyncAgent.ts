@@ -22,6 +22,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { readFile } from "node:fs/promises"
 import * as Admin from "./Admin.ts"
+import { UsageError } from "./Errors.ts"
 import * as AgentMetrics from "./AgentMetrics.ts"
 import * as Logging from "./Logging.ts"
 import * as Progress from "./Progress.ts"
@@ -45,7 +46,7 @@ const allowList = (peers: ReadonlyArray<string>, file: Option.Option<string>) =>
     const all = [...new Set([...peers, ...fromFile].map((p) => p.trim().toLowerCase()))]
     const bad = all.filter((p) => !isPeerId(p))
     if (bad.length > 0) {
-      return yield* new InvalidInput({ message: `not a peer id: ${bad.join(", ")} (see \`can-sync id\` on that machine)` })
+      return yield* new UsageError({ reason: `not a peer id: ${bad.join(", ")} (\`can-sync id\` on that machine prints its id)` })
     }
     return all.filter(isPeerId)
   })
@@ -62,7 +63,7 @@ const readIceFile = (path: Option.Option<string>) =>
 const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Option<Redacted.Redacted<string>>) =>
   Option.isSome(canUrl)
     ? Option.isNone(token)
-      ? Effect.fail(new InvalidInput({ message: "--can-url needs --token (or CAN_SYNC_TOKEN)" }))
+      ? Effect.fail(new UsageError({ reason: "--can-url needs --token (or CAN_SYNC_TOKEN): the CAN service's bearer token" }))
       : HttpStore.make({ baseUrl: canUrl.value, token: Redacted.value(token.value) }).pipe(
         Effect.map((store): { store: CanStoreShape; stats: Option.Option<EmbeddedStore.EmbeddedStoreShape["stats"]> } => ({ store, stats: Option.none() }))
       )

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * `can-sync`: the command-line entry point. Wires the subcommands and renders any failure as one
- * line on stderr with a non-zero exit. SIGINT/SIGTERM stop the services (`sync`, `serve`, `signal`)
- * cleanly with exit 0; a one-shot command they cut short exits 130/143 and says it did not finish.
+ * line on stderr, exiting 1 (runtime failure) or 2 (usage error). SIGINT/SIGTERM stop the services
+ * (`sync`, `serve`, `signal`) cleanly with exit 0; a one-shot command they cut short exits 130/143
+ * and says it did not finish.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -11,11 +12,12 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { CliError, CliOutput, Command } from "effect/cli"
-import { describeCause } from "./Errors.ts"
+import { describeCause, failureExitCode } from "./Errors.ts"
 import * as Logging from "./Logging.ts"
 import { add, cat, ls, meta, serve, verify } from "./StoreCommands.ts"
 import { sync } from "./SyncCommand.ts"
 import { id, signal } from "./TransportCommands.ts"
+import { version } from "./Version.ts"
 
 const root = Command.make("can-sync").pipe(
   Command.withDescription("Peer-to-peer sync for content-addressed asset stores"),
@@ -52,7 +54,7 @@ const interrupted = Effect.suspend(() =>
     : Effect.void
 )
 
-const program = Command.run(root, { version: "0.1.0" }).pipe(
+const program = Command.run(root, { version }).pipe(
   Effect.tapCause((cause) =>
     alreadyRendered(cause) || Cause.hasInterruptsOnly(cause) ? Effect.void : Console.error(`can-sync: ${describeCause(cause)}`)
   ),
@@ -70,6 +72,6 @@ NodeRuntime.runMain(program, {
         ? 0
         : Exit.hasInterrupts(exit) && Cause.hasInterruptsOnly(exit.cause)
         ? (stoppedBy === undefined || services.has(command) ? 0 : signals[stoppedBy])
-        : 1
+        : failureExitCode(exit.cause)
     )
 })

@@ -8,9 +8,10 @@ import { NodeServices } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { Flag } from "effect/cli"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { existingDataFlag } from "../src/SharedFlags.ts"
 import { syncFlags } from "../src/SyncCommand.ts"
 
 /** Parses one flag from `--name value` pairs, with `env` as the environment. */
@@ -78,5 +79,19 @@ describe("sync's flags", () => {
       expect(Option.map(fromEnv, Redacted.value)).toEqual(Option.some("from-env"))
       expect(yield* parse(syncFlags.canUrl, { "can-url": ["https://can.example/api"] })).toEqual(Option.some("https://can.example/api"))
       expect((yield* refusal(syncFlags.canUrl, { "can-url": ["ftp://can.example"] })).message).toContain("http:// or https://")
+    }))
+
+  it.effect("--data of a read-only command must hold a store; a typo is refused, not created", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "can-sync-flags-"))
+      mkdirSync(join(dir, "store", "objects"), { recursive: true })
+      expect(yield* parse(existingDataFlag, { data: [join(dir, "store")] })).toBe(join(dir, "store"))
+      expect(yield* parse(existingDataFlag, {}, { CAN_SYNC_DATA: join(dir, "store") })).toBe(join(dir, "store"))
+      const typo = yield* refusal(existingDataFlag, { data: [join(dir, "stroe")] })
+      expect(typo.tag).toBe("InvalidValue")
+      expect(typo.message).toContain("--data")
+      expect(typo.message).toContain("check --data or CAN_SYNC_DATA")
+      expect(existsSync(join(dir, "stroe"))).toBe(false)
+      expect((yield* refusal(existingDataFlag, { data: [dir] })).tag).toBe("InvalidValue") // a directory, but no store in it
     }))
 })

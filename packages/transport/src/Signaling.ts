@@ -6,6 +6,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Latch from "effect/Latch"
@@ -331,6 +332,28 @@ export const serve = Effect.fn("SignalingServer.serve")(function*(options: Signa
 
 // ---- client ---------------------------------------------------------------------------------
 
+/** Why a connection to the signaling server failed, worded with what to check. */
+const failureReason = (error: Error): string => {
+  const code = (error as NodeJS.ErrnoException).code
+  switch (code) {
+    case "ECONNREFUSED":
+      return `connection refused (${error.message}): is \`can-sync signal\` running there?`
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `unknown host (${error.message}): check the host name in --signal`
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return `unreachable (${error.message}): check the network and firewall`
+  }
+  if (/Unexpected server response/.test(error.message)) return `${error.message}: is that a can-sync signaling server?`
+  if (/handshake has timed out/i.test(error.message)) return "no answer to the WebSocket handshake within 5 s"
+  return error.message
+}
+
+const closeReason = (code: number, reason: string): string =>
+  code === 1006 ? "the connection dropped" : `closed by the server (code ${code}${reason === "" ? "" : `: ${reason}`})`
+
 /** Not registered with the signaling server right now (it is down or restarting). */
 export class SignalingUnavailable extends Schema.TaggedError<SignalingUnavailable>()("SignalingUnavailable", {
   url: Schema.String
@@ -376,10 +399,17 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
   let current: WebSocket | undefined
   let registrations = 0
 
-  /** One connection, from dial to close; true if it got registered. */
+  /** One connection, from dial to close: whether it got registered, and why it ended. */
   const session = Effect.gen(function*() {
+    let ended: string | undefined
     const ws = yield* Effect.acquireRelease(
-      Effect.sync(() => new WebSocket(url, { handshakeTimeout: 5000, maxPayload: MAX_MESSAGE_BYTES })),
+      Effect.sync(() => {
+        const ws = new WebSocket(url, { handshakeTimeout: 5000, maxPayload: MAX_MESSAGE_BYTES })
+        // the first cause wins: an error is followed by a close that says less
+        ws.on("error", (error) => (ended ??= failureReason(error)))
+        ws.on("close", (code, reason) => (ended ??= closeReason(code, reason.toString("utf8"))))
+        return ws
+      }),
       (ws) =>
         Effect.sync(() => {
           if (current === ws) current = undefined
@@ -427,17 +457,28 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
       }
     }
     yield* socketEvents(ws).pipe(Stream.runForEach(handle))
-    return registered
+    return { registered, ended: ended ?? "the connection closed" }
   }).pipe(Effect.scoped)
 
+  // Loud: the first failure and every backoff step is a WARN naming the URL and the reason.
   const loop = Effect.gen(function*() {
-    let step = yield* Schedule.toStepWithSleep(backoff)
+    let step = yield* Schedule.toStep(backoff)
+    let failures = 0
     while (true) {
-      const registered = yield* session
+      const { registered, ended } = yield* session
       // a connection that got registered starts the delays over
-      if (registered) step = yield* Schedule.toStepWithSleep(backoff)
-      yield* Effect.logDebug(`signaling: disconnected from ${url}; reconnecting`)
-      yield* step(undefined)
+      if (registered) {
+        step = yield* Schedule.toStep(backoff)
+        failures = 0
+      }
+      const [, delay] = yield* step(yield* Clock.currentTimeMillis, undefined)
+      const wait = `${(Duration.toMillis(delay) / 1000).toFixed(1)} s`
+      if (registered) yield* Effect.logWarning(`signaling: lost the connection to ${url} (reconnecting in ${wait}): ${ended}`)
+      else {
+        failures++
+        yield* Effect.logWarning(`signaling: cannot register at ${url} (attempt ${failures}, next in ${wait}): ${ended}`)
+      }
+      yield* Effect.sleep(delay)
     }
   })
   yield* Effect.forkScoped(loop)
