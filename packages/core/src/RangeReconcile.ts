@@ -7,6 +7,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type { AssetHash } from "./Domain.ts"
+import { compareMetaVersion, isAssetHash } from "./Domain.ts"
 import * as Fingerprints from "./Fingerprints.ts"
 import type { Fingerprint, RangeItem, RangeSource } from "./Fingerprints.ts"
 
@@ -318,6 +320,37 @@ export const runPair = Effect.fnUntraced(function*<E>(initiator: Session<E>, res
     }
   }
   return { initiator: initiator.outcome(), responder: responder.outcome(), messages }
+})
+
+/**
+ * Run one side of the exchange over a message channel (the engine's frames): the initiator starts,
+ * each side answers the other's messages until it is done. Returns this side's outcome.
+ */
+export const drive = Effect.fnUntraced(function*<E, E2>(
+  session: Session<E>,
+  role: "initiator" | "responder",
+  channel: { readonly send: (message: Message) => Effect.Effect<void, E2>; readonly receive: Effect.Effect<Message, E2> }
+) {
+  if (role === "initiator") yield* channel.send(yield* session.start)
+  while (true) {
+    const { reply, done } = yield* session.receive(yield* channel.receive)
+    if (reply !== undefined) yield* channel.send(reply)
+    if (done) return session.outcome()
+  }
+})
+
+/**
+ * An outcome as the engine acts on it (the same shape as the full exchange's diff): the hashes to
+ * Want, with their sizes, and the shared hashes whose metadata is newer here (to send as MetaUpdate).
+ */
+export const toDiff = (outcome: Outcome): {
+  readonly missing: ReadonlyArray<{ readonly hash: AssetHash; readonly size: number }>
+  readonly newerHere: ReadonlyArray<AssetHash>
+} => ({
+  missing: outcome.weLack.flatMap((item) => (isAssetHash(item.hash) ? [{ hash: item.hash, size: item.size }] : [])),
+  newerHere: outcome.versionDiffers.flatMap(({ ours, theirs }) =>
+    isAssetHash(ours.hash) && compareMetaVersion(ours, theirs) > 0 ? [ours.hash] : []
+  )
 })
 
 const varintBytes = (n: number): number => {

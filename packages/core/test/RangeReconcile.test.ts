@@ -5,7 +5,7 @@
  * fingerprint table equals a fresh computation; a peer that answers what it was not asked is refused.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Result } from "effect"
+import { Effect, Queue, Result } from "effect"
 import fc from "fast-check"
 import * as Fingerprints from "../src/Fingerprints.ts"
 import type { RangeItem } from "../src/Fingerprints.ts"
@@ -122,6 +122,24 @@ describe("RangeReconcile", () => {
       }),
       { numRuns: 5 }
     )
+  })
+
+  it("drive runs both sides at once over message queues, and toDiff says what to Want and which metadata to send", () => {
+    const item = (n: number, updatedAt: number) => ({ hash: n.toString(16).padStart(2, "0").repeat(32), size: n, updatedAt, origin: "s" })
+    const a = [item(1, 1), item(2, 1), item(3, 5)]
+    const b = [item(2, 1), item(3, 4), item(4, 1)]
+    const program = Effect.gen(function*() {
+      const toB = yield* Queue.bounded<RangeReconcile.Message>(1)
+      const toA = yield* Queue.bounded<RangeReconcile.Message>(1)
+      const [atA, atB] = yield* Effect.all([
+        RangeReconcile.drive(RangeReconcile.make(Fingerprints.memorySource(a)), "initiator", { send: (m) => Queue.offer(toB, m), receive: Queue.take(toA) }),
+        RangeReconcile.drive(RangeReconcile.make(Fingerprints.memorySource(b)), "responder", { send: (m) => Queue.offer(toA, m), receive: Queue.take(toB) })
+      ], { concurrency: 2 })
+      return { atA: RangeReconcile.toDiff(atA), atB: RangeReconcile.toDiff(atB) }
+    })
+    const { atA, atB } = Effect.runSync(program)
+    expect(atA).toEqual({ missing: [{ hash: item(4, 1).hash, size: 4 }], newerHere: [item(3, 5).hash] })
+    expect(atB).toEqual({ missing: [{ hash: item(1, 1).hash, size: 1 }], newerHere: [] })
   })
 
   it("equal sets reconcile in one round trip, and so do two empty sets", () => {
