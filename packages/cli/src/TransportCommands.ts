@@ -1,16 +1,19 @@
 /**
  * `can-sync id` (print this agent's peer id, creating its key on first use) and `can-sync signal`
- * (run the WebSocket signaling server that relays offers, answers and candidates by peer id).
+ * (run the WebSocket signaling server that relays offers, answers and candidates by peer id);
+ * with `--json` each prints one JSON object instead of its line.
  */
 import { Identity } from "@can-sync/transport/Identity"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
-import { dataFlag, port, positive } from "./SharedFlags.ts"
+import { dataFlag, jsonFlag, port, positive } from "./SharedFlags.ts"
 
-export const id = Command.make("id", { data: dataFlag }, ({ data }) =>
-  Identity.loadOrCreate(data).pipe(Effect.flatMap((identity) => Console.log(identity.peerId)))
+export const id = Command.make("id", { data: dataFlag, json: jsonFlag }, ({ data, json }) =>
+  Identity.loadOrCreate(data).pipe(
+    Effect.flatMap((identity) => Console.log(json ? JSON.stringify({ peerId: identity.peerId }) : identity.peerId))
+  )
 ).pipe(Command.withDescription("Print this agent's peer id (its Ed25519 key is created on first use)"))
 
 export const signal = Command.make("signal", {
@@ -25,8 +28,9 @@ export const signal = Command.make("signal", {
     Flag.withDescription("Signals one connection may relay per second, twice that in a burst (default 200)"),
     positive,
     Flag.optional
-  )
-}, ({ host, port, maxConnections, relaysPerSecond }) =>
+  ),
+  json: jsonFlag
+}, ({ host, json, port, maxConnections, relaysPerSecond }) =>
   Effect.scoped(Effect.gen(function*() {
     const Signaling = yield* Effect.promise(() => import("@can-sync/transport/Signaling"))
     const server = yield* Signaling.serve({
@@ -35,7 +39,7 @@ export const signal = Command.make("signal", {
       maxConnections: Option.getOrUndefined(maxConnections),
       relaysPerSecond: Option.getOrUndefined(relaysPerSecond)
     })
-    yield* Console.log(`signaling at ${server.url}`)
+    yield* Console.log(json ? JSON.stringify({ url: server.url, host: server.host, port: server.port }) : `signaling at ${server.url}`)
     return yield* Effect.never
   }))
 ).pipe(Command.withDescription("Run a WebSocket signaling server for agents to find each other"))
