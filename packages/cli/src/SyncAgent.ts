@@ -67,7 +67,7 @@ const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Op
       : HttpStore.make({ baseUrl: canUrl.value, token: Redacted.value(token.value) }).pipe(
         Effect.map((store): { store: CanStoreShape; stats: Option.Option<EmbeddedStore.EmbeddedStoreShape["stats"]> } => ({ store, stats: Option.none() }))
       )
-    : EmbeddedStore.make({ dataDir: data }).pipe(Effect.map((store) => ({ store: store as CanStoreShape, stats: Option.some(store.stats) })))
+    : EmbeddedStore.make({ dataDir: data, lock: true }).pipe(Effect.map((store) => ({ store: store as CanStoreShape, stats: Option.some(store.stats) })))
 
 export const run = (flags: SyncFlags) =>
   Effect.gen(function*() {

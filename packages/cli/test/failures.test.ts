@@ -112,5 +112,14 @@ describe("failures say what happened and what to do", () => {
         1,
         `can-sync: cannot listen on 127.0.0.1:${taken}: the port is already in use; stop the process holding it or choose another port\n`
       )
+
+      // a second agent on a data directory an agent already uses
+      const first = yield* cli(["sync", "--data", data, "--signal", `ws://127.0.0.1:${taken}`, "--admin-port", "0"])
+      yield* first.waitFor("stderr", /admin endpoints at/, "30 seconds")
+      expectOneLine(
+        yield* runCli(["sync", "--data", data, "--signal", `ws://127.0.0.1:${taken}`]),
+        1,
+        `another can-sync process (pid ${first.pid}) is using this data directory; stop it first`
+      )
     }).pipe(Effect.scoped))
 })
