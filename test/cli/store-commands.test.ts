@@ -306,6 +306,7 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
         `DAMAGED  ${truncated}  content file has 1000 bytes, the index says 2048`,
         `DAMAGED  ${removed}  content file is missing`,
         "4 assets checked, 3 damaged",
+        "damaged content is set aside (quarantine/) and no longer offered; a sync with a peer that holds it fetches a good copy",
         ""
       ].join("\n"))
       expect(ran.stdout).not.toContain(healthy)

@@ -220,6 +220,11 @@ export const verify = Command.make("verify", { data: dataFlag, rebuildIndex: reb
           return Console.log(`DAMAGED  ${r.hash}  ${r.problem ?? ""}`.trimEnd())
         }))
       yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
+      if (damaged > 0) {
+        yield* Console.log(
+          "damaged content is set aside (quarantine/) and no longer offered; a sync with a peer that holds it fetches a good copy"
+        )
+      }
       const swept = yield* Effect.result(store.sweepOrphans(OrphanAge))
       if (Result.isSuccess(swept) && swept.success.quarantined > 0) {
         const { quarantined, bytes } = swept.success
@@ -234,4 +239,4 @@ export const verify = Command.make("verify", { data: dataFlag, rebuildIndex: reb
       if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
       if (Result.isFailure(swept)) return yield* Effect.fail(swept.failure)
     }), { rebuildIndex })
-).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing); set aside unindexed content in quarantine/; --rebuild-index indexes it again"))
+).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing; such content is set aside for a peer's copy to replace); set aside unindexed content in quarantine/; --rebuild-index indexes it again"))

@@ -1,6 +1,6 @@
 /**
  * The index half of the embedded store: a SQLite database (node:sqlite, WAL) holding one row per
- * asset with its metadata and one row per change, numbered by `seq`. Several processes share it (the
+ * asset with its metadata (and whether its content is absent) and one row per change, numbered by `seq`. Several processes share it (the
  * agent and CLI commands), so every read-modify-write is one `BEGIN IMMEDIATE` transaction, run
  * synchronously so no other fiber can interleave on the connection.
  */
@@ -20,7 +20,8 @@ import { unavailable } from "./StoreFailure.ts"
 /** How long a statement waits for another process's write lock before failing. */
 export const BusyTimeoutMillis = 5000
 
-const SchemaVersion = 1
+/** 1: the tables below; 2: `assets.absent` (content set aside by verify, awaiting a good copy). */
+const SchemaVersion = 2
 
 const Schema = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -103,6 +104,18 @@ const recordOf = (row: Row): AssetRecord => ({
   seq: num(row, "seq")
 })
 
+/** An index row: the asset's record, and whether its content is absent (set aside as damaged or missing). */
+export interface IndexedAsset {
+  readonly record: AssetRecord
+  /**
+   * Its content file was found damaged or missing and set aside: the asset keeps its metadata
+   * but is out of the digest set (`digestsAfter`, `stats`), so a peer that holds it sends it again.
+   */
+  readonly absent: boolean
+}
+
+const indexedOf = (row: Row): IndexedAsset => ({ record: recordOf(row), absent: num(row, "absent") !== 0 })
+
 const digestOf = (row: Row): AssetDigest => ({
   hash: str(row, "hash") as AssetHash,
   size: num(row, "size"),
@@ -127,7 +140,7 @@ export interface ChangePage {
 
 export interface AssetIndex {
   readonly storeId: string
-  readonly find: (hash: AssetHash) => Effect.Effect<Option.Option<AssetRecord>, StoreUnavailable>
+  readonly find: (hash: AssetHash) => Effect.Effect<Option.Option<IndexedAsset>, StoreUnavailable>
   /** Records a new asset and its change; false (nothing written) when the hash is already indexed. */
   readonly insert: (asset: NewAsset, origin: string, at: number) => Effect.Effect<boolean, StoreUnavailable>
   /** Records many new assets in one transaction (bulk import); returns how many were new. */
@@ -143,10 +156,17 @@ export interface AssetIndex {
     origin: string,
     at: number
   ) => Effect.Effect<Option.Option<{ readonly meta: AssetMeta; readonly applied: boolean }>, StoreUnavailable | E>
-  /** Digests of assets whose last change is after `since`, in seq order. */
+  /** Digests of assets whose last change is after `since`, in seq order (absent content left out). */
   readonly digestsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetDigest>, StoreUnavailable>
-  /** Asset records whose last change is after `since`, in seq order. */
-  readonly recordsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetRecord>, StoreUnavailable>
+  /** Every index row whose last change is after `since`, in seq order, absent content included. */
+  readonly recordsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<IndexedAsset>, StoreUnavailable>
+  /** Takes an asset's content out of the digest set (its file was damaged or missing); metadata stays. */
+  readonly markAbsent: (hash: AssetHash) => Effect.Effect<void, StoreUnavailable>
+  /**
+   * Puts content back in the digest set once a good copy is in place, as a new change (so peers
+   * and event followers see it again); false when it was not absent.
+   */
+  readonly markPresent: (hash: AssetHash, origin: string, at: number) => Effect.Effect<boolean, StoreUnavailable>
   /** Changes after `since`, in seq order, as events carrying the asset's current size/meta. */
   readonly changesAfter: (since: number, limit: number) => Effect.Effect<ChangePage, StoreUnavailable>
   readonly currentSeq: Effect.Effect<number, StoreUnavailable>
@@ -233,13 +253,19 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   const run = <A>(operation: string, body: () => A) => Effect.try({ try: body, catch: unavailable(operation) })
 
   const readStoreId = () => str(db.prepare("SELECT value FROM meta WHERE key = 'storeId'").get() ?? {}, "value")
+  const readOnlyStoreId = () => {
+    const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
+    if (version < SchemaVersion) {
+      throw new Error(`the index is in an older format (version ${version}); open the store once with write access to upgrade it`)
+    }
+    return readStoreId()
+  }
   const storeId = yield* run("open index", () =>
-    readOnly ? readStoreId() : transaction(() => {
+    readOnly ? readOnlyStoreId() : transaction(() => {
       const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
-      if (version < SchemaVersion) {
-        db.exec(Schema)
-        db.exec(`PRAGMA user_version = ${SchemaVersion}`)
-      }
+      if (version < 1) db.exec(Schema)
+      if (version < 2) db.exec("ALTER TABLE assets ADD COLUMN absent INTEGER NOT NULL DEFAULT 0")
+      if (version < SchemaVersion) db.exec(`PRAGMA user_version = ${SchemaVersion}`)
       db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', ?)").run(randomBytes(16).toString("hex"))
       return readStoreId()
     }))
@@ -255,17 +281,19 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
      WHERE hash = ?`
   )
   const selectDigests = db.prepare(
-    "SELECT hash, size, created_at, updated_at, origin, seq FROM assets WHERE seq > ? ORDER BY seq LIMIT ?"
+    "SELECT hash, size, created_at, updated_at, origin, seq FROM assets WHERE seq > ? AND absent = 0 ORDER BY seq LIMIT ?"
   )
+  const setAbsent = db.prepare("UPDATE assets SET absent = 1 WHERE hash = ?")
+  const setPresent = db.prepare("UPDATE assets SET absent = 0, seq = ? WHERE hash = ? AND absent = 1")
   const selectRecords = db.prepare("SELECT * FROM assets WHERE seq > ? ORDER BY seq LIMIT ?")
   const selectChanges = db.prepare(
     `SELECT c.seq AS change_seq, c.hash AS change_hash, c.kind, c.origin AS change_origin, c.at,
             a.size, a.created_at, a.description, a.tags, a.trashed, a.updated_at, a.origin
-     FROM changes c LEFT JOIN assets a ON a.hash = c.hash
+     FROM changes c LEFT JOIN assets a ON a.hash = c.hash AND a.absent = 0
      WHERE c.seq > ? ORDER BY c.seq LIMIT ?`
   )
   const selectCurrentSeq = db.prepare("SELECT COALESCE(MAX(seq), 0) AS seq FROM changes")
-  const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets")
+  const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets WHERE absent = 0")
 
   const insertOne = (asset: NewAsset, origin: string, at: number): boolean => {
     if (selectAsset.get(asset.hash) !== undefined) return false
@@ -283,7 +311,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     find: (hash) =>
       run("look up asset", () => {
         const row = selectAsset.get(hash)
-        return row === undefined ? Option.none() : Option.some(recordOf(row))
+        return row === undefined ? Option.none() : Option.some(indexedOf(row))
       }),
     insert: (asset, origin, at) => run("index asset", () => transaction(() => insertOne(asset, origin, at))),
     insertMany: (assets, origin, at) =>
@@ -311,13 +339,24 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
           return Result.succeed(Option.some({ meta: next, applied: true }))
         })).pipe(Effect.flatMap(Effect.fromResult)),
     digestsAfter: (since, limit) => run("list", () => selectDigests.all(since, limit).map(digestOf)),
-    recordsAfter: (since, limit) => run("list", () => selectRecords.all(since, limit).map(recordOf)),
+    recordsAfter: (since, limit) => run("list", () => selectRecords.all(since, limit).map(indexedOf)),
+    markAbsent: (hash) => run("set aside content", () => void setAbsent.run(hash)),
+    markPresent: (hash, origin, at) =>
+      run("restore content", () =>
+        transaction(() => {
+          const row = selectAsset.get(hash)
+          if (row === undefined || num(row, "absent") === 0) return false
+          const seq = Number(insertChange.run(hash, "asset", origin, at).lastInsertRowid)
+          setPresent.run(seq, hash)
+          return true
+        })),
     changesAfter: (since, limit) =>
       run("read changes", () => {
         const rows = selectChanges.all(since, limit)
         const events: Array<StoreEvent> = []
         for (const row of rows) {
-          // An asset row always exists for its changes; a missing one (a damaged index) is skipped.
+          // An asset row always exists for its changes; a missing one (a damaged index) or one whose
+          // content is absent (set aside by verify) is skipped.
           if (row.size === null || row.size === undefined) continue
           const base = {
             hash: str(row, "change_hash") as AssetHash,

@@ -408,6 +408,65 @@ export const readFile = (path: string, operation: string): Stream.Stream<Uint8Ar
       )))
   }))
 
+/**
+ * The content of `hash` as a stream of chunks, checked as it is read: its SHA-256 and size must
+ * be those of its name and index entry. Each chunk is held back until the next one is read, so on
+ * damage the stream fails before its last chunk — a reader (an HTTP response with its
+ * Content-Length, `cat`) ends short and with an error, never with the whole wrong content.
+ */
+export const readVerified = (
+  layout: Layout,
+  hash: AssetHash,
+  size: number,
+  operation: string
+): Stream.Stream<Uint8Array, StoreUnavailable> =>
+  Stream.unwrap(Effect.sync(() => {
+    const hasher = createHash("sha256")
+    let seen = 0
+    let held: Uint8Array | undefined
+    const damaged = (detail: string) =>
+      new StoreUnavailable({
+        operation,
+        message: `content of ${hash} is damaged (${detail}): run \`can-sync verify\` to set it aside, and sync with a peer that has it`
+      })
+    const release = (): ReadonlyArray<Uint8Array> => {
+      const out = held === undefined ? [] : [held]
+      held = undefined
+      return out
+    }
+    return readFile(objectPath(layout, hash), operation).pipe(
+      Stream.mapEffect((chunk) => {
+        seen += chunk.byteLength
+        if (seen > size) return Effect.fail(damaged(`more than the ${size} bytes the index says`))
+        hasher.update(chunk)
+        const out = release()
+        held = chunk
+        return Effect.succeed(out)
+      }),
+      Stream.concat(Stream.fromEffect(Effect.suspend(() => {
+        if (seen !== size) return Effect.fail(damaged(`${seen} bytes, the index says ${size}`))
+        const actual = hasher.digest("hex")
+        return actual === hash ? Effect.succeed(release()) : Effect.fail(damaged(`it hashes to ${actual}`))
+      }))),
+      Stream.flatMap((chunks) => Stream.fromIterable(chunks))
+    )
+  }))
+
+/**
+ * Moves a damaged object file to `quarantine/<hash>.damaged` (the suffix keeps `--rebuild-index`
+ * from taking it for whole content); nothing to do when it is missing.
+ */
+export const setAsideDamaged = (layout: Layout, hash: AssetHash): Effect.Effect<void, StoreUnavailable> =>
+  Effect.tryPromise({
+    try: async () => {
+      await mkdir(layout.quarantine, { recursive: true })
+      await rename(objectPath(layout, hash), join(layout.quarantine, `${hash}.damaged`))
+    },
+    catch: (error) => error
+  }).pipe(
+    Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.void : Effect.fail(unavailable("set aside damaged content")(error)))
+  )
+
 /** An object file found on disk: its hash (the file name), size and last write. */
 export interface ObjectFile {
   readonly hash: AssetHash

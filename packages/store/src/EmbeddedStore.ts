@@ -61,8 +61,11 @@ export interface EmbeddedStoreShape extends CanStoreShape {
     options?: IngestOptions
   ) => Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly alreadyExisted: boolean }, InvalidInput | HashMismatch | AssetTooLarge | StoreUnavailable>
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreError>
-  /** Rehash every asset: one element per asset. */
-  readonly verify: Stream.Stream<{ readonly hash: AssetHash; readonly ok: boolean; readonly problem?: string }, StoreError>
+  /**
+   * Rehash every asset: one element per asset. Damaged or missing content is set aside and leaves
+   * the digest set (metadata kept), so a peer's copy replaces it at the next reconcile.
+   */
+  readonly verify: Stream.Stream<VerifiedAsset, StoreError>
   /**
    * Sets aside content files that no index entry names and that were last written before
    * `olderThan` ago (what a process killed between moving content into place and indexing it
@@ -76,6 +79,13 @@ export interface EmbeddedStoreShape extends CanStoreShape {
    * them. Rebuilt metadata is empty with version 0, so any peer's real version wins over it.
    */
   readonly rebuildIndex: Effect.Effect<IndexRebuild, StoreError>
+}
+
+/** One asset as `verify` found it: whole, or what is wrong with it. */
+export interface VerifiedAsset {
+  readonly hash: AssetHash
+  readonly ok: boolean
+  readonly problem?: string
 }
 
 export interface OrphanSweep {
@@ -220,9 +230,12 @@ const receive = <E>(
   Effect.gen(function*() {
     const { index, layout } = parts
     const known = expected === undefined ? Option.none() : yield* index.find(expected)
-    if (Option.isSome(known) && (yield* ContentFiles.present(layout, known.value.hash, known.value.size))) {
+    if (
+      Option.isSome(known) && !known.value.absent &&
+      (yield* ContentFiles.present(layout, known.value.record.hash, known.value.record.size))
+    ) {
       const { hash, size } = yield* content.digest
-      if (hash !== expected) return yield* new HashMismatch({ expected: known.value.hash, actual: hash })
+      if (hash !== expected) return yield* new HashMismatch({ expected: known.value.record.hash, actual: hash })
       return { hash, size, stored: false }
     }
     const staged = yield* content.stage
@@ -232,8 +245,14 @@ const receive = <E>(
     const { hash, size } = staged
     const existing = yield* index.find(hash)
     if (Option.isSome(existing)) {
-      // Indexed already; if its file went missing or was truncated, this content repairs it.
-      if (!(yield* ContentFiles.present(layout, hash, existing.value.size))) yield* ContentFiles.promote(layout, staged)
+      // Indexed already; if its file was set aside (verify), went missing or was truncated, this
+      // content repairs it, and content set aside joins the digest set again.
+      const { absent, record } = existing.value
+      if (absent || !(yield* ContentFiles.present(layout, hash, record.size))) yield* ContentFiles.promote(layout, staged)
+      if (absent) {
+        const now = yield* Clock.currentTimeMillis
+        if (yield* index.markPresent(hash, describe(now).origin, now)) yield* notify(parts)
+      }
       return { hash, size, stored: false }
     }
     yield* ContentFiles.promote(layout, staged)
@@ -352,8 +371,9 @@ const mergeMeta = (parts: Parts) =>
 const read = (parts: Parts) => (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
   Stream.unwrap(Effect.gen(function*() {
     const valid = yield* validHash(hash, "hash")
-    if (Option.isNone(yield* parts.index.find(valid))) return yield* new AssetNotFound({ hash })
-    return ContentFiles.readFile(ContentFiles.objectPath(parts.layout, valid), "read")
+    const found = yield* parts.index.find(valid)
+    if (Option.isNone(found) || found.value.absent) return yield* new AssetNotFound({ hash })
+    return ContentFiles.readVerified(parts.layout, valid, found.value.record.size, "read")
   }))
 
 const list = (parts: Parts) =>
@@ -395,17 +415,28 @@ const events = (parts: Parts) => (eventOptions?: { readonly since?: number }): S
 // Maintenance: verify and the orphan sweep
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Rehashes every asset. Damaged or missing content is set aside (the file to
+ * `quarantine/<hash>.damaged`) and taken out of the digest set, metadata kept, so the next
+ * reconcile with a peer that holds the asset fetches a good copy; until then it stays reported.
+ */
 const verify = (parts: Parts): EmbeddedStoreShape["verify"] =>
   Stream.paginate(0, (since: number) =>
-    parts.index.recordsAfter(since, VerifyPageSize).pipe(Effect.map((records) => {
-      const last = records.at(-1)
-      return [records, last === undefined ? Option.none<number>() : Option.some(last.seq)] as const
+    parts.index.recordsAfter(since, VerifyPageSize).pipe(Effect.map((rows) => {
+      const last = rows.at(-1)
+      return [rows, last === undefined ? Option.none<number>() : Option.some(last.record.seq)] as const
     }))).pipe(
-      Stream.mapEffect((record) =>
-        ContentFiles.check(parts.layout, parts.buffers, record.hash, record.size).pipe(Effect.map(Option.match({
-          onNone: () => ({ hash: record.hash, ok: true }),
-          onSome: (problem) => ({ hash: record.hash, ok: false, problem })
-        }))))
+      Stream.mapEffect(({ absent, record }): Effect.Effect<VerifiedAsset, StoreUnavailable> =>
+        absent
+          ? Effect.succeed({ hash: record.hash, ok: false, problem: "content set aside by an earlier verify, awaiting a good copy from a peer" })
+          : ContentFiles.check(parts.layout, parts.buffers, record.hash, record.size).pipe(Effect.flatMap(Option.match({
+            onNone: (): Effect.Effect<VerifiedAsset, StoreUnavailable> => Effect.succeed({ hash: record.hash, ok: true }),
+            onSome: (problem) =>
+              ContentFiles.setAsideDamaged(parts.layout, record.hash).pipe(
+                Effect.andThen(parts.index.markAbsent(record.hash)),
+                Effect.as({ hash: record.hash, ok: false, problem })
+              )
+          }))))
     )
 
 const sweepOrphans = (parts: Parts) =>
@@ -447,11 +478,22 @@ const rebuildIndex = (parts: Parts): EmbeddedStoreShape["rebuildIndex"] =>
     let damaged = 0
     const adopt = (file: ContentFiles.ObjectFile, quarantined: boolean) =>
       Effect.gen(function*() {
-        if (Option.isSome(yield* parts.index.find(file.hash))) {
+        const found = yield* parts.index.find(file.hash)
+        if (Option.isSome(found) && !found.value.absent) {
           if (quarantined) yield* ContentFiles.remove(file.path) // a copy of indexed content
           return
         }
         const problem = yield* ContentFiles.check(parts.layout, parts.buffers, file.hash, file.size, file.path)
+        if (Option.isSome(found)) {
+          // Content verify set aside, whole again (put back by hand): it rejoins the digest set.
+          if (Option.isSome(problem) || file.size !== found.value.record.size) return
+          if (quarantined) yield* ContentFiles.restore(parts.layout, file)
+          if (yield* parts.index.markPresent(file.hash, LocalOrigin, yield* Clock.currentTimeMillis)) {
+            indexed++
+            bytes += file.size
+          }
+          return
+        }
         if (Option.isSome(problem)) {
           damaged++
           if (!quarantined) yield* ContentFiles.takeOrphan(parts.layout, file, true)
@@ -484,11 +526,14 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
         ingestContent(parts, fromFile(parts, path), ingestOptions).pipe(
           Effect.withSpan("EmbeddedStore.ingestFile", { attributes: { path } })
         ),
+      // Content set aside by verify is not had: a peer's copy is wanted.
       has: Effect.fn("EmbeddedStore.has")(function*(hash: AssetHash) {
-        return Option.isSome(yield* index.find(yield* validHash(hash, "hash")))
+        const found = yield* index.find(yield* validHash(hash, "hash"))
+        return Option.isSome(found) && !found.value.absent
       }),
       stat: Effect.fn("EmbeddedStore.stat")(function*(hash: AssetHash) {
-        return yield* index.find(yield* validHash(hash, "hash"))
+        const found = yield* index.find(yield* validHash(hash, "hash"))
+        return Option.isSome(found) && !found.value.absent ? Option.some(found.value.record) : Option.none()
       }),
       read: read(parts),
       list: list(parts),

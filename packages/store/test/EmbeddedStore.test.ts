@@ -325,8 +325,16 @@ describe("EmbeddedStore", () => {
       assert.isFalse(results.get(missing!.hash)!.ok)
       assert.match(results.get(missing!.hash)!.problem ?? "", /missing/)
 
-      const readMissing = yield* Effect.flip(Stream.runDrain(store.read(missing!.hash)))
-      assert.strictEqual(readMissing._tag, "StoreUnavailable")
+      // Both are set aside: out of the digest set (a peer's copy is wanted), metadata kept.
+      for (const set of [damaged!, missing!]) {
+        assert.strictEqual((yield* Effect.flip(Stream.runDrain(store.read(set.hash))))._tag, "AssetNotFound")
+        assert.isFalse(yield* store.has(set.hash))
+      }
+      assert.deepStrictEqual((yield* store.list()).digests.map((d) => d.hash), [whole!.hash])
+      assert.deepStrictEqual(yield* store.stats, { assets: 1, bytes: "whole".length })
+      assert.strictEqual(yield* Effect.promise(() => readFile(join(dir, "quarantine", `${damaged!.hash}.damaged`), "utf8")), "tO be damaged")
+      const again1 = new Map(Array.from(yield* Stream.runCollect(store.verify)).map((r) => [r.hash, r]))
+      assert.match(again1.get(missing!.hash)!.problem ?? "", /set aside by an earlier verify/)
 
       // Receiving the content again (a local re-add, or a peer's push) restores the lost file.
       const again = yield* store.ingest(Stream.make(bytes("to be deleted")))
