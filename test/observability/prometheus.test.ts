@@ -22,6 +22,7 @@ const prometheusBinary = (() => {
   }
 })()
 const required = process.env.CAN_SYNC_PROMETHEUS_TEST === "1"
+const version = (JSON.parse(readFileSync(join(repoRoot, "packages/cli/package.json"), "utf8")) as { version: string }).version
 const missing = prometheusBinary === ""
 
 interface Target {
@@ -86,7 +87,7 @@ describe.skipIf(missing && !required)(
         const exposition = yield* Effect.promise(() => fetch(`${a.adminUrl}/metrics`).then((r) => r.text()))
         expect(exposition).toMatch(/^# TYPE cansync_transfer_bytes_total counter$/m)
         expect(exposition).toContain(`cansync_errors_total{kind="auth"}`)
-        expect(exposition).toContain(`cansync_agent_info{service_name="can-sync",service_instance_id="${idA}",service_version="0.1.0"} 1`)
+        expect(exposition).toContain(`cansync_agent_info{service_name="can-sync",service_instance_id="${idA}",service_version="${version}"} 1`)
         for (const name of ["process_memory_usage_bytes", "v8js_memory_heap_used_bytes", "nodejs_eventloop_delay_p99_seconds", "process_cpu_time_seconds_total"]) {
           expect(exposition, name).toMatch(new RegExp(`^${name}(\\{[^}]*\\})? [0-9.e+-]+$`, "m"))
         }
