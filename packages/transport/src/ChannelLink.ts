@@ -123,6 +123,16 @@ export interface LinkStats {
   readonly goodbyeAnswered: boolean
 }
 
+/** What a striped link (Lanes.ts) needs of each lane beyond the PeerLink. */
+export interface LanePort {
+  /** The next frame, pulled (credit goes back to the peer as the consumer takes, as with `frames`). */
+  readonly take: Effect.Effect<Uint8Array, LinkClosed | Cause.Done>
+  /** The bytes the channel buffers now if a frame of `bytes` can be written at once; else undefined. */
+  readonly room: (bytes: number) => number | undefined
+  /** One listener, told whenever credit arrives, the channel drains or the link closes. */
+  readonly onProgress: (listener: () => void) => void
+}
+
 export interface WebRtcLink extends PeerLink {
   /** Whether this side made the offer (the lower peer id always does). */
   readonly sdpRole: SdpRole
@@ -133,6 +143,8 @@ export interface WebRtcLink extends PeerLink {
   /** Close at once, without a goodbye, for `reason` (the transport: a newer connection replaced it). */
   readonly closeBecause: (reason: LinkCloseReason) => Effect.Effect<void>
   readonly stats: Effect.Effect<LinkStats>
+  /** This link as one lane of a striped link (a single data channel's link has one; a striped link has none). */
+  readonly lane?: LanePort | undefined
 }
 
 export interface ChannelLinkParams {
@@ -475,6 +487,14 @@ class ChannelLink {
 
   readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> => this.sender.send(frame)
 
+  readonly lane: LanePort = {
+    take: this.take,
+    room: (bytes) => this.sender.room(bytes),
+    onProgress: (listener) => {
+      this.sender.progress = listener
+    }
+  }
+
   // ---- heartbeat, lifecycle ------------------------------------------------------------------
 
   /** Send a Ping now (the heartbeat's). */
@@ -560,7 +580,8 @@ export const make = Effect.fn("ChannelLink.make")(function*(params: ChannelLinkP
     close: core.closeGracefully,
     closeReason: core.closeReason,
     closeBecause: (reason) => Effect.sync(() => core.closeWith(reason, true)),
-    stats: core.stats
+    stats: core.stats,
+    lane: core.lane
   }
   const pending: PendingLink = {
     attach: (channel) => core.attach(channel),

@@ -48,6 +48,8 @@ export class ChannelSender {
   private readonly scratch: Uint8Array
   private creditWaiter: (() => void) | undefined
   private bufferWaiter: (() => void) | undefined
+  /** Told whenever credit arrives, the channel drains or the link closes (a lane's striper listens). */
+  progress: (() => void) | undefined
   framesSent = 0
   bytesSent = 0
   /** Time `send` spent waiting for the peer's credit (its consumer or the window is the limit). */
@@ -70,17 +72,32 @@ export class ChannelSender {
   granted(bytes: number): void {
     this.credit.grant(bytes)
     this.creditWaiter?.()
+    this.progress?.()
   }
 
   /** The channel drained to its low-water mark. */
   drained(): void {
     this.bufferWaiter?.()
+    this.progress?.()
   }
 
   /** The link closed: every waiting send fails. */
   closed(): void {
     this.creditWaiter?.()
     this.bufferWaiter?.()
+    this.progress?.()
+  }
+
+  /**
+   * If a frame of `bytes` would be written at once (authenticated, credit for it, the channel
+   * below its high-water mark), the bytes the channel buffers now; else undefined.
+   */
+  room(bytes: number): number | undefined {
+    const channel = this.host.channel()
+    if (channel === undefined || this.host.isClosed() || !this.host.isAuthenticated()) return undefined
+    if (this.credit.bytes < bytes) return undefined
+    const buffered = channel.bufferedAmount()
+    return buffered <= this.options.highWaterBytes ? buffered : undefined
   }
 
   /** Write one message now (a full channel buffers it: that is not a failure); false if the link is gone. */

@@ -13,6 +13,7 @@ import { describeLinkCloseReason, LinkCloseReason } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
 import type { ChannelBinding, SdpRole } from "./Binding.ts"
 import * as IceServers from "./IceServers.ts"
+import * as Lanes from "./Lanes.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
@@ -89,7 +90,17 @@ export interface AttemptParams {
   readonly signal: (kind: SignalKind, body: string) => Effect.Effect<void, SignalingUnavailable>
   /** Called once when the link closes (authenticated or not). */
   readonly onClosed?: WebRtcLink.LinkParams["onClosed"]
+  /**
+   * Striping: `max` > 1 marks our description as able to stripe over that many lanes;
+   * `laneOf` marks our offer as one more lane of the link of that attempt id.
+   */
+  readonly lanes?: { readonly max: number; readonly laneOf?: string | undefined } | undefined
+  /** Report the link's path (off for extra lanes: they take the first lane's). */
+  readonly reportPath?: boolean | undefined
 }
+
+/** An attempt's authenticated link, and how many lanes the peer said it can stripe over (1: none). */
+export type AttemptLink = WebRtcLink.WebRtcLink & { readonly lane: WebRtcLink.LanePort; readonly remoteLanes: number }
 
 export const CHANNEL_LABEL = "can-sync"
 
@@ -134,9 +145,11 @@ const run = (
   params: AttemptParams,
   role: SdpRole,
   offer: VerifiedSignal | undefined
-): Effect.Effect<WebRtcLink.WebRtcLink, ConnectFailed, Scope.Scope> =>
+): Effect.Effect<AttemptLink, ConnectFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const { identity, remotePeer } = params
+    const mark = (sdp: string) => Lanes.markSdp(sdp, role, { lanes: params.lanes?.max, laneOf: params.lanes?.laneOf })
+    let remoteLanes = offer === undefined ? 1 : Lanes.lanesOf(offer.body, "offerer")
     const fingerprints: { offer: string | undefined; answer: string | undefined } = { offer: undefined, answer: undefined }
     let remotePublicKey = offer?.publicKey
     const binding = (): ChannelBinding | undefined =>
@@ -222,11 +235,11 @@ const run = (
           case "Description":
             if (role === "offerer" && event.type === "offer") {
               fingerprints.offer = Native.fingerprintOf(event.sdp)
-              return send("offer", event.sdp)
+              return send("offer", mark(event.sdp))
             }
             if (role === "answerer" && event.type === "answer") {
               fingerprints.answer = Native.fingerprintOf(event.sdp)
-              return send("answer", event.sdp)
+              return send("answer", mark(event.sdp))
             }
             return Effect.void
           case "Candidate": {
@@ -324,6 +337,7 @@ const run = (
               return fail(ConnectFailedReason.cases.BadDescription.make({ detail: "the answer has no DTLS fingerprint" }))
             }
             remotePublicKey = signal.publicKey
+            remoteLanes = Lanes.lanesOf(signal.body, "answerer")
             return setRemote(signal.body, "answer")
           case "candidate": {
             const candidate = parseCandidate(signal.body)
@@ -366,13 +380,17 @@ const run = (
         Effect.annotateLogs({ ice_path: now.kind, ice_local: now.local, ice_remote: now.remote })
       )
     })
-    yield* readPath
-    yield* Effect.forkScoped(
-      Effect.forEach(PATH_RECHECKS, (after) => Effect.andThen(Effect.sleep(after), readPath), { discard: true }).pipe(
-        Effect.andThen(Effect.forever(Effect.andThen(Effect.sleep("30 seconds"), readPath)))
+    if (params.reportPath !== false) {
+      yield* readPath
+      yield* Effect.forkScoped(
+        Effect.forEach(PATH_RECHECKS, (after) => Effect.andThen(Effect.sleep(after), readPath), { discard: true }).pipe(
+          Effect.andThen(Effect.forever(Effect.andThen(Effect.sleep("30 seconds"), readPath)))
+        )
       )
-    )
-    return link
+    }
+    const lane = link.lane
+    if (lane === undefined) return yield* Effect.die(new Error("a channel link without its lane port"))
+    return { ...link, lane, remoteLanes }
   })
 
 /** Process every element of a queue in order, forever (until the fiber is interrupted). */

@@ -7,15 +7,18 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { describeLinkCloseReason, LinkCloseReason, Metrics } from "@can-sync/core"
 import type { LinkClosed, PeerId } from "@can-sync/core"
 import { SeenIds } from "./AttemptIds.ts"
 import * as ConnectAttempt from "./ConnectAttempt.ts"
 import { ConnectFailed, ConnectFailedReason } from "./ConnectAttempt.ts"
-import type { AttemptInput, AttemptParams } from "./ConnectAttempt.ts"
+import type { AttemptInput, AttemptLink, AttemptParams } from "./ConnectAttempt.ts"
 import type { PeerIdentity } from "./Identity.ts"
+import * as Lanes from "./Lanes.ts"
 import type { RtcOptions } from "./Native.ts"
 import * as Signal from "./Signal.ts"
 import type { VerifiedSignal } from "./Signal.ts"
@@ -31,6 +34,13 @@ export interface SlotConfig {
   readonly connectTimeout: Duration.Duration
   /** Ids for our attempts and knocks (one issuer for the whole transport). */
   readonly nextSid: () => string
+  /** Striping (Lanes.ts): at most `max` lanes per link (1: never stripe); `count` fixes the count instead of choosing it from the RTT. */
+  readonly lanes: LaneConfig
+}
+
+export interface LaneConfig {
+  readonly max: number
+  readonly count?: number | undefined
 }
 
 export interface PeerSlot {
@@ -41,6 +51,8 @@ export interface PeerSlot {
   readonly onSignal: (signal: VerifiedSignal) => Effect.Effect<void>
   /** The signaling server could not deliver our signal `ref`. */
   readonly onUndeliverable: (ref: string) => Effect.Effect<void>
+  /** Lanes of the open link (undefined: no link open). */
+  readonly lanes: Effect.Effect<number | undefined>
 }
 
 /** The `errors` metric kind of a closed link (undefined: an orderly close, not an error). */
@@ -87,11 +99,20 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
   const weOffer = identity.peerId < peer
   const timeoutMillis = Duration.toMillis(config.connectTimeout)
   const seen = new SeenIds()
+  // a striped frame carries its sequence number: a link that may stripe takes frames that much larger
+  const linkOptions: LinkOptions = config.lanes.max > 1 ? { ...config.link, maxFrameBytes: config.link.maxFrameBytes + Lanes.SEQ_BYTES } : config.link
 
   // All state below changes only in synchronous steps (Effect.sync, native callbacks).
   let busy = false
   let inFlight: { readonly sid: string; readonly inbox: Queue.Queue<AttemptInput>; answered: boolean } | undefined
-  let open: { readonly sid: string; readonly link: WebRtcLink } | undefined
+  let open: {
+    readonly sid: string
+    readonly link: WebRtcLink
+    /** set when the link is striped: where its extra lanes live, and the lane offers already answered */
+    readonly striped?: { readonly link: Lanes.StripedLink; readonly scope: Scope.Scope; readonly laneSids: Set<string> }
+  } | undefined
+  /** Lane attempts in flight (either side), by attempt id: their signals go here. */
+  const laneInboxes = new Map<string, Queue.Queue<AttemptInput>>()
   let kept: { readonly offer: VerifiedSignal; readonly at: number } | undefined
   let waiter: { readonly sid: string; readonly offer: Deferred.Deferred<VerifiedSignal, ConnectFailed> } | undefined
   let knocked = false
@@ -127,20 +148,85 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
         remotePeer: peer,
         sid,
         rtc: config.rtc,
-        link: config.link,
+        link: linkOptions,
         inbox,
         signal: (kind, body) => signaling.send(peer, Signal.sign(identity, peer, kind, sid, body), sid),
-        onClosed: onClosed(sid)
+        onClosed: onClosed(sid),
+        lanes: { max: config.lanes.max }
       }
-      const link = yield* (offer === undefined ? ConnectAttempt.offer(params) : ConnectAttempt.answer(params, offer)).pipe(
+      const attempted = yield* (offer === undefined ? ConnectAttempt.offer(params) : ConnectAttempt.answer(params, offer)).pipe(
         Effect.ensuring(Effect.sync(() => {
           if (inFlight === current) inFlight = undefined
         }))
       )
-      open = { sid, link }
       yield* Effect.logInfo(`transport: connected to ${peer} (${weOffer ? "we offered" : "they offered"})`)
-      return link
+      if (config.lanes.max <= 1 || attempted.remoteLanes <= 1) {
+        open = { sid, link: attempted }
+        return attempted as WebRtcLink
+      }
+      // both sides can stripe: the engine gets the striped link; the offerer opens more lanes as the path asks
+      const scope = yield* Scope.Scope
+      const max = Math.min(config.lanes.max, attempted.remoteLanes)
+      const striped = yield* Lanes.make(attempted, (count) =>
+        count > 1 ? Effect.logInfo(`transport: link to ${peer} now has ${count} lanes`) : Effect.void)
+      open = { sid, link: striped, striped: { link: striped, scope, laneSids: new Set() } }
+      if (weOffer) yield* Effect.forkIn(grow(sid, attempted, striped, scope, max), scope)
+      return striped as WebRtcLink
     })
+
+  /** The RTT of a fresh link, from its first heartbeats (undefined if none came back in time). */
+  const firstRtt = (link: WebRtcLink) =>
+    link.stats.pipe(
+      Effect.flatMap((s) => (s.rttMillis === undefined ? Effect.fail("no pong yet") : Effect.succeed(s.rttMillis))),
+      Effect.retry(Schedule.spaced("100 millis")),
+      Effect.timeoutOption("5 seconds"),
+      Effect.map(Option.getOrUndefined)
+    )
+
+  /** The offerer: as many lanes as the path asks for (or as configured), each one attempt. */
+  const grow = (sid: string, primary: AttemptLink, striped: Lanes.StripedLink, scope: Scope.Scope, max: number) =>
+    Effect.gen(function*() {
+      const rtt = yield* firstRtt(primary)
+      const target = config.lanes.count !== undefined ? Math.min(config.lanes.count, max) : rtt === undefined ? 1 : Lanes.lanesFor(rtt, max)
+      yield* Effect.logInfo(`transport: link to ${peer}: round trip ${rtt === undefined ? "unknown" : `${rtt} ms`}, ${target} lane${target === 1 ? "" : "s"} (at most ${max})`)
+      yield* Effect.forEach(
+        Array.from({ length: target - 1 }, (_, i) => i),
+        () => laneAttempt(config.nextSid(), undefined, sid, striped, scope, max),
+        { concurrency: 3, discard: true }
+      )
+    })
+
+  /** One more lane of `striped`: we offer (`offer` undefined) or answer the peer's lane offer. */
+  const laneAttempt = (laneSid: string, offer: VerifiedSignal | undefined, linkSid: string, striped: Lanes.StripedLink, linkScope: Scope.Scope, max: number) =>
+    Effect.gen(function*() {
+      const inbox = yield* Queue.bounded<AttemptInput>(64)
+      laneInboxes.set(laneSid, inbox)
+      const scope = yield* Scope.fork(linkScope)
+      const params: AttemptParams = {
+        identity,
+        remotePeer: peer,
+        sid: laneSid,
+        rtc: config.rtc,
+        link: linkOptions,
+        inbox,
+        signal: (kind, body) => signaling.send(peer, Signal.sign(identity, peer, kind, laneSid, body), laneSid),
+        lanes: { max, laneOf: linkSid },
+        reportPath: false
+      }
+      const lane = yield* (offer === undefined ? ConnectAttempt.offer(params) : ConnectAttempt.answer(params, offer)).pipe(
+        Scope.provide(scope),
+        Effect.timeoutOrElse({
+          duration: config.connectTimeout,
+          orElse: () => Effect.fail(failed(peer, ConnectFailedReason.cases.Timeout.make({ millis: timeoutMillis })))
+        }),
+        Effect.onExit((exit) => (exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void)),
+        Effect.ensuring(Effect.sync(() => laneInboxes.delete(laneSid)))
+      )
+      yield* striped.addLane(lane)
+    }).pipe(
+      Effect.catchTag("ConnectFailed", (e) => Effect.logInfo(`transport: one more lane to ${peer}: ${e.message}`)),
+      Effect.annotateLogs({ peer })
+    )
 
   /** The answering side: the newest offer kept, if still fresh, else knock and wait for one. */
   const nextOffer = Effect.suspend(() => {
@@ -218,8 +304,23 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
       )
     })
 
+  /** A lane offer: answered in the scope of the open link it names, if that link is striped and has room. */
+  const onLaneOffer = (signal: VerifiedSignal, linkSid: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const striped = open?.sid === linkSid ? open.striped : undefined
+      if (striped === undefined) return Effect.logDebug(`transport: ignored a lane offer from ${peer} for link ${linkSid}: not the open striped link`)
+      const max = Math.min(config.lanes.max, Lanes.lanesOf(signal.body, "offerer"))
+      if (striped.laneSids.has(signal.sid) || striped.laneSids.size + 1 >= max) {
+        return Effect.logDebug(`transport: ignored lane offer ${signal.sid} from ${peer}: repeated, or ${max} lanes already`)
+      }
+      striped.laneSids.add(signal.sid)
+      return Effect.asVoid(Effect.forkIn(laneAttempt(signal.sid, signal, linkSid, striped.link, striped.scope, max), striped.scope))
+    })
+
   const onOffer = (signal: VerifiedSignal): Effect.Effect<void> => {
     if (weOffer) return Effect.logWarning(`transport: ignored an offer from ${peer}: the lower peer id makes the offers`)
+    const linkSid = Lanes.laneOf(signal.body)
+    if (linkSid !== undefined) return onLaneOffer(signal, linkSid)
     if (!seen.accept(signal.sid)) return Effect.logDebug(`transport: ignored a stale offer ${signal.sid} from ${peer}`)
     return Effect.andThen(
       Effect.andThen(Effect.logDebug(`transport: ${peer} offered (${signal.sid})`), replaceOpen("offered again")),
@@ -258,6 +359,8 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
       case "answer":
       case "candidate":
         return Effect.sync(() => {
+          const lane = laneInboxes.get(signal.sid)
+          if (lane !== undefined) return void Queue.offerUnsafe(lane, { _tag: "Signal", signal })
           if (inFlight === undefined || inFlight.sid !== signal.sid) return
           if (signal.kind === "answer") inFlight.answered = true
           Queue.offerUnsafe(inFlight.inbox, { _tag: "Signal", signal })
@@ -267,6 +370,8 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
 
   const onUndeliverable = (ref: string) =>
     Effect.sync(() => {
+      const lane = laneInboxes.get(ref)
+      if (lane !== undefined) Queue.offerUnsafe(lane, { _tag: "Undeliverable" })
       if (inFlight !== undefined && inFlight.sid === ref) Queue.offerUnsafe(inFlight.inbox, { _tag: "Undeliverable" })
       if (waiter !== undefined && waiter.sid === ref) {
         Deferred.doneUnsafe(waiter.offer, Effect.fail(failed(peer, ConnectFailedReason.cases.PeerUnreachable.make({}))))
@@ -275,6 +380,8 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
 
   const wake = Effect.suspend(() => (kept !== undefined || knocked ? Effect.void : Deferred.await(wakeSignal)))
 
-  const slot: PeerSlot = { connect, wake, onSignal, onUndeliverable }
+  const lanes = Effect.sync(() => (open === undefined ? undefined : open.striped?.link.laneCount() ?? 1))
+
+  const slot: PeerSlot = { connect, wake, onSignal, onUndeliverable, lanes }
   return slot
 })

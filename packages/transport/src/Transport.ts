@@ -18,6 +18,7 @@ import { makeIssuer } from "./AttemptIds.ts"
 import { ConnectFailed, ConnectFailedReason } from "./ConnectAttempt.ts"
 import * as IceServers from "./IceServers.ts"
 import { Identity, isPeerId } from "./Identity.ts"
+import * as Lanes from "./Lanes.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
 import * as PeerSlot from "./PeerSlot.ts"
@@ -47,6 +48,21 @@ export interface TransportConfig {
   readonly link?: Partial<LinkOptions> | undefined
   /** Deadline for one connect (signaling, knock and offer, ICE, DTLS, AuthProofs). Default 15 s. */
   readonly connectTimeout?: Duration.Input | undefined
+  /**
+   * Parallel connections per peer link (Lanes.ts): at most `max` (1: one connection, as before),
+   * chosen from the measured round trip unless `count` fixes it. Default: `CAN_SYNC_LANES`
+   * (a number, 1 to 8), else DEFAULT_MAX_LANES.
+   */
+  readonly lanes?: PeerSlot.LaneConfig | undefined
+}
+
+/** Lanes per link at most when nothing says otherwise. */
+export const DEFAULT_MAX_LANES = 1
+
+/** `CAN_SYNC_LANES` (1 to 8), else the default. */
+const lanesFromEnv = (): PeerSlot.LaneConfig => {
+  const wanted = Number(process.env.CAN_SYNC_LANES ?? "")
+  return { max: Number.isInteger(wanted) && wanted >= 1 && wanted <= Lanes.MAX_LANES ? wanted : DEFAULT_MAX_LANES }
 }
 
 export interface TransportShape {
@@ -69,13 +85,15 @@ export interface TransportShape {
   readonly registered: Effect.Effect<void>
   /** How many times we have registered with the signaling server (reconnects count). */
   readonly registrations: Effect.Effect<number>
-  /** The path of each peer's newest link (host, server-reflexive, relayed) as ICE selected it, and its round trip. */
+  /** The path of each peer's newest link (host, server-reflexive, relayed) as ICE selected it, its round trip and lanes. */
   readonly paths: Effect.Effect<ReadonlyMap<PeerId, PeerPath>>
 }
 
-/** A peer's newest link: the ICE path and the last heartbeat's round trip. */
+/** A peer's newest link: the ICE path, the last heartbeat's round trip, and the connections carrying it now. */
 export interface PeerPath extends IceServers.IcePath {
   readonly rttMillis: number | undefined
+  /** Parallel connections (lanes) of the open link; undefined while none is open. */
+  readonly lanes: number | undefined
 }
 
 const invalid = (detail: string) => new TransportError({ detail })
@@ -141,7 +159,8 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     rtc,
     link,
     connectTimeout: Duration.fromInputUnsafe(config.connectTimeout ?? "15 seconds"),
-    nextSid: makeIssuer()
+    nextSid: makeIssuer(),
+    lanes: config.lanes ?? lanesFromEnv()
   }
   const slots = new Map<PeerId, PeerSlot.PeerSlot>()
   for (const peer of allowed) slots.set(peer, yield* PeerSlot.make(peer, slotConfig))
@@ -166,7 +185,8 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     registered: signaling.registered,
     registrations: signaling.registrations,
     paths: Effect.suspend(() =>
-      Effect.forEach([...paths], ([peer, { path, rttMillis }]) => Effect.map(rttMillis, (rtt): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt }]))
+      Effect.forEach([...paths], ([peer, { path, rttMillis }]) =>
+        Effect.zipWith(rttMillis, slots.get(peer)?.lanes ?? Effect.succeed(undefined), (rtt, lanes): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt, lanes }]))
     ).pipe(Effect.map((entries) => new Map(entries)))
   }
   return shape

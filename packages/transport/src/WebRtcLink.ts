@@ -13,7 +13,7 @@ import type { PeerIdentity } from "./Identity.ts"
 import type { DataChannel } from "./Native.ts"
 
 export { checkOptions, defaultLinkOptions } from "./ChannelLink.ts"
-export type { LinkOptions, LinkStats, WebRtcLink } from "./ChannelLink.ts"
+export type { LanePort, LinkOptions, LinkStats, WebRtcLink } from "./ChannelLink.ts"
 export type { ChannelBinding, SdpRole } from "./Binding.ts"
 export { bindingBytes } from "./Binding.ts"
 
