@@ -39,18 +39,29 @@ export interface RangeSource<E = never> {
 }
 
 const utf8 = new TextEncoder()
+/** Origins are few (one per store that edits): their UTF-8 bytes are kept, up to a bound. */
+const originBytes = new Map<string, Uint8Array>()
+const ORIGINS_KEPT = 4_096
+/** Reused input buffer: hash (32) ‖ updatedAt (8) ‖ origin (≤ 256 bytes in valid metadata; longer ones get their own). */
+const scratch = new Uint8Array(40 + 1_024)
+const scratchView = new DataView(scratch.buffer)
 
 const hexValue = (code: number): number =>
   code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : code >= 65 && code <= 70 ? code - 55 : 0
 
 /** The 16 contribution bytes of one item: SHA-256 over the hash bytes, updatedAt as a float64 (BE), the origin in UTF-8. */
 export const contribution = (item: Pick<RangeItem, "hash" | "updatedAt" | "origin">): Uint8Array => {
-  const origin = utf8.encode(item.origin)
-  const input = new Uint8Array(32 + 8 + origin.length)
+  let origin = originBytes.get(item.origin)
+  if (origin === undefined) {
+    origin = utf8.encode(item.origin)
+    if (originBytes.size < ORIGINS_KEPT) originBytes.set(item.origin, origin)
+  }
+  const input = 40 + origin.length <= scratch.length ? scratch.subarray(0, 40 + origin.length) : new Uint8Array(40 + origin.length)
   for (let i = 0; i < 32; i++) {
     input[i] = (hexValue(item.hash.charCodeAt(2 * i)) << 4) | hexValue(item.hash.charCodeAt(2 * i + 1))
   }
-  new DataView(input.buffer).setFloat64(32, item.updatedAt, false)
+  if (input.buffer === scratch.buffer) scratchView.setFloat64(32, item.updatedAt, false)
+  else new DataView(input.buffer).setFloat64(32, item.updatedAt, false)
   input.set(origin, 40)
   return digest("sha256", input, "buffer").subarray(0, SUM_BYTES)
 }
