@@ -12,54 +12,15 @@ import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerActor from "@can-sync/core/PeerActor"
 import { Proto } from "@can-sync/core"
 import type { PeerLink } from "@can-sync/core"
-import { Data, Effect, Fiber, Queue, Ref, Result, Stream } from "effect"
-import { createHash } from "node:crypto"
+import { Data, Effect, Fiber, Queue, Ref, Result } from "effect"
 import { asHash, awaitConverged, awaitLive, connect, dialOver, ingestMany, makePeer, peerId, tempStore } from "./harness.ts"
+import { digest, engineSide, fakeHashes, hello, meta, rawPeer, sha } from "./rawPeer.ts"
 
-class UnexpectedFrame extends Data.TaggedError("UnexpectedFrame")<{ readonly detail: string }> {}
 class ConnectRefused extends Data.TaggedError("ConnectRefused")<{ readonly attempt: number }> {
   override get message() {
     return `connection refused (attempt ${this.attempt})`
   }
 }
-
-/** The test's side of a link: send frames, and wait for the next frame of a given kind. */
-const rawPeer = (link: PeerLink) =>
-  Effect.gen(function*() {
-    const inbox = yield* Queue.unbounded<Frame.Frame>()
-    yield* Effect.forkScoped(link.frames.pipe(
-      Stream.runForEach((bytes) => Effect.fromResult(Frame.decode(bytes)).pipe(Effect.flatMap((f) => Queue.offer(inbox, f)))),
-      Effect.ignore
-    ))
-    const held: Array<Frame.Frame> = [] // frames read while looking for another kind
-    const next = <K extends Frame.FrameTag>(tag: K) =>
-      Effect.gen(function*() {
-        const i = held.findIndex((f) => f._tag === tag)
-        if (i >= 0) return held.splice(i, 1)[0] as Frame.FrameOf<K>
-        while (true) {
-          const frame = yield* Queue.take(inbox)
-          if (frame._tag === tag) return frame as Frame.FrameOf<K>
-          if (frame._tag === "Error" && frame.message.fatal) return yield* new UnexpectedFrame({ detail: JSON.stringify(frame.message) })
-          held.push(frame)
-        }
-      }).pipe(Effect.timeout("10 seconds"))
-    return { send: (frame: Frame.Frame) => link.send(Frame.encode(frame)), next }
-  })
-
-const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
-const meta = { description: "from raw", tags: [], trashed: false, createdAt: 1, updatedAt: 1, origin: "raw-store" }
-const digest = (hash: string, size: number) => ({ hash, size, createdAt: 1, updatedAt: 1, metaOrigin: "raw-store" })
-const hello = (version = EngineConfig.PROTOCOL_VERSION, id = "raw") =>
-  Frame.make("Hello", { protocolVersion: version, peerId: id, agent: "test", maxFrameBytes: 1 << 20 })
-
-const engineSide = (overrides?: Partial<EngineConfig.EngineConfigInput>) => Effect.gen(function*() {
-  const store = yield* tempStore("e")
-  const [engineEnd, rawEnd] = yield* InMemoryLink.pair(peerId("e"), peerId("raw"))
-  const config = EngineConfig.make({ localPeerId: peerId("e"), ...overrides })
-  const actor = yield* PeerActor.run(engineEnd, { config, store }).pipe(Effect.flip, Effect.forkScoped)
-  const raw = yield* rawPeer(rawEnd)
-  return { store, actor, raw, rawEnd }
-})
 
 describe("handshake", () => {
   it.live("a peer speaking another protocol version gets a fatal PROTOCOL_VERSION error and the session fails with a typed error", () =>
@@ -131,9 +92,6 @@ describe("transfer verification", () => {
       expect(yield* store.has(asHash(sha(data)))).toBe(false)
     }).pipe(Effect.scoped))
 })
-
-/** `n` distinct well-formed hashes, none of them in any store. */
-const fakeHashes = (n: number, salt: string) => Array.from({ length: n }, (_, i) => sha(new TextEncoder().encode(`${salt}-${i}`)))
 
 describe("flow-control windows", () => {
   it.live("a Want(last) after the reconcile round that answers no Offer is a protocol violation", () =>

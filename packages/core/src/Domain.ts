@@ -206,7 +206,7 @@ export const validatePatch = (patch: MetaPatch): Result.Result<MetaPatch, Metada
  * is out of range, e.g. 1.5e300 from an older store, is stepped from the ceiling instead).
  */
 export const nextVersion = (currentUpdatedAt: number, now: number): number => {
-  const current = Number.isFinite(currentUpdatedAt) ? Math.floor(currentUpdatedAt) : 0
+  const current = Number.isNaN(currentUpdatedAt) ? 0 : Math.min(MetadataLimits.maxTimestamp, Math.floor(currentUpdatedAt))
   const clock = isValidTimestamp(now) ? now : Math.min(MetadataLimits.maxTimestamp, Math.max(0, Math.floor(now) || 0))
   return Math.min(MetadataLimits.maxTimestamp, Math.max(clock, current + 1))
 }
