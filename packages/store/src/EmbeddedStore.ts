@@ -2,7 +2,8 @@
  * The embedded CAN store: a `CanStoreShape` over a data directory holding a SQLite index
  * (`AssetIndex`) and content files (`ContentFiles`). The agent and CLI commands may open the same
  * directory at once; `events` follows the index's change table, woken by this process's writes
- * and by a cheap poll every `watchInterval` for writes made by other processes.
+ * and, for writes made by other processes, by one poll of the newest sequence every
+ * `watchInterval`, shared by every follower (it runs only while there is one).
  */
 // By module, not the package index: `can-sync add` loads this without the sync engine.
 import { AssetNotFound, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
@@ -14,7 +15,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as RcRef from "effect/RcRef"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { constants, existsSync } from "node:fs"
@@ -61,6 +64,8 @@ export interface EmbeddedStoreShape extends CanStoreShape {
     options?: IngestOptions
   ) => Effect.Effect<{ readonly hash: AssetHash; readonly size: number; readonly alreadyExisted: boolean }, InvalidInput | HashMismatch | AssetTooLarge | StoreUnavailable>
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreError>
+  /** How `events` followers are being fed (observability; tests check that idle followers cost nothing). */
+  readonly watchStats: Effect.Effect<WatchStats>
   /**
    * Rehash every asset: one element per asset. Damaged or missing content is set aside and leaves
    * the digest set (metadata kept), so a peer's copy replaces it at the next reconcile.
@@ -79,6 +84,13 @@ export interface EmbeddedStoreShape extends CanStoreShape {
    * them. Rebuilt metadata is empty with version 0, so any peer's real version wins over it.
    */
   readonly rebuildIndex: Effect.Effect<IndexRebuild, StoreError>
+}
+
+/** The shared change watcher: followers now, polls of the newest sequence, change reads by followers. */
+export interface WatchStats {
+  readonly followers: number
+  readonly polls: number
+  readonly followerReads: number
 }
 
 /** One asset as `verify` found it: whole, or what is wrong with it. */
@@ -148,6 +160,9 @@ interface Parts {
   readonly watchInterval: Duration.Duration
   /** Wakes this process's event followers after each write; sliding, so publishing never waits. */
   readonly written: PubSub.PubSub<void>
+  /** The one poller of the index for other processes' writes, running while any follower holds it. */
+  readonly watcher: RcRef.RcRef<void>
+  readonly watch: { followers: number; polls: number; followerReads: number }
 }
 
 const notify = (parts: Parts) => PubSub.publish(parts.written, undefined)
@@ -159,6 +174,34 @@ const unwritable = (dir: string): Effect.Effect<boolean> =>
       () => false,
       (error: unknown) => errorCode(error) !== "ENOENT"
     )
+  )
+
+/**
+ * Looks at the newest change sequence every `interval` and wakes the followers when it moved (a
+ * write by another process; this process's own writes wake them directly). One per store, however
+ * many follow: 200 idle SSE clients cost one cheap query per interval, not 200.
+ */
+const pollForChanges = (
+  index: AssetIndex.AssetIndex,
+  interval: Duration.Duration,
+  written: PubSub.PubSub<void>,
+  watch: { polls: number }
+) =>
+  Effect.gen(function*() {
+    let last = yield* index.currentSeq
+    while (true) {
+      yield* Effect.sleep(interval)
+      watch.polls++
+      const seq = yield* index.currentSeq
+      if (seq !== last) {
+        last = seq
+        yield* PubSub.publish(written, undefined)
+      }
+    }
+  }).pipe(
+    // a failing look (a locked or vanished index) is retried at the next interval, not fatal
+    Effect.tapError((error) => Effect.logWarning(`watching the index for changes failed: ${error.message}`)),
+    Effect.retry({ schedule: Schedule.spaced(interval) })
   )
 
 /** Opens the directory, the index and the write buffers (closed with the scope). */
@@ -184,14 +227,21 @@ const openParts = (options: EmbeddedStoreOptions) =>
     const index = yield* AssetIndex.open(layout.index, { readOnly })
     const buffers = yield* ContentFiles.writeBuffers
     const written = yield* Effect.acquireRelease(PubSub.sliding<void>(16), PubSub.shutdown)
+    const watchInterval = Duration.fromInputUnsafe(options.watchInterval ?? "250 millis")
+    const watch = { followers: 0, polls: 0, followerReads: 0 }
+    const watcher = yield* RcRef.make({
+      acquire: Effect.forkScoped(pollForChanges(index, watchInterval, written, watch)).pipe(Effect.asVoid)
+    })
     const parts: Parts = {
       storeId: index.storeId,
       layout,
       buffers,
       index,
       maxAssetBytes: options.maxAssetBytes,
-      watchInterval: Duration.fromInputUnsafe(options.watchInterval ?? "250 millis"),
-      written
+      watchInterval,
+      written,
+      watcher,
+      watch
     }
     return parts
   })
@@ -393,16 +443,23 @@ const list = (parts: Parts) =>
 /** Follows the index's change table, woken by this process's writes or, for other processes', by the poll. */
 const events = (parts: Parts) => (eventOptions?: { readonly since?: number }): Stream.Stream<StoreEvent, StoreError> =>
   Stream.unwrap(Effect.gen(function*() {
-    // Subscribe before reading the start point, so no write falls between the two.
+    // The shared poller runs while this stream does; subscribe before reading the start point,
+    // so no write falls between the two.
+    yield* RcRef.get(parts.watcher)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => void parts.watch.followers++),
+      () => Effect.sync(() => void parts.watch.followers--)
+    )
     const wake = yield* PubSub.subscribe(parts.written)
     const current = yield* parts.index.currentSeq
     const asked = eventOptions?.since === undefined ? current : yield* validSeq(eventOptions.since, "since")
     // Past the newest change (a recreated store): following from there would skip what comes first.
     const start = asked > current ? 0 : asked
     if (asked > current) yield* Effect.logWarning(`events since ${asked} is past the store's newest change ${current}: replaying from 0`)
-    const idle = Effect.raceFirst(PubSub.takeAll(wake), Effect.sleep(parts.watchInterval))
+    const idle = PubSub.takeAll(wake)
     return Stream.paginate(start, (cursor: number) =>
       parts.index.changesAfter(cursor, EventPageSize).pipe(
+        Effect.tap(() => Effect.sync(() => void parts.watch.followerReads++)),
         Effect.flatMap((page) =>
           page.last > cursor
             ? Effect.succeed([page.events, Option.some(page.last)] as const)
@@ -543,6 +600,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       mergeMeta: mergeMeta(parts),
       events: events(parts),
       stats: index.stats,
+      watchStats: Effect.sync(() => ({ ...parts.watch })),
       verify: verify(parts),
       sweepOrphans: sweepOrphans(parts),
       rebuildIndex: rebuildIndex(parts)

@@ -15,14 +15,16 @@ import type {
   StoreEvent,
   StoreUnavailable
 } from "@can-sync/core"
-import { NodeHttpServer } from "@effect/platform-node"
+import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import * as ByteSize from "effect/ByteSize"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import { Sse } from "effect/encoding"
 import {
@@ -35,6 +37,7 @@ import {
 } from "effect/http"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
+import type { Socket } from "node:net"
 import * as Api from "./CanHttpApi.ts"
 
 export interface HttpServiceOptions {
@@ -50,11 +53,34 @@ export interface HttpServiceOptions {
   readonly maxJsonBytes?: number
   /** How long in-flight requests may run on after the scope closes; default 2 seconds. */
   readonly shutdownGrace?: Duration.Input
+  /** Uploads (push, ingest) received at once; past it, 503 ServiceBusy with Retry-After. Default 16. */
+  readonly maxUploads?: number
+  /**
+   * Open connections (SSE streams included); a request on a connection past it is answered 503
+   * ServiceBusy with Retry-After and the connection closed. Default 256.
+   */
+  readonly maxConnections?: number
+  /** A client must send its request headers within this; default 30 seconds. */
+  readonly headersTimeout?: Duration.Input
+  /** An upload that sends no byte for this long is cut (408 UploadTooSlow); default 30 seconds. */
+  readonly uploadIdleTimeout?: Duration.Input
+  /**
+   * An upload slower on average than this, once `uploadIdleTimeout` has passed since it started,
+   * is cut (408 UploadTooSlow): a trickle cannot hold an upload slot. Default 8 KiB/s.
+   */
+  readonly minUploadBytesPerSecond?: number
+}
+
+/** What the service holds right now (for tests and monitoring). */
+export interface ServiceLoad {
+  readonly connections: number
+  readonly uploads: number
 }
 
 export interface RunningService {
   readonly url: string
   readonly port: number
+  readonly load: Effect.Effect<ServiceLoad>
 }
 
 /** The service could not start: port in use, address not available, no token. */
@@ -79,6 +105,32 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthoriz
   }
 }
 
+/** The service is at its cap of uploads or connections: retry after a moment. */
+export class ServiceBusy extends Schema.TaggedError<ServiceBusy>()("ServiceBusy", {
+  resource: Schema.Literals(["uploads", "connections"]),
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `too many ${this.resource} at once (the limit is ${this.limit}); retry later`
+  }
+}
+
+/** An upload sent nothing for too long, or too little on average: cut, nothing stored. */
+export class UploadTooSlow extends Schema.TaggedError<UploadTooSlow>()("UploadTooSlow", {
+  reason: Schema.Literals(["idle", "slow"]),
+  received: Schema.Number,
+  millis: Schema.Number
+}) {
+  override get message(): string {
+    return this.reason === "idle"
+      ? `upload cut: nothing received for ${this.millis} ms (after ${this.received} bytes); nothing was stored`
+      : `upload cut: ${this.received} bytes in ${this.millis} ms is below the minimum rate; nothing was stored`
+  }
+}
+
+/** Seconds a client is told to wait (Retry-After) when the service is busy. */
+const RetryAfterSeconds = 1
+
 /** Every typed failure a route can answer with. */
 type RouteError =
   | AssetNotFound
@@ -88,6 +140,8 @@ type RouteError =
   | MetadataInvalid
   | StoreUnavailable
   | Unauthorized
+  | ServiceBusy
+  | UploadTooSlow
   | HttpServerError.HttpServerError
 
 const jsonResponse = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -95,6 +149,12 @@ const jsonResponse = (status: number, body: unknown, headers?: Record<string, st
 
 const errorResponse = (status: number, body: Api.ErrorBody["error"], headers?: Record<string, string>) =>
   jsonResponse(status, { error: body }, headers)
+
+const busyResponse = (error: ServiceBusy) =>
+  errorResponse(503, { tag: error._tag, message: error.message, limit: error.limit }, {
+    "retry-after": String(RetryAfterSeconds),
+    connection: "close"
+  })
 
 /** The one place a typed failure becomes a status code and a JSON error body. */
 const failureResponse = (error: RouteError): HttpServerResponse.HttpServerResponse => {
@@ -127,6 +187,11 @@ const failureResponse = (error: RouteError): HttpServerResponse.HttpServerRespon
       })
     case "Unauthorized":
       return errorResponse(401, { tag: error._tag, message: error.message }, { "www-authenticate": "Bearer" })
+    case "ServiceBusy":
+      return busyResponse(error)
+    case "UploadTooSlow":
+      // The rest of the body is not read: the connection goes with the response.
+      return errorResponse(408, { tag: error._tag, message: error.message }, { connection: "close" })
     case "HttpServerError":
       return errorResponse(400, { tag: "InvalidInput", message: `request could not be read: ${error.message}` })
   }
@@ -199,10 +264,61 @@ const jsonBody = <S extends Schema.ConstraintDecoder<unknown>>(maxJsonBytes: num
     return yield* decode(schema, "body")(json)
   })
 
+/** How uploads are bounded: how many at once, and how slow one may be before it is cut. */
+interface UploadPolicy {
+  readonly slots: Semaphore.Semaphore
+  readonly maxUploads: number
+  /** Uploads being received now. */
+  active: number
+  readonly idleTimeout: Duration.Duration
+  readonly minBytesPerSecond: number
+}
+
+/**
+ * An upload body that fails with UploadTooSlow when no byte arrives for `idleTimeout`, or when,
+ * `idleTimeout` after it started, it has averaged less than `minBytesPerSecond`.
+ */
+const policed = <E>(body: Stream.Stream<Uint8Array, E>, policy: UploadPolicy): Stream.Stream<Uint8Array, E | UploadTooSlow> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const grace = Duration.toMillis(policy.idleTimeout)
+    let received = 0
+    return body.pipe(
+      Stream.timeoutOrElse({
+        duration: policy.idleTimeout,
+        orElse: () => Stream.fail(new UploadTooSlow({ reason: "idle", received, millis: grace }))
+      }),
+      Stream.mapEffect((chunk) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          received += chunk.byteLength
+          const elapsed = now - started
+          return elapsed > grace && received * 1000 < policy.minBytesPerSecond * elapsed
+            ? Effect.fail(new UploadTooSlow({ reason: "slow", received, millis: elapsed }))
+            : Effect.succeed(chunk)
+        })
+      )
+    )
+  }))
+
+/** Runs `receive` (which reads the request body) in an upload slot, or fails with ServiceBusy when none is free. */
+const inUploadSlot = <A, E, R>(policy: UploadPolicy, receive: Effect.Effect<A, E, R>): Effect.Effect<A, E | ServiceBusy, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => void policy.active++),
+    () => receive,
+    () => Effect.sync(() => void policy.active--)
+  ).pipe(
+    policy.slots.withPermitsIfAvailable(1),
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.fail(new ServiceBusy({ resource: "uploads", limit: policy.maxUploads })),
+      onSome: Effect.succeed
+    }))
+  )
+
 interface RouteOptions {
   readonly token: string
   readonly keepAlive: Duration.Duration
   readonly maxJsonBytes: number
+  readonly uploads: UploadPolicy
   /** Completes when the service shuts down (SSE streams end then). */
   readonly stopping: Deferred.Deferred<void>
 }
@@ -244,7 +360,7 @@ const content = (store: CanStoreShape) =>
     })
   })
 
-const push = (store: CanStoreShape) =>
+const push = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const hash = yield* pathHash
     // Everything about the request is checked before a byte of the body is read.
@@ -253,7 +369,7 @@ const push = (store: CanStoreShape) =>
     )
     const origin = yield* requiredHeader(Api.HeaderNames.origin)
     const req = yield* HttpServerRequest.HttpServerRequest
-    const result = yield* store.push(hash, req.stream, meta, origin)
+    const result = yield* inUploadSlot(options.uploads, store.push(hash, policed(req.stream, options.uploads), meta, origin))
     return ok(Api.PushResponse, { hash, already_existed: result.alreadyExisted })
   })
 
@@ -316,16 +432,16 @@ const events = (store: CanStoreShape, options: RouteOptions) =>
     })
   })
 
-const ingest = (store: CanStoreShape) =>
+const ingest = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const query = yield* searchParams(Api.IngestQuery)
     yield* Effect.fromResult(validatePatch({ description: query.description, tags: query.tag }))
     const req = yield* HttpServerRequest.HttpServerRequest
-    const result = yield* store.ingest(req.stream, {
+    const result = yield* inUploadSlot(options.uploads, store.ingest(policed(req.stream, options.uploads), {
       description: query.description,
       tags: query.tag,
       expectedHash: query.hash
-    })
+    }))
     return ok(Api.IngestResponse, { hash: result.hash, size: result.size, already_existed: result.alreadyExisted })
   })
 
@@ -367,11 +483,11 @@ const makeRoutes = (store: CanStoreShape, options: RouteOptions) => {
     route("GET", Api.Routes.info, info(store)),
     route("POST", Api.Routes.hashes, hashes(store)),
     route("GET", Api.Routes.pull, content(store)),
-    route("POST", Api.Routes.push, push(store)),
+    route("POST", Api.Routes.push, push(store, options)),
     route("POST", Api.Routes.syncMeta, mergeMeta(store, options)),
     // EventSource cannot set headers: the token may come in the query here.
     route("GET", Api.Routes.events, events(store, options), true),
-    route("POST", Api.Routes.assets, ingest(store)),
+    route("POST", Api.Routes.assets, ingest(store, options)),
     route("GET", Api.Routes.asset, content(store)),
     route("GET", Api.Routes.assetMeta, stat(store)),
     route("POST", Api.Routes.assetMeta, editMeta(store, options))
@@ -387,11 +503,17 @@ const fallbackResponse = (error: unknown): Effect.Effect<HttpServerResponse.Http
     : Effect.logError("HttpService: unhandled request failure", error).pipe(Effect.as(internalError()))
 
 /** The routes as one HTTP app that answers everything in the API's JSON shape. */
-const makeApp = (store: CanStoreShape, options: RouteOptions) =>
+const makeApp = (store: CanStoreShape, options: RouteOptions, connections: Connections) =>
   Effect.gen(function*() {
     const router = yield* HttpRouter.make
     yield* router.addAll(makeRoutes(store, options))
-    return router.asHttpEffect().pipe(
+    const routed = router.asHttpEffect()
+    // A request on a connection past the cap is answered at once, before any route runs.
+    const guarded = Effect.flatMap(HttpServerRequest.HttpServerRequest, (req) =>
+      connections.overCap.has(NodeHttpServerRequest.toIncomingMessage(req).socket)
+        ? Effect.succeed(busyResponse(new ServiceBusy({ resource: "connections", limit: connections.max })))
+        : routed)
+    return guarded.pipe(
       Effect.catch(fallbackResponse),
       // A defect is a bug: log it, and still answer in the API's JSON error shape.
       Effect.catchDefect((defect) =>
@@ -400,10 +522,37 @@ const makeApp = (store: CanStoreShape, options: RouteOptions) =>
     )
   })
 
-/** The Node server, tuned for large uploads and a prompt close once `stopping` is done. */
-const makeNodeServer = (stopping: Deferred.Deferred<void>) => {
-  // requestTimeout 0: a large upload on a slow link may take longer than Node's default 300 s.
-  const nodeServer = createServer({ maxHeaderSize: Api.MaxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000 })
+/** Open connections, and those past the cap (answered 503, then closed). */
+interface Connections {
+  readonly max: number
+  open: number
+  readonly overCap: WeakSet<Socket | object>
+}
+
+/** A connection past the cap that sends no request within this is dropped. */
+const OverCapIdleMillis = 2_000
+
+/**
+ * The Node server, tuned for large uploads and a prompt close once `stopping` is done: headers
+ * must come within `headersTimeout`; uploads are policed by rate instead of a total time.
+ */
+const makeNodeServer = (stopping: Deferred.Deferred<void>, connections: Connections, headersTimeout: number) => {
+  // requestTimeout 0: a large upload on a slow link may take longer than Node's default 300 s
+  // (a slow one is cut by `policed`); Node checks the headers deadline every checking interval.
+  const nodeServer = createServer({
+    maxHeaderSize: Api.MaxHeaderBytes,
+    requestTimeout: 0,
+    headersTimeout,
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(headersTimeout / 4)))
+  })
+  nodeServer.on("connection", (socket: Socket) => {
+    connections.open++
+    socket.once("close", () => void connections.open--)
+    if (connections.open > connections.max) {
+      connections.overCap.add(socket)
+      socket.setTimeout(OverCapIdleMillis, () => socket.destroy())
+    }
+  })
   // Node closes idle keep-alive sockets once, when closing starts; a socket whose response ends
   // after that would hold the close until the grace period ends. Close each as it goes idle.
   nodeServer.on("request", (_request, response) => {
@@ -428,14 +577,25 @@ export const serve = Effect.fn("HttpService.serve")(function*(
     return yield* new ServeError({ host, port, reason: "refusing to serve without a token" })
   }
   const stopping = yield* Deferred.make<void>()
+  const maxUploads = options.maxUploads ?? 16
+  const uploads: UploadPolicy = {
+    slots: yield* Semaphore.make(maxUploads),
+    maxUploads,
+    active: 0,
+    idleTimeout: Duration.fromInputUnsafe(options.uploadIdleTimeout ?? "30 seconds"),
+    minBytesPerSecond: options.minUploadBytesPerSecond ?? 8 * 1024
+  }
+  const connections: Connections = { max: options.maxConnections ?? 256, open: 0, overCap: new WeakSet() }
   const app = yield* makeApp(store, {
     token: options.token,
     keepAlive: Duration.fromInputUnsafe(options.keepAlive ?? "15 seconds"),
     maxJsonBytes: options.maxJsonBytes ?? 1024 * 1024,
+    uploads,
     stopping
-  })
+  }, connections)
+  const headersTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.headersTimeout ?? "30 seconds"))
   const server = yield* NodeHttpServer.make(
-    () => makeNodeServer(stopping),
+    () => makeNodeServer(stopping, connections, headersTimeout),
     { host, port, gracefulShutdownTimeout: options.shutdownGrace ?? "2 seconds" }
   ).pipe(
     Effect.mapError((e) =>
@@ -452,5 +612,6 @@ export const serve = Effect.fn("HttpService.serve")(function*(
   yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
   const bound = server.address._tag === "UnixPathAddress" ? port : server.address.port
   const urlHost = host.includes(":") ? `[${host}]` : host
-  return { url: `http://${urlHost}:${bound}`, port: bound }
+  const load = Effect.sync((): ServiceLoad => ({ connections: connections.open, uploads: uploads.active }))
+  return { url: `http://${urlHost}:${bound}`, port: bound, load }
 })
