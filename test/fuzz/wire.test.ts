@@ -393,7 +393,7 @@ describe("fuzz: the frame codec", () => {
     )
   })
 
-  it("gives a typed error or a valid frame for 30,000 mutated frames (bit flips, truncation, lying lengths, type bytes)", () => {
+  it("gives a typed error or a valid frame for 25,000 mutated frames (bit flips, truncation, lying lengths, type bytes)", () => {
     const seen = new Outcomes()
     fc.assert(
       fc.property(
@@ -403,7 +403,7 @@ describe("fuzz: the frame codec", () => {
           streamChecked(chunks)
         }
       ),
-      runs(30_000)
+      runs(25_000)
     )
     seen.expectBoth(FRAME_ERRORS)
   })
@@ -452,7 +452,7 @@ describe("fuzz: the frame codec", () => {
 // ---- every message's protobuf, and its domain view ---------------------------------------------
 
 describe("fuzz: every engine message with hostile protobuf values", () => {
-  it("decodes 15,000 hostile messages (int64 past 2^53, 64 KiB ids, invalid hashes and UTF-8, lying lengths, deep groups) to a typed error or a valid domain value", () => {
+  it("decodes 12,000 hostile messages (int64 past 2^53, 64 KiB ids, invalid hashes and UTF-8, lying lengths, deep groups) to a typed error or a valid domain value", () => {
     const seen = new Outcomes()
     fc.assert(
       fc.property(
@@ -471,7 +471,7 @@ describe("fuzz: every engine message with hostile protobuf values", () => {
           expect(Result.isSuccess(streamed.result)).toBe(Result.isSuccess(result))
         }
       ),
-      runs(15_000)
+      runs(12_000)
     )
     // the generator reaches both sides: values the decoder accepts, and payloads it refuses
     seen.expectBoth(["MalformedPayload"])
