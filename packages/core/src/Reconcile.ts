@@ -14,7 +14,7 @@ import * as Frame from "./Frame.ts"
 import type { Limits, ActorWiring } from "./ActorWiring.ts"
 import { bump, sendMetaUpdate } from "./ActorWiring.ts"
 import { ProtocolViolation } from "./SyncErrors.ts"
-import { asHash, toWireDigest } from "./ProtoDomain.ts"
+import { asHash, chunksOf, toWireDigest } from "./ProtoDomain.ts"
 
 /** A digest's metadata version: what last-writer-wins compares. */
 export interface Version {
@@ -59,7 +59,11 @@ export const announce = Effect.fn("Reconcile.announce")(function*(s: ActorWiring
     const page = yield* s.store.list({ since, limit: limits.digestChunkSize })
     for (const d of page.digests) local.set(d.hash, { updatedAt: d.updatedAt, origin: d.metaOrigin, size: d.size })
     const last = page.done || page.digests.length === 0 || page.next <= since
-    yield* Queue.offer(s.outbox, Frame.make("DigestChunk", { digests: page.digests.map(toWireDigest), last }))
+    // A store may return more than asked: frames never carry more than the protocol allows.
+    const chunks = chunksOf(page.digests, limits.digestChunkSize)
+    for (let i = 0; i < chunks.length; i++) {
+      yield* Queue.offer(s.outbox, Frame.make("DigestChunk", { digests: chunks[i]!.map(toWireDigest), last: last && i === chunks.length - 1 }))
+    }
     if (last) return local
     since = page.next
   }
