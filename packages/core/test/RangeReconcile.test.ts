@@ -4,6 +4,7 @@
  * the symmetric difference, whichever side starts; equal sets take one round trip; the incremental
  * fingerprint table equals a fresh computation; a peer that answers what it was not asked is refused.
  */
+import { BinaryWriter } from "@bufbuild/protobuf/wire"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Queue, Result } from "effect"
 import fc from "fast-check"
@@ -140,6 +141,60 @@ describe("RangeReconcile", () => {
     const { atA, atB } = Effect.runSync(program)
     expect(atA).toEqual({ missing: [{ hash: item(4, 1).hash, size: 4 }], newerHere: [item(3, 5).hash] })
     expect(atB).toEqual({ missing: [{ hash: item(1, 1).hash, size: 1 }], newerHere: [] })
+  })
+
+  it("wireBytes is the protobuf size of the RangeRound frame docs/protocol.md specifies", () => {
+    // The schema of docs/protocol.md written out with the protobuf writer the generated code uses.
+    const encode = (message: RangeReconcile.Message): number => {
+      const origins: Array<string> = []
+      const originIndex = (o: string) => (origins.includes(o) ? origins.indexOf(o) : origins.push(o) - 1)
+      const w = new BinaryWriter()
+      for (const entry of message.entries) {
+        const e = w.uint32(10).fork()
+        if (entry.prefix !== "") e.uint32(10).string(entry.prefix)
+        e.uint32(16).int32(entry._tag === "Split" ? 1 : entry._tag === "List" ? 2 : 3)
+        if (entry._tag === "Split") {
+          const sums = new Uint8Array(entry.children.length * 16)
+          entry.children.forEach((c, i) => sums.set(c.sum, i * 16))
+          e.uint32(26).bytes(sums)
+          if (entry.children.length > 0) {
+            e.uint32(34).fork()
+            for (const c of entry.children) e.uint64(c.count)
+            e.join()
+          }
+        } else {
+          for (const item of entry.items) {
+            const i = e.uint32(42).fork()
+            i.uint32(10).bytes(Uint8Array.from(item.hash.match(/../g)!, (h) => parseInt(h, 16)))
+            if (item.size !== 0) i.uint32(16).uint64(item.size)
+            if (item.updatedAt !== 0) i.uint32(24).int64(item.updatedAt)
+            const o = originIndex(item.origin)
+            if (o !== 0) i.uint32(32).uint32(o)
+            i.join()
+          }
+          if (entry._tag === "Reply" && entry.lacking.length > 0) {
+            e.uint32(50).fork()
+            for (const l of entry.lacking) e.uint32(l)
+            e.join()
+          }
+        }
+        e.join()
+      }
+      for (const o of origins) w.uint32(18).string(o)
+      w.uint32(24).bool(true)
+      return 5 + w.finish().length
+    }
+    const assets = Array.from({ length: 300 }, (_, i) => ({
+      hash: hex(Uint8Array.from({ length: 32 }, (_, j) => (i * 131 + j * 71 + ((i * j) % 13)) & 0xff)),
+      size: i * 977,
+      version: { updatedAt: 1_700_000_000_000 + i, origin: ["s1", "s22", "s333"][i % 3]! },
+      other: { updatedAt: 1_700_000_000_500 + i, origin: "other" },
+      place: ["both", "onlyA", "onlyB", "metaDiffers", "both"][i % 5]!
+    })).filter((a, i, all) => all.findIndex((o) => o.hash === a.hash) === i)
+    const { a, b } = sides(assets)
+    const messages = checkPair(a, b, { listThreshold: 4, maxList: 50, maxItems: 1_000 })
+    expect(messages.length).toBeGreaterThan(2)
+    for (const message of messages) expect(RangeReconcile.wireBytes(message)).toBe(encode(message))
   })
 
   it("equal sets reconcile in one round trip, and so do two empty sets", () => {
