@@ -31,9 +31,9 @@ const ok = (args: ReadonlyArray<string>) =>
     return ran.stdout
   }))
 
-/** Exit 1, nothing on stdout, exactly one stderr line matching `pattern`. */
-const expectErrorLine = (ran: Ran, pattern: RegExp) => {
-  expect({ code: ran.code, signal: ran.signal, stdout: ran.stdout }).toEqual({ code: 1, signal: null, stdout: "" })
+/** Exit `code` (1: a runtime failure, 2: a usage error), nothing on stdout, exactly one stderr line matching `pattern`. */
+const expectErrorLine = (ran: Ran, pattern: RegExp, code = 1) => {
+  expect({ code: ran.code, signal: ran.signal, stdout: ran.stdout }).toEqual({ code, signal: null, stdout: "" })
   expect(ran.stderr).toMatch(/^can-sync: [^\n]+\n$/)
   expect(ran.stderr).toMatch(pattern)
 }
@@ -75,19 +75,38 @@ const onReadOnlyMount = (dir: string, args: ReadonlyArray<string>) =>
   ], { cwd: repoRoot, env: env(), deadline: COMMAND_TIMEOUT })
 
 describe("can-sync store commands against damage and misuse", { timeout: TEST_TIMEOUT }, () => {
-  it.live("meta refuses metadata outside the bounds with one plain line and changes nothing", () =>
+  it.live("meta and add refuse metadata outside the bounds as a usage error (exit 2, one plain line) and change nothing", () =>
     Effect.gen(function*() {
-      const { data, hash } = yield* storeWith("meta", "bounded")
+      const { dir, data, hash } = yield* storeWith("meta", "bounded")
       const before = yield* ok(["meta", "--data", data, hash, "--json"])
       expectErrorLine(
         yield* canSync(["meta", "--data", data, hash, "--description", "d".repeat(40_000)]),
-        /^can-sync: invalid metadata \(description\): 40000 bytes, more than 32768\n$/
+        /^can-sync: invalid metadata \(description\): 40000 bytes, more than 32768\n$/,
+        2
       )
       expectErrorLine(
         yield* canSync(["meta", "--data", data, hash, "--tag", "t".repeat(300)]),
-        /^can-sync: invalid metadata \(tags\): a tag of 300 bytes, more than 256\n$/
+        /^can-sync: invalid metadata \(tags\): a tag of 300 bytes, more than 256\n$/,
+        2
       )
-      expect(yield* ok(["meta", "--data", data, hash, "--json"])).toBe(before)
+      // each part within its bound, the whole record over the total
+      yield* ok(["meta", "--data", data, hash, "--description", "d".repeat(32_768)])
+      const edited = yield* ok(["meta", "--data", data, hash, "--json"])
+      expectErrorLine(
+        yield* canSync(["meta", "--data", data, hash, ...Array.from({ length: 128 }, (_, i) => ["--tag", `${i}`.padEnd(256, "t")]).flat()]),
+        /^can-sync: invalid metadata \(total\): \d+ bytes, more than 65536\n$/,
+        2
+      )
+      expect(yield* ok(["meta", "--data", data, hash, "--json"])).toBe(edited)
+      expect(edited).not.toBe(before)
+      // add checks the metadata before it reads a file
+      writeFileSync(join(dir, "other.txt"), "not added")
+      expectErrorLine(
+        yield* canSync(["add", "--data", data, "--tag", "t".repeat(300), join(dir, "other.txt")]),
+        /^can-sync: invalid metadata \(tags\): a tag of 300 bytes, more than 256\n$/,
+        2
+      )
+      expect((yield* ok(["ls", "--data", data])).split("\n").length).toBe(2)
     }))
 
   it.live("ls lists an asset whose index row holds integers past 2^53 (written by an older version)", () =>

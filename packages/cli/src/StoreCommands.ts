@@ -8,8 +8,8 @@ import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { InvalidInput } from "@can-sync/core/CanStore"
 import type { CanStoreShape } from "@can-sync/core/CanStore"
-import { AssetHash } from "@can-sync/core/Domain"
-import type { AssetRecord } from "@can-sync/core/Domain"
+import { AssetHash, validateMeta, validatePatch } from "@can-sync/core/Domain"
+import type { AssetRecord, MetadataInvalid, MetaPatch } from "@can-sync/core/Domain"
 import * as EmbeddedStore from "@can-sync/store/EmbeddedStore"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -23,7 +23,7 @@ import { randomBytes } from "node:crypto"
 import { constants, createReadStream } from "node:fs"
 import { access, stat } from "node:fs/promises"
 import { dataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
-import { CliFailure } from "./Errors.ts"
+import { CliFailure, UsageError } from "./Errors.ts"
 import { printable } from "./Printable.ts"
 
 const withStore = <A, E>(
@@ -34,6 +34,12 @@ const withStore = <A, E>(
 
 /** Commands that only read open a data directory they cannot write (a read-only mount) read-only. */
 const readOnlyWhenUnwritable = { readOnly: "auto" } as const
+
+/** Metadata outside core's MetadataLimits asked for on the command line: a usage error (exit 2). */
+const usage = (error: MetadataInvalid) => new UsageError({ reason: error.message })
+
+/** A description and tags within the bounds, checked before anything is read or stored. */
+const checkPatch = (patch: MetaPatch) => Effect.fromResult(validatePatch(patch)).pipe(Effect.mapError(usage))
 
 const parseHash = (input: string) =>
   Schema.decodeUnknownEffect(AssetHash)(input.trim().toLowerCase()).pipe(
@@ -75,8 +81,9 @@ export const add = Command.make("add", {
   description: Flag.String("description").pipe(Flag.withDescription("Description of the assets"), Flag.optional),
   tags: tagsFlag
 }, ({ data, files, description, tags }) =>
-  // every file is checked before any is added: a typo in the last one adds none of them
-  Effect.forEach(files, readable).pipe(
+  // the metadata and every file are checked before any is added: a typo in the last one adds none of them
+  checkPatch({ description: Option.getOrUndefined(description), tags }).pipe(
+    Effect.andThen(Effect.forEach(files, readable)),
     Effect.flatMap((kinds) =>
       withStore(data, (store) => {
         let added = 0
@@ -179,6 +186,7 @@ export const meta = Command.make("meta", {
         trashed: trash ? true : untrash ? false : undefined
       }
       const changes = patch.description !== undefined || patch.tags !== undefined || patch.trashed !== undefined
+      if (changes) yield* checkEdit(store, h, patch)
       const record = changes
         ? { hash: h, meta: yield* store.editMeta(h, patch) }
         : yield* store.stat(h).pipe(Effect.flatMap(Option.match({
@@ -191,6 +199,23 @@ export const meta = Command.make("meta", {
         : [h, ...formatMeta(m)].join("  "))
     }), readOnlyWhenUnwritable)
 ).pipe(Command.withDescription("Show or edit an asset's metadata (description, tags, trashed)"))
+
+/**
+ * An edit within the bounds: its own fields, then the whole record it makes (the total counts the
+ * fields it keeps). The store checks again as it writes; this only words a refusal as a usage error.
+ */
+const checkEdit = (store: CanStoreShape, hash: AssetHash, patch: MetaPatch) =>
+  Effect.gen(function*() {
+    yield* checkPatch(patch)
+    const current = yield* store.stat(hash)
+    if (Option.isNone(current)) return
+    const meta = current.value.meta
+    yield* Effect.fromResult(validateMeta({
+      ...meta,
+      description: patch.description ?? meta.description,
+      tags: patch.tags ?? meta.tags
+    })).pipe(Effect.mapError(usage))
+  })
 
 /** A content file in no index entry is an orphan once it is this old (younger: an add in progress). */
 const OrphanAge = "10 minutes"
