@@ -174,8 +174,10 @@ export const ResetData = Schema.fromJsonString(Schema.Struct({ since: Schema.Num
 /**
  * Every 4xx/5xx body: `{ "error": { "tag", "message", ...the tagged error's own fields } }`.
  * `tag` is a CanStore error tag (AssetNotFound, HashMismatch, AssetTooLarge, InvalidInput,
- * StoreUnavailable), MetadataInvalid (with the offending `field`: metadata outside core's
- * `MetadataLimits`) or one of the service's own: Unauthorized, RouteNotFound.
+ * StoreUnavailable), MetadataInvalid (400, with the offending `field`: metadata outside core's
+ * `MetadataLimits`) or one of the service's own: Unauthorized (401), RouteNotFound (404),
+ * UploadTooSlow (408: an upload idle or below the minimum rate, cut), ServiceBusy (503 with
+ * Retry-After and `limit`: too many uploads or connections at once).
  */
 export const ErrorBody = Schema.Struct({
   error: Schema.Struct({

@@ -3,7 +3,9 @@
  * streaming asset bodies both ways and refusing pushed content whose hash differs from its name.
  * Every route but /healthz needs the bearer token (compared in constant time); every failure is
  * a JSON `{ error: { tag, message } }` with a 4xx/503 status, never a partial asset. Metadata
- * outside `MetadataLimits` is refused (400 MetadataInvalid) before a byte of content is read.
+ * outside `MetadataLimits` is refused (400 MetadataInvalid) before a byte of content is read. What
+ * one client can hold is bounded: uploads and connections are capped (503 ServiceBusy with
+ * Retry-After past the cap), headers have a deadline, and a silent or trickling upload is cut.
  */
 import { AssetMeta, AssetNotFound, InvalidInput, validateMeta, validatePatch } from "@can-sync/core"
 import type {
