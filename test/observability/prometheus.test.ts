@@ -82,6 +82,8 @@ describe.skipIf(missing && !required)(
         const b = yield* scenario.agent("b", { data: dataB, signal: signal.url, peers: [idA] })
         yield* scenario.live(a, b)
         yield* scenario.live(b, a)
+        // /status names the lanes of each link (one, on loopback)
+        expect(yield* a.peer(b)).toMatchObject({ lanes: 1 })
 
         // Every counter exists from the start, at 0 or more, and the agent says who it is.
         const exposition = yield* Effect.promise(() => fetch(`${a.adminUrl}/metrics`).then((r) => r.text()))

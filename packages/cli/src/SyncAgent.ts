@@ -146,7 +146,9 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
             lastErrorAt: s.lastErrorAt,
             nextRetryAt: s.nextRetryAt,
             ...s.stats,
-            path: paths.get(s.peer)
+            path: paths.get(s.peer),
+            // parallel connections carrying the link (undefined while not connected)
+            lanes: paths.get(s.peer)?.lanes
           }))
         })))
       })
