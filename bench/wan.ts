@@ -1,12 +1,17 @@
 /**
  * Throughput over an emulated WAN (test/netlab): one way, A → B, through linkemu with a given RTT
- * and loss, in one run per cell: plain TCP and the bare node-datachannel library (default SCTP
- * settings, tuned ones, N peer connections in parallel), each sender and receiver its own process
- * in its own namespace. Prints a table, writes bench/results/wan.json. Needs root (namespaces).
+ * and loss, in one run per cell: plain TCP, the bare node-datachannel library (default SCTP
+ * settings, tuned ones, N peer connections in parallel) and two whole `can-sync sync` agents (one
+ * connection, and lanes up to 8), each sender and receiver its own process in its own namespace.
+ * Prints a table, writes bench/results/wan.json. Needs root (namespaces).
  * Usage: node bench/wan.ts [--mib 64] [--rtt 0,20,50,100] [--loss 0,0.001,0.01] [--repeat N] [--only REGEX] [--quick]
+ *        node bench/wan.ts --agents   (the three cells of issue 10: 50 ms/0, 50 ms/0.1 %, 100 ms/1 %; tcp, raw, agents)
  */
-import { Duration, Effect, Queue } from "effect"
+import { Duration, Effect, Queue, Schedule } from "effect"
+import { execFileSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { DataChannel, PeerConnection } from "../packages/transport/src/Native.ts"
@@ -40,9 +45,11 @@ interface RawJob {
 
 interface Variant {
   readonly name: string
-  readonly kind: "tcp" | "raw"
+  readonly kind: "tcp" | "raw" | "agents"
   readonly peers?: number
   readonly sctp?: Sctp
+  /** agents: CAN_SYNC_LANES (the most lanes per link) */
+  readonly lanes?: number
 }
 
 interface Cell {
@@ -54,6 +61,8 @@ interface Cell {
   readonly runs: ReadonlyArray<number | null>
   /** per run: datagrams the receiver's kernel dropped for a full UDP socket buffer (libjuice keeps the default) */
   readonly rcvbufDrops: ReadonlyArray<number>
+  /** agents: the lanes the receiving agent reported for its link, per run */
+  readonly lanes?: ReadonlyArray<number | null>
   readonly failures?: ReadonlyArray<string>
 }
 
@@ -221,6 +230,75 @@ const tcpRun = (p: Netlab.Pair, bytes: number) =>
     })
   )
 
+// ---- two whole agents (can-sync sync), A → B ---------------------------------------------------
+
+const CLI = path.join(path.dirname(SELF), "..", "packages", "cli", "src", "main.ts")
+
+const cli = (...args: ReadonlyArray<string>) => execFileSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } }).trim()
+
+/** One file of `bytes` random bytes (written once per size, reused by every run). */
+const contentFile = (bytes: number) => {
+  const file = path.join(os.tmpdir(), `can-sync-wan-${bytes}.bin`)
+  if (!fs.existsSync(file) || fs.statSync(file).size !== bytes) {
+    const fd = fs.openSync(file, "w")
+    for (let left = bytes; left > 0; left -= MiB) fs.writeSync(fd, randomBytes(Math.min(MiB, left)))
+    fs.closeSync(fd)
+  }
+  return file
+}
+
+interface PeerEntry {
+  readonly peer: string
+  readonly state: string
+  readonly assetsReceived: number
+  readonly bytesReceived: number
+  readonly path?: { readonly lanes?: number }
+}
+
+const statusOf = (ns: Netlab.Namespace) =>
+  ns.exec(["curl", "-s", "--max-time", "3", "http://127.0.0.1:7070/status"]).pipe(
+    Effect.map(({ stdout }) => (JSON.parse(stdout) as { peers: ReadonlyArray<PeerEntry> }).peers[0]),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+const until = <A>(what: string, probe: Effect.Effect<A | undefined>, within: Duration.Input, every: Duration.Input = "100 millis") =>
+  probe.pipe(
+    Effect.flatMap((a) => (a === undefined ? Effect.fail(new Netlab.NetlabError({ step: what, detail: "not yet" })) : Effect.succeed(a))),
+    Effect.retry({ schedule: Schedule.spaced(every) }),
+    Effect.timeoutOrElse({ duration: within, orElse: () => Effect.fail(new Netlab.NetlabError({ step: what, detail: `not within ${Duration.format(Duration.fromInputUnsafe(within))}` })) })
+  )
+
+/**
+ * Both agents live over the link (empty stores), then `can-sync add` of one asset of `bytes` at A;
+ * timed from the add's end until B's /status counts it received. Seconds, and B's lanes.
+ */
+const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "can-sync-wan-agents-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const dataA = path.join(dir, "a")
+      const dataB = path.join(dir, "b")
+      const idA = cli("id", "--data", dataA)
+      const idB = cli("id", "--data", dataB)
+      const signal = yield* p.a.spawn([process.execPath, CLI, "signal", "--host", p.addressA, "--port", "7777"])
+      while (!/signaling at/.test(yield* signal.nextLine("30 seconds", "signaling at ws://..."))) {
+        // other lines first
+      }
+      const agent = (ns: Netlab.Namespace, data: string, peer: string, address: string) =>
+        ns.spawn(["env", `CAN_SYNC_LANES=${lanes}`, process.execPath, CLI, "sync", "--data", data, "--signal", `ws://${p.addressA}:7777`, "--peer", peer, "--bind-address", address, "--admin-port", "7070", "--json"])
+      yield* agent(p.b, dataB, idA, p.addressB)
+      yield* agent(p.a, dataA, idB, p.addressA)
+      yield* until("B live with A", Effect.map(statusOf(p.b), (s) => (s?.state === "live" ? s : undefined)), "90 seconds", "250 millis")
+      // let the offerer measure the round trip and open its lanes (3 heartbeats, then the attempts)
+      if (lanes > 1) yield* Effect.sleep("5 seconds")
+      cli("add", "--data", dataA, contentFile(bytes))
+      const t0 = performance.now()
+      const done = yield* until("B to receive the asset", Effect.map(statusOf(p.b), (s) => (s !== undefined && s.assetsReceived >= 1 ? s : undefined)), timeLimit(bytes))
+      return { seconds: (performance.now() - t0) / 1000, lanes: done.path?.lanes ?? null }
+    })
+  )
+
 /** Tuned: buffers sized for the bandwidth-delay product of ~100 MB/s at 100 ms, more chunks on queue. */
 const bdpBuffers = (mib: number): Sctp => ({ recvBufferSize: mib * MiB, sendBufferSize: mib * MiB, maxChunksOnQueue: 64 * 1024 })
 
@@ -246,10 +324,14 @@ const VARIANTS: ReadonlyArray<Variant> = [
   { name: "raw default x8", kind: "raw", peers: 8 },
   { name: "raw htcp x2", kind: "raw", peers: 2, sctp: { congestionControlModule: HTCP } },
   { name: "raw htcp x4", kind: "raw", peers: 4, sctp: { congestionControlModule: HTCP } },
-  { name: "raw buf4M htcp x4", kind: "raw", peers: 4, sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } }
+  { name: "raw buf4M htcp x4", kind: "raw", peers: 4, sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } },
+  { name: "agents lanes=1", kind: "agents", lanes: 1 },
+  { name: "agents lanes<=8", kind: "agents", lanes: 8 }
 ]
 
 const QUICK = new Set(["tcp", "raw default", "raw buf4M htcp", "raw htcp x4"])
+/** `--agents`: what issue 10 asks to compare, in its three cells. */
+const AGENTS = new Set(["tcp", "raw default", "raw default x4", "agents lanes=1", "agents lanes<=8"])
 
 const median = (xs: ReadonlyArray<number | null>): number | null => {
   const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
@@ -274,26 +356,37 @@ const main = Effect.gen(function*() {
     return
   }
   const bytes = Number(arg("mib") ?? 64) * MiB
+  const agentsMode = process.argv.includes("--agents")
   const rtts = list(arg("rtt"), [0, 20, 50, 100])
   const losses = list(arg("loss"), [0, 0.001, 0.01])
+  const grid: ReadonlyArray<readonly [number, number]> = agentsMode && arg("rtt") === undefined
+    ? [[50, 0], [50, 0.001], [100, 0.01]]
+    : rtts.flatMap((r) => losses.map((l) => [r, l] as const))
   const only = arg("only")
-  const variants = VARIANTS.filter((v) => (only === undefined ? !process.argv.includes("--quick") || QUICK.has(v.name) : new RegExp(only).test(v.name)))
+  const variants = VARIANTS.filter((v) =>
+    only !== undefined ? new RegExp(only).test(v.name) : agentsMode ? AGENTS.has(v.name) : process.argv.includes("--quick") ? QUICK.has(v.name) : v.kind !== "agents"
+  )
   const repeat = Number(arg("repeat") ?? 1)
   const cells: Array<Cell> = []
   const p = yield* Netlab.pair()
   console.log(`${bytes / MiB} MiB one way per run, ${repeat} run(s) per cell, load ${yield* loadavg}`)
   yield* rawRun(p, { bytes: 4 * MiB, peers: 1, messageBytes: 64 * 1024, highWater: 4 * MiB }).pipe(Effect.ignore) // warm-up, not counted
-  for (const rttMs of rtts) {
-    for (const loss of losses) {
+  for (const [rttMs, loss] of grid) {
+    {
       yield* p.link.set(Netlab.symmetric({ delayMs: rttMs / 2, lossRate: loss }))
       const runs = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
       const failures = new Map<string, Array<string>>(variants.map((v) => [v.name, []]))
       const drops = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
+      const laneCounts = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
       for (let r = 0; r < repeat; r++) {
         for (const v of variants) { // interleaved, so a burst of load elsewhere spreads over all variants
           const job: RawJob = { bytes, peers: v.peers ?? 1, messageBytes: 64 * 1024, highWater: 4 * MiB, ...(v.sctp === undefined ? {} : { sctp: v.sctp }) }
           const before = yield* udpRcvbufErrors(p.b)
-          const outcome = yield* (v.kind === "tcp" ? tcpRun(p, bytes) : rawRun(p, job)).pipe(Effect.result)
+          const outcome = yield* (v.kind === "tcp"
+            ? tcpRun(p, bytes)
+            : v.kind === "agents"
+            ? agentsRun(p, bytes, v.lanes ?? 1).pipe(Effect.tap((r) => Effect.sync(() => laneCounts.get(v.name)!.push(r.lanes))), Effect.map((r) => r.seconds))
+            : rawRun(p, job)).pipe(Effect.result)
           const dropped = (yield* udpRcvbufErrors(p.b)) - before
           drops.get(v.name)!.push(dropped)
           console.error(`  ${v.name}: ${outcome._tag === "Success" ? `${(bytes / 1e6 / outcome.success).toFixed(1)} MB/s` : outcome.failure.message}, ${dropped} datagrams dropped by a full UDP receive buffer at B`)
@@ -310,16 +403,18 @@ const main = Effect.gen(function*() {
         const mbps = median(all)
         const failed = failures.get(v.name)!
         const rcvbufDrops = drops.get(v.name)!
-        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(failed.length > 0 ? { failures: failed } : {}) })
+        const lanes = laneCounts.get(v.name)!
+        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(lanes.length > 0 ? { lanes } : {}), ...(failed.length > 0 ? { failures: failed } : {}) })
         const shown = all.map((x) => (x === null ? "fail" : x.toFixed(1))).join(" ")
         const ratio = mbps !== null && tcp !== null ? `  ${(mbps / tcp).toFixed(2)}× tcp` : ""
-        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
+        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${lanes.length > 0 ? `  lanes ${lanes.join("/")}` : ""}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
       }
     }
   }
   console.log(`load ${yield* loadavg}`)
   const stats = yield* p.link.stats
-  fs.writeFileSync(out, `${JSON.stringify({ when: new Date().toISOString(), mibPerRun: bytes / MiB, loadavg: yield* loadavg, cells, emulator: stats }, null, 2)}\n`)
+  const note = "2 cores shared with other work (see loadavg): short runs, ratios within one run are what count"
+  fs.writeFileSync(out, `${JSON.stringify({ when: new Date().toISOString(), mibPerRun: bytes / MiB, loadavg: yield* loadavg, note, cells, emulator: stats }, null, 2)}\n`)
   console.log(`wrote ${out}`)
 })
 

@@ -25,7 +25,7 @@ if (!probe.ok) console.warn(`WAN agent tests skipped: ${probe.reason}`)
 const TEST_TIMEOUT = 300_000
 
 /** A scenario, the lab pair, the signaling server and the two agents (data in a/ and b/). */
-const twoSites = (name: string, params: Netlab.LinkParams) =>
+const twoSites = (name: string, params: Netlab.LinkParams, env?: Record<string, string>) =>
   Effect.gen(function*() {
     const s = yield* Scenario.make(name)
     const p = yield* Netlab.pair(params)
@@ -39,7 +39,8 @@ const twoSites = (name: string, params: Netlab.LinkParams) =>
         address: which === "a" ? p.addressA : p.addressB,
         data: s.path(which),
         peer: which === "a" ? idB : idA,
-        signalUrl
+        signalUrl,
+        ...(env === undefined ? {} : { env })
       })
     return { s, p, idA, idB, start }
   })
@@ -71,6 +72,27 @@ describe.skipIf(!probe.ok)("agents across an emulated WAN (real processes, names
       yield* peerWhere(s, b, idA, "live with A", (x) => x.state === "live")
       const stats = yield* p.link.stats
       expect(stats.aToB.lost + stats.bToA.lost).toBeGreaterThan(0) // the loss really was there
+    }).pipe(Effect.scoped), TEST_TIMEOUT)
+
+  it.live("with lanes allowed (CAN_SYNC_LANES=8), the agents stripe the 50 ms / 1 % link over several connections, say so in /status, and converge", () =>
+    Effect.gen(function*() {
+      const { s, idA, idB, start } = yield* twoSites("wan-lanes", Netlab.symmetric({ delayMs: 25, lossRate: 0.01 }), { CAN_SYNC_LANES: "8" })
+      const filesA = yield* mixedFiles(s, "files-a", "lanes-a", 30)
+      const filesB = yield* mixedFiles(s, "files-b", "lanes-b", 30)
+      yield* s.add(s.path("a"), filesA.map((f) => f.path))
+      yield* s.add(s.path("b"), filesB.map((f) => f.path))
+      const a = yield* start("a")
+      const b = yield* start("b")
+      yield* s.converged([a.data, b.data], { expected: union(hashesOf(filesA), hashesOf(filesB)), timeout: "240 seconds" })
+      yield* verifyClean(s, a.data)
+      yield* verifyClean(s, b.data)
+      // 50 ms: the offerer chose several lanes from the round trip; both ends count them
+      for (const [x, peer] of [[a, idB], [b, idA]] as const) {
+        const st = yield* peerWhere(s, x, peer, "live on several lanes", (q) => q.state === "live" && ((q as { path?: { lanes?: number } }).path?.lanes ?? 0) > 1, "60 seconds")
+        expect((st as { path?: { lanes?: number } }).path?.lanes).toBeLessThanOrEqual(8)
+      }
+      const lines = [...a.proc.messages(/^transport: link to .* now has \d+ lanes/), ...b.proc.messages(/^transport: link to .* now has \d+ lanes/)]
+      expect(lines.length, a.proc.tail(40)).toBeGreaterThan(0)
     }).pipe(Effect.scoped), TEST_TIMEOUT)
 
   it.live("the link goes down for 20 s mid-transfer and comes back: both agents reconnect by themselves and converge", () =>

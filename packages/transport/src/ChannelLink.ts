@@ -104,6 +104,8 @@ export interface LinkStats {
   readonly sendCredit: number
   /** Round trip of the last Ping, if any came back. */
   readonly rttMillis: number | undefined
+  /** The shortest round trip of any Ping (the path's own delay, least disturbed by queues and load). */
+  readonly minRttMillis: number | undefined
   /** Time `send` spent waiting for the peer's credit (its consumer or the window is the limit). */
   readonly creditWaitMillis: number
   /** Time `send` spent waiting for the channel to drain (the network or the library is the limit). */
@@ -212,6 +214,7 @@ class ChannelLink {
     framesReceived: 0,
     bytesReceived: 0,
     rttMillis: undefined as number | undefined,
+    minRttMillis: undefined as number | undefined,
     authProofSent: false,
     remoteProofVerified: false,
     peerAcceptedProof: false,
@@ -458,6 +461,7 @@ class ChannelLink {
       case "Pong":
         this.counters.pongsReceived++
         this.counters.rttMillis = this.now() - frame.message.sentAt
+        this.counters.minRttMillis = Math.min(this.counters.minRttMillis ?? Infinity, this.counters.rttMillis)
         return
       case "Credit":
         if (this.state !== "authenticated") return this.violation("credit before authentication")

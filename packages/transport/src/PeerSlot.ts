@@ -92,6 +92,9 @@ export const connectErrorKind = (reason: ConnectFailedReason): string | undefine
 
 const failed = (peer: PeerId, reason: ConnectFailedReason) => new ConnectFailed({ peer, reason })
 
+/** Heartbeats whose shortest round trip decides a link's lanes. */
+const RTT_SAMPLES = 3
+
 export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig) {
   const { identity, signaling } = config
   const context = yield* Effect.context<never>()
@@ -174,13 +177,16 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
       return striped as WebRtcLink
     })
 
-  /** The RTT of a fresh link, from its first heartbeats (undefined if none came back in time). */
+  /**
+   * The round trip of a fresh link: the shortest of its first three heartbeats (a busy host
+   * delays some), or of those that came back within 6 s (undefined if none did).
+   */
   const firstRtt = (link: WebRtcLink) =>
     link.stats.pipe(
-      Effect.flatMap((s) => (s.rttMillis === undefined ? Effect.fail("no pong yet") : Effect.succeed(s.rttMillis))),
+      Effect.flatMap((s) => (s.pongsReceived < RTT_SAMPLES ? Effect.fail("fewer pongs") : Effect.succeed(s.minRttMillis))),
       Effect.retry(Schedule.spaced("100 millis")),
-      Effect.timeoutOption("5 seconds"),
-      Effect.map(Option.getOrUndefined)
+      Effect.timeoutOption("6 seconds"),
+      Effect.flatMap((rtt) => (Option.isSome(rtt) ? Effect.succeed(rtt.value) : Effect.map(link.stats, (s) => s.minRttMillis)))
     )
 
   /** The offerer: as many lanes as the path asks for (or as configured), each one attempt. */

@@ -66,8 +66,9 @@ describe("lanes: negotiation and count", () => {
   it("gives one lane on loopback and a LAN, more as the round trip grows, never more than the maximum", () => {
     expect(Lanes.lanesFor(0.3, 8)).toBe(1)
     expect(Lanes.lanesFor(4, 8)).toBe(1)
-    expect(Lanes.lanesFor(20, 8)).toBe(2)
-    expect(Lanes.lanesFor(50, 8)).toBe(5)
+    expect(Lanes.lanesFor(10, 8)).toBe(2)
+    expect(Lanes.lanesFor(20, 8)).toBe(4)
+    expect(Lanes.lanesFor(50, 8)).toBe(8)
     expect(Lanes.lanesFor(100, 8)).toBe(8)
     expect(Lanes.lanesFor(300, 8)).toBe(8)
     expect(Lanes.lanesFor(100, 3)).toBe(3)
