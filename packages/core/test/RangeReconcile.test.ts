@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Queue, Result } from "effect"
 import fc from "fast-check"
 import * as Fingerprints from "../src/Fingerprints.ts"
+import * as RangeFrames from "../src/RangeFrames.ts"
 import type { RangeItem } from "../src/Fingerprints.ts"
 import * as RangeReconcile from "../src/RangeReconcile.ts"
 
@@ -143,58 +144,70 @@ describe("RangeReconcile", () => {
     expect(atB).toEqual({ missing: [{ hash: item(1, 1).hash, size: 1 }], newerHere: [] })
   })
 
-  it("wireBytes is the protobuf size of the RangeRound frame docs/protocol.md specifies", () => {
-    // The schema of docs/protocol.md written out with the protobuf writer the generated code uses.
-    const encode = (message: RangeReconcile.Message): number => {
-      const origins: Array<string> = []
-      const originIndex = (o: string) => (origins.includes(o) ? origins.indexOf(o) : origins.push(o) - 1)
+  it("a message travels as RangeRound frames within the frame limit, each the protobuf size roundBytes says, and is put back together", () => {
+    // The RangeRound schema of docs/protocol.md written out with the protobuf writer the generated code uses.
+    const encode = (round: RangeFrames.RangeRoundWire): number => {
       const w = new BinaryWriter()
-      for (const entry of message.entries) {
+      for (const entry of round.entries) {
         const e = w.uint32(10).fork()
         if (entry.prefix !== "") e.uint32(10).string(entry.prefix)
-        e.uint32(16).int32(entry._tag === "Split" ? 1 : entry._tag === "List" ? 2 : 3)
-        if (entry._tag === "Split") {
-          const sums = new Uint8Array(entry.children.length * 16)
-          entry.children.forEach((c, i) => sums.set(c.sum, i * 16))
-          e.uint32(26).bytes(sums)
-          if (entry.children.length > 0) {
-            e.uint32(34).fork()
-            for (const c of entry.children) e.uint64(c.count)
-            e.join()
-          }
-        } else {
-          for (const item of entry.items) {
-            const i = e.uint32(42).fork()
-            i.uint32(10).bytes(Uint8Array.from(item.hash.match(/../g)!, (h) => parseInt(h, 16)))
-            if (item.size !== 0) i.uint32(16).uint64(item.size)
-            if (item.updatedAt !== 0) i.uint32(24).int64(item.updatedAt)
-            const o = originIndex(item.origin)
-            if (o !== 0) i.uint32(32).uint32(o)
-            i.join()
-          }
-          if (entry._tag === "Reply" && entry.lacking.length > 0) {
-            e.uint32(50).fork()
-            for (const l of entry.lacking) e.uint32(l)
-            e.join()
-          }
+        if (entry.kind !== 0) e.uint32(16).int32(entry.kind)
+        if (entry.sums.length > 0) e.uint32(26).bytes(entry.sums)
+        if (entry.counts.length > 0) {
+          e.uint32(34).fork()
+          for (const c of entry.counts) e.uint64(c)
+          e.join()
+        }
+        for (const item of entry.items) {
+          const i = e.uint32(42).fork()
+          i.uint32(10).bytes(item.hash)
+          if (item.size !== 0) i.uint32(16).uint64(item.size)
+          if (item.updatedAt !== 0) i.uint32(24).int64(item.updatedAt)
+          if (item.origin !== 0) i.uint32(32).uint32(item.origin)
+          i.join()
+        }
+        if (entry.lacking.length > 0) {
+          e.uint32(50).fork()
+          for (const l of entry.lacking) e.uint32(l)
+          e.join()
         }
         e.join()
       }
-      for (const o of origins) w.uint32(18).string(o)
-      w.uint32(24).bool(true)
-      return 5 + w.finish().length
+      for (const o of round.origins) w.uint32(18).string(o)
+      if (round.last) w.uint32(24).bool(true)
+      return w.finish().length
     }
-    const assets = Array.from({ length: 300 }, (_, i) => ({
+    const assets = Array.from({ length: 600 }, (_, i) => ({
       hash: hex(Uint8Array.from({ length: 32 }, (_, j) => (i * 131 + j * 71 + ((i * j) % 13)) & 0xff)),
       size: i * 977,
-      version: { updatedAt: 1_700_000_000_000 + i, origin: ["s1", "s22", "s333"][i % 3]! },
+      version: { updatedAt: 1_700_000_000_000 + i, origin: ["s1", "s22", "s333", "é-store"][i % 4]! },
       other: { updatedAt: 1_700_000_000_500 + i, origin: "other" },
-      place: ["both", "onlyA", "onlyB", "metaDiffers", "both"][i % 5]!
+      place: ["both", "onlyA", "onlyB", "metaDiffers", "onlyA"][i % 5]!
     })).filter((a, i, all) => all.findIndex((o) => o.hash === a.hash) === i)
     const { a, b } = sides(assets)
-    const messages = checkPair(a, b, { listThreshold: 4, maxList: 50, maxItems: 1_000 })
-    expect(messages.length).toBeGreaterThan(2)
-    for (const message of messages) expect(RangeReconcile.wireBytes(message)).toBe(encode(message))
+    const messages = [
+      ...checkPair(a, b, { listThreshold: 4, maxList: 50, maxItems: 10_000 }),
+      ...checkPair(a, [], RangeReconcile.defaultOptions) // one Reply with every item of A
+    ]
+    expect(messages.length).toBeGreaterThan(4)
+    for (const limit of [4_096, 1024 * 1024]) {
+      let frames = 0
+      for (const message of messages) {
+        const rounds = RangeFrames.toRounds(message, limit)
+        frames += rounds.length
+        expect(rounds.map((r) => r.last)).toEqual(rounds.map((_, i) => i === rounds.length - 1))
+        const assembler = RangeFrames.makeAssembler()
+        let back: RangeReconcile.Message | undefined
+        for (const round of rounds) {
+          const size = RangeFrames.roundBytes(round)
+          expect(size).toBe(encode(round))
+          expect(size + 5).toBeLessThanOrEqual(limit)
+          back = Result.getOrThrow(assembler.add(round))
+        }
+        expect(back).toEqual(message)
+      }
+      if (limit === 4_096) expect(frames).toBeGreaterThan(messages.length)
+    }
   })
 
   it("equal sets reconcile in one round trip, and so do two empty sets", () => {
