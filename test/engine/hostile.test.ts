@@ -81,6 +81,8 @@ describe("metadata out of bounds (item 2)", () => {
         { ...meta, description: "max safe", updatedAt: Number.MAX_SAFE_INTEGER },
         { ...meta, description: "not a date", createdAt: MetadataLimits.maxTimestamp + 1, updatedAt: 5 },
         { ...meta, description: "past any date", updatedAt: MetadataLimits.maxTimestamp + 1 },
+        { ...meta, description: "never overtaken", updatedAt: MetadataLimits.maxTimestamp },
+        { ...meta, description: "two days ahead", updatedAt: Date.now() + 2 * 24 * 3600 * 1000 },
         { ...meta, description: "negative", updatedAt: -5 },
         { ...meta, description: "big tag", tags: ["t".repeat(MetadataLimits.maxTagBytes + 1)], updatedAt: 6 },
         { ...meta, description: "many tags", tags: Array.from({ length: MetadataLimits.maxTags + 1 }, (_, i) => `t${i}`), updatedAt: 7 }

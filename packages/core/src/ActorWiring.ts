@@ -4,6 +4,7 @@
  * counters, and what was negotiated in the handshake. Children receive an ActorWiring and talk only
  * through it; docs/architecture.md draws the graph and says why each Queue cannot deadlock.
  */
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -87,12 +88,13 @@ export const metaSkipped = (peer: string, hash: string, direction: "received" | 
   ], { discard: true })
 
 /** Queue a MetaUpdate with our metadata of `hash`, unless it cannot go out (then skipped); true when queued. */
-export const sendMetaUpdate = (s: ActorWiring, limits: Limits, hash: AssetHash, meta: AssetMeta): Effect.Effect<boolean> => {
-  const wire = toOutgoingMeta(meta, limits.peerMaxFrameBytes)
-  return wire._tag === "Failure"
-    ? metaSkipped(s.peer, hash, "sent", wire.failure).pipe(Effect.as(false))
-    : Queue.offer(s.outbox, makeFrame("MetaUpdate", { hash, meta: wire.success })).pipe(Effect.as(true))
-}
+export const sendMetaUpdate = (s: ActorWiring, limits: Limits, hash: AssetHash, meta: AssetMeta): Effect.Effect<boolean> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const wire = toOutgoingMeta(meta, limits.peerMaxFrameBytes, now)
+    return wire._tag === "Failure"
+      ? metaSkipped(s.peer, hash, "sent", wire.failure).pipe(Effect.as(false))
+      : Queue.offer(s.outbox, makeFrame("MetaUpdate", { hash, meta: wire.success })).pipe(Effect.as(true))
+  })
 
 /** What the handshake settled: sizes that fit both sides' frame limits. */
 export interface Limits {

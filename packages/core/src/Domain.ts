@@ -116,7 +116,12 @@ export const MetadataLimits = {
   /** UTF-8 bytes of description, tags and origin together: a 16th of the default frame limit. */
   maxTotalBytes: 64 * 1024,
   /** Latest timestamp (ms since the epoch): the last instant a JavaScript Date can hold. */
-  maxTimestamp: 8_640_000_000_000_000
+  maxTimestamp: 8_640_000_000_000_000,
+  /**
+   * How far (ms) a version (`updatedAt`) may be ahead of the checking side's clock, when it
+   * passes one: a version near `maxTimestamp` could never be overtaken by a later edit.
+   */
+  maxFutureSkew: 24 * 60 * 60 * 1000
 } as const
 
 /** Metadata outside `MetadataLimits`: `field` names the offending part, `detail` says how. */
@@ -176,9 +181,11 @@ const checkText = (
 
 /**
  * Check a whole AssetMeta against `MetadataLimits` (sizes, total, timestamps): the one check
- * every entry point applies before metadata is stored or sent.
+ * every entry point applies before metadata is stored or sent. With `now` (the checking side's
+ * clock), `updatedAt` may also be at most `maxFutureSkew` ahead of it — the engine passes it for
+ * a peer's metadata, so no peer can stamp a version that later edits cannot overtake.
  */
-export const validateMeta = (meta: AssetMeta): Result.Result<AssetMeta, MetadataInvalid> => {
+export const validateMeta = (meta: AssetMeta, options?: { readonly now?: number | undefined }): Result.Result<AssetMeta, MetadataInvalid> => {
   const text = checkText(meta.description, meta.tags)
   if (Result.isFailure(text)) return Result.fail(text.failure)
   const origin = utf8Bytes(meta.origin)
@@ -187,6 +194,10 @@ export const validateMeta = (meta: AssetMeta): Result.Result<AssetMeta, Metadata
   if (total > MetadataLimits.maxTotalBytes) return invalid("total", `${total} bytes, more than ${MetadataLimits.maxTotalBytes}`)
   if (!isValidTimestamp(meta.createdAt)) return invalid("createdAt", `${meta.createdAt} is not an integer in [0, ${MetadataLimits.maxTimestamp}]`)
   if (!isValidTimestamp(meta.updatedAt)) return invalid("updatedAt", `${meta.updatedAt} is not an integer in [0, ${MetadataLimits.maxTimestamp}]`)
+  const now = options?.now
+  if (now !== undefined && meta.updatedAt > now + MetadataLimits.maxFutureSkew) {
+    return invalid("updatedAt", `${meta.updatedAt} is more than ${MetadataLimits.maxFutureSkew} ms ahead of this clock (${now})`)
+  }
   return Result.succeed(meta)
 }
 

@@ -36,8 +36,9 @@ export const fromWireMeta = (m: Proto.AssetMeta): AssetMeta => ({
   origin: m.origin
 })
 
-/** A peer's metadata, if it is within MetadataLimits (sizes, total, timestamps). */
-export const peerMeta = (m: Proto.AssetMeta): Result.Result<AssetMeta, MetadataInvalid> => validateMeta(fromWireMeta(m))
+/** A peer's metadata, if it is within MetadataLimits (sizes, total, timestamps, not too far ahead of `now`). */
+export const peerMeta = (m: Proto.AssetMeta, now: number): Result.Result<AssetMeta, MetadataInvalid> =>
+  validateMeta(fromWireMeta(m), { now })
 
 /**
  * Frame bytes around the metadata in an AssetHeader or MetaUpdate: type and length (5), the hash
@@ -47,11 +48,11 @@ const META_FRAME_OVERHEAD = 128
 
 /**
  * Our metadata as it goes out in an AssetHeader or MetaUpdate: refused (never sent) when it is
- * outside MetadataLimits — the peer would refuse it — or when its frame would exceed the peer's
+ * outside MetadataLimits (at our clock `now`) — the peer would refuse it — or when its frame would exceed the peer's
  * frame limit, which would end the whole session at the peer instead of skipping one asset.
  */
-export const toOutgoingMeta = (m: AssetMeta, peerMaxFrameBytes: number): Result.Result<Proto.AssetMeta, MetadataInvalid> => {
-  const valid = validateMeta(m)
+export const toOutgoingMeta = (m: AssetMeta, peerMaxFrameBytes: number, now: number): Result.Result<Proto.AssetMeta, MetadataInvalid> => {
+  const valid = validateMeta(m, { now })
   if (Result.isFailure(valid)) return Result.fail(valid.failure)
   const wire = toWireMeta(m)
   const bytes = Proto.AssetMeta.encode(wire).finish().length + META_FRAME_OVERHEAD

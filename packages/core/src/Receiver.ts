@@ -44,7 +44,7 @@ const answered = (s: ActorWiring, hash: AssetHash, outcome: Outcome, code?: Erro
 export const applyMeta = Effect.fn("Receiver.meta")(function*(s: ActorWiring, message: Proto.MetaUpdate) {
   const hash = asHash(message.hash)
   if (hash === undefined || message.meta === undefined) return yield* violation(s, "MetaUpdate", "malformed hash or missing meta")
-  const decoded = peerMeta(message.meta)
+  const decoded = peerMeta(message.meta, yield* Clock.currentTimeMillis)
   // Out of bounds: this edit is skipped (never stored, so never passed on); the session goes on.
   if (decoded._tag === "Failure") return yield* metaSkipped(s.peer, hash, "received", decoded.failure)
   const meta = decoded.success
@@ -161,7 +161,7 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
     return yield* violation(s, "AssetHeader", `${hash} announced as ${header.size} bytes, more than the maximum asset size of ${s.config.maxAssetBytes}`)
   }
   yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, announcedBytes: header.size })
-  const decoded = peerMeta(header.meta)
+  const decoded = peerMeta(header.meta, yield* Clock.currentTimeMillis)
   if (decoded._tag === "Failure") {
     // Skip this asset only: read its frames without writing them, and tell the peer (via the fetcher).
     yield* metaSkipped(s.peer, hash, "received", decoded.failure)

@@ -6,6 +6,7 @@
  * window moves on; content is never sent past the size its header announced. Sends Done once the
  * reconcile wants are served.
  */
+import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -58,7 +59,7 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
     }
     // Metadata the peer would refuse, or whose header would not fit its frames, is never sent:
     // that asset is answered as not served (ASSET_NOT_FOUND frees the peer's want) and the rest go on.
-    const meta = toOutgoingMeta(record.value.meta, limits.peerMaxFrameBytes)
+    const meta = toOutgoingMeta(record.value.meta, limits.peerMaxFrameBytes, yield* Clock.currentTimeMillis)
     if (Result.isFailure(meta)) {
       yield* metaSkipped(s.peer, hash, "sent", meta.failure)
       return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `its metadata cannot be sent: ${meta.failure.message}` } satisfies Prepared

@@ -66,10 +66,15 @@ describe("MetadataLimits", () => {
 
   it("a peer's metadata is checked on the way in, and ours on the way out against the peer's frame limit", () => {
     const wire = { ...meta, tags: [...meta.tags] }
-    expect(Result.isSuccess(peerMeta(wire))).toBe(true)
-    expect(field(peerMeta({ ...wire, updatedAt: Number.MAX_SAFE_INTEGER }))).toBe("updatedAt")
+    const now = 1_000_000
+    expect(Result.isSuccess(peerMeta(wire, now))).toBe(true)
+    expect(field(peerMeta({ ...wire, updatedAt: Number.MAX_SAFE_INTEGER }, now))).toBe("updatedAt")
+    // A version the next edit could never overtake is refused: at most maxFutureSkew ahead of our clock.
+    expect(Result.isSuccess(peerMeta({ ...wire, updatedAt: now + MetadataLimits.maxFutureSkew }, now))).toBe(true)
+    expect(field(peerMeta({ ...wire, updatedAt: now + MetadataLimits.maxFutureSkew + 1 }, now))).toBe("updatedAt")
+    expect(field(peerMeta({ ...wire, updatedAt: MetadataLimits.maxTimestamp }, now))).toBe("updatedAt")
     const wide = { ...meta, description: "d".repeat(20_000) }
-    expect(Result.isSuccess(toOutgoingMeta(wide, 1024 * 1024))).toBe(true)
-    expect(field(toOutgoingMeta(wide, 16 * 1024))).toBe("total")
+    expect(Result.isSuccess(toOutgoingMeta(wide, 1024 * 1024, now))).toBe(true)
+    expect(field(toOutgoingMeta(wide, 16 * 1024, now))).toBe("total")
   })
 })
