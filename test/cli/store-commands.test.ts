@@ -57,9 +57,9 @@ const ok = (args: ReadonlyArray<string>, options?: RunOptions) =>
 const lsJson = (data: string) =>
   ok(["ls", "--data", data, "--json"]).pipe(Effect.map((out) => JSON.parse(out) as ReadonlyArray<AssetRecord>))
 
-/** Exit 1, nothing on stdout, and exactly one stderr line that starts with `prefix`. */
-const expectErrorLine = (ran: Ran, prefix: string) => {
-  expect({ code: ran.code, signal: ran.signal, stdout: ran.stdout }).toEqual({ code: 1, signal: null, stdout: "" })
+/** Exit `code` (1: a runtime failure, 2: a usage error), nothing on stdout, and exactly one stderr line that starts with `prefix`. */
+const expectErrorLine = (ran: Ran, prefix: string, code = 1) => {
+  expect({ code: ran.code, signal: ran.signal, stdout: ran.stdout }).toEqual({ code, signal: null, stdout: "" })
   expect(ran.stderr).toMatch(/^can-sync: [^\n]+\n$/)
   expect(ran.stderr.startsWith(prefix), `stderr ${JSON.stringify(ran.stderr)} starts with ${JSON.stringify(prefix)}`).toBe(true)
 }
@@ -480,7 +480,7 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
       expect((yield* canSync(["cat", "--data", data, sha256(content)])).bytes.equals(content)).toBe(true)
     }))
 
-  it.live("a command line that does not parse is one can-sync: line naming the problem and the help to read", () =>
+  it.live("a command line that does not parse is one can-sync: line naming the problem and the help to read, exit 2", () =>
     Effect.gen(function*() {
       const dir = yield* testDir("parse")
       const data = join(dir, "store")
@@ -491,11 +491,12 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
         canSync(["sync", "--data", data]),
         canSync(["nosuch"])
       ])
-      expectErrorLine(noHash!, "can-sync: Missing required argument: hash (see `can-sync cat --help`)\n")
-      expectErrorLine(noFile!, "can-sync: Missing required argument: file (see `can-sync add --help`)\n")
-      expectErrorLine(badFlag!, "can-sync: Unrecognized flag: --bogus")
-      expectErrorLine(noSignal!, "can-sync: Missing required flag: --signal (see `can-sync sync --help`)\n")
-      expectErrorLine(unknownCommand!, "can-sync: Unknown subcommand \"nosuch\"")
+      // a usage error: exit 2
+      expectErrorLine(noHash!, "can-sync: Missing required argument: hash (see `can-sync cat --help`)\n", 2)
+      expectErrorLine(noFile!, "can-sync: Missing required argument: file (see `can-sync add --help`)\n", 2)
+      expectErrorLine(badFlag!, "can-sync: Unrecognized flag: --bogus", 2)
+      expectErrorLine(noSignal!, "can-sync: Missing required flag: --signal (see `can-sync sync --help`)\n", 2)
+      expectErrorLine(unknownCommand!, "can-sync: Unknown subcommand \"nosuch\"", 2)
       // asking for help is not an error: it goes to stdout
       const help = yield* canSync(["add", "--help"])
       expect({ code: help.code, stderr: help.stderr }).toEqual({ code: 0, stderr: "" })
