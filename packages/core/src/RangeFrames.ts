@@ -4,11 +4,12 @@
  * the same range and kind), origins are interned per frame, hashes travel as 32 bytes. The wire
  * shapes are the protobuf messages of docs/protocol.md ("Range reconciliation").
  */
+import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Fingerprints from "./Fingerprints.ts"
 import type { RangeItem } from "./Fingerprints.ts"
-import type { Entry, Message } from "./RangeReconcile.ts"
-import { RangeViolation } from "./RangeReconcile.ts"
+import type { Entry, Message, Session } from "./RangeReconcile.ts"
+import { drive, RangeViolation } from "./RangeReconcile.ts"
 
 /** `RangeKind` of sync.proto. */
 export const RangeKind = { RANGE_KIND_UNSPECIFIED: 0, SPLIT: 1, LIST: 2, REPLY: 3 } as const
@@ -209,4 +210,25 @@ export const makeAssembler = () => {
     return Result.succeed(message)
   }
   return { add }
+}
+
+/**
+ * Run one side of range reconciliation over frames: messages go out as RangeRound payloads within
+ * the peer's frame limit (`send`), and the peer's payloads (`take`) are gathered into messages.
+ * What the engine's Reconcile calls when both Hellos announce "ranges/1".
+ */
+export const driveFrames = <E, E2>(
+  session: Session<E>,
+  role: "initiator" | "responder",
+  peerMaxFrameBytes: number,
+  channel: { readonly send: (round: RangeRoundWire) => Effect.Effect<void, E2>; readonly take: Effect.Effect<RangeRoundWire, E2> }
+) => {
+  const assembler = makeAssembler()
+  const receive: Effect.Effect<Message, E2 | RangeViolation> = Effect.flatMap(channel.take, (round) =>
+    Effect.flatMap(Effect.fromResult(assembler.add(round)), (message) => (message === undefined ? receive : Effect.succeed(message)))
+  )
+  return drive(session, role, {
+    send: (message) => Effect.forEach(toRounds(message, peerMaxFrameBytes), channel.send, { discard: true }),
+    receive
+  })
 }

@@ -210,6 +210,32 @@ describe("RangeReconcile", () => {
     }
   })
 
+  it("driveFrames reconciles both sides at once over queues of RangeRound frames cut to a small frame limit", () => {
+    const assets = Array.from({ length: 2_000 }, (_, i) => ({
+      hash: hex(Uint8Array.from({ length: 32 }, (_, j) => (i * 197 + j * 89 + ((i * j) % 31)) & 0xff)).slice(0, 60) + i.toString(16).padStart(4, "0"),
+      size: i,
+      version: { updatedAt: 1_000 + i, origin: "s" },
+      other: { updatedAt: 5_000 + i, origin: "t" },
+      place: i % 10 === 0 ? "onlyA" : i % 10 === 1 ? "metaDiffers" : i < 1_000 ? "both" : "onlyB"
+    }))
+    const { a, b } = sides(assets)
+    const program = Effect.gen(function*() {
+      const toB = yield* Queue.bounded<RangeFrames.RangeRoundWire>(2)
+      const toA = yield* Queue.bounded<RangeFrames.RangeRoundWire>(2)
+      return yield* Effect.all([
+        RangeFrames.driveFrames(RangeReconcile.make(Fingerprints.memorySource(a)), "initiator", 4_096, { send: (r) => Queue.offer(toB, r), take: Queue.take(toA) }),
+        RangeFrames.driveFrames(RangeReconcile.make(Fingerprints.memorySource(b)), "responder", 4_096, { send: (r) => Queue.offer(toA, r), take: Queue.take(toB) })
+      ], { concurrency: 2 })
+    })
+    const [atA, atB] = Effect.runSync(program)
+    const bBy = new Set(b.map((i) => i.hash))
+    const aBy = new Set(a.map((i) => i.hash))
+    expect(keys(atA.weLack)).toEqual(keys(b.filter((i) => !aBy.has(i.hash))))
+    expect(keys(atB.weLack)).toEqual(keys(a.filter((i) => !bBy.has(i.hash))))
+    expect(atA.versionDiffers.length).toBe(200)
+    expect(atB.versionDiffers.length).toBe(200)
+  })
+
   it("equal sets reconcile in one round trip, and so do two empty sets", () => {
     const items = sorted(Array.from({ length: 3_000 }, (_, i) => ({
       hash: hex(Uint8Array.from({ length: 32 }, (_, j) => (i * 7919 + j * 104_729 + ((i * j) >>> 3)) & 0xff)),
