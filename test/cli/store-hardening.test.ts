@@ -154,9 +154,13 @@ describe("can-sync store commands against damage and misuse", { timeout: TEST_TI
       expect({ code: cat.code, stderr: cat.stderr, stdout: cat.stdout }).toEqual({ code: 0, stderr: "", stdout: "read only" })
       const meta = yield* onReadOnlyMount(data, ["meta", "--data", data, hash])
       expect({ code: meta.code, stdout: meta.stdout }).toEqual({ code: 0, stdout: `${hash}  original\n` })
-      // an edit says exactly why it cannot be made
+      // an edit, an add or a verify says exactly why it cannot run
       const edit = yield* onReadOnlyMount(data, ["meta", "--data", data, hash, "--description", "new"])
       expectErrorLine(edit, /read-only/)
+      for (const args of [["verify", "--data", data], ["add", "--data", data, join(repoRoot, "package.json")]]) {
+        const refused = yield* onReadOnlyMount(data, args)
+        expectErrorLine(refused, new RegExp(`^can-sync: store unavailable \\(open data directory\\): ${data} cannot be written \\(a read-only mount, or permissions\\)`))
+      }
       expect(sha256("read only")).toBe(hash)
     }))
 })

@@ -215,6 +215,13 @@ const openParts = (options: EmbeddedStoreOptions) =>
         message: `${options.dataDir} holds no store index (index.sqlite) and is opened read-only, so none can be created`
       })
     }
+    if (!readOnly && (yield* unwritable(options.dataDir))) {
+      return yield* new StoreUnavailable({
+        operation: "open data directory",
+        message: `${options.dataDir} cannot be written (a read-only mount, or permissions), and this needs to write to it ` +
+          `(ls, cat and meta without edits can read it as it is)`
+      })
+    }
     if (!readOnly) yield* ContentFiles.prepare(layout)
     if (options.lock === true && !readOnly) yield* DataDirLock.acquire(options.dataDir)
     if (options.rebuildIndex !== true && !existsSync(layout.index) && (yield* ContentFiles.hasObjectFiles(layout))) {
