@@ -9,10 +9,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
+import * as Metrics from "@can-sync/core/Metrics"
 import * as PeerActor from "@can-sync/core/PeerActor"
 import { Proto } from "@can-sync/core"
 import type { PeerLink } from "@can-sync/core"
-import { Data, Effect, Fiber, Queue, Ref, Result } from "effect"
+import { Data, Effect, Fiber, Metric, Queue, Ref, Result } from "effect"
 import { asHash, awaitConverged, awaitLive, connect, dialOver, ingestMany, makePeer, peerId, tempStore } from "./harness.ts"
 import { digest, engineSide, fakeHashes, hello, meta, rawPeer, sha } from "./rawPeer.ts"
 
@@ -90,6 +91,30 @@ describe("transfer verification", () => {
       expect(yield* Fiber.join(actor)).toMatchObject({ _tag: "ProtocolViolation", frame: "AssetHeader" })
       expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.PROTOCOL_VIOLATION, fatal: true })
       expect(yield* store.has(asHash(sha(data)))).toBe(false)
+    }).pipe(Effect.scoped))
+})
+
+describe("metrics", () => {
+  it.live("propagation latency is measured from the announcement that made us want an asset, not from its age", () =>
+    Effect.gen(function*() {
+      const { raw, store } = yield* engineSide()
+      const data = new Uint8Array(300).fill(3)
+      const x = sha(data)
+      yield* raw.send(hello())
+      yield* raw.send(Frame.make("DigestChunk", { digests: [digest(x, data.length)], last: true }))
+      expect((yield* raw.next("Want")).message.hashes).toEqual([x])
+      // Created in 1970 (createdAt = 1 ms), announced just now.
+      yield* raw.send(Frame.make("AssetHeader", { hash: x, size: data.length, meta }))
+      yield* raw.send(Frame.make("AssetChunk", { hash: x, data }))
+      yield* raw.send(Frame.make("AssetEnd", { hash: x }))
+      const latency = yield* Effect.gen(function*() {
+        while (true) {
+          const state = yield* Metric.value(Metrics.propagationLatency)
+          if (state.count > 0 && (yield* store.has(asHash(x)))) return state
+          yield* Effect.sleep("10 millis")
+        }
+      }).pipe(Effect.timeout("10 seconds"))
+      expect(latency.max).toBeLessThan(60)
     }).pipe(Effect.scoped))
 })
 

@@ -8,6 +8,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
 import type * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -46,6 +47,10 @@ const hashQueue = () => {
   }
 }
 
+/** From the announcement to stored here, in seconds. */
+const recordLatency = (announced: number) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => Metric.update(Metrics.propagationLatency, Math.max(0, now - announced) / 1000))
+
 /** 1 + 2 + 4 + 8 + 16 + 30 × 5 s (jittered): about 3 minutes of asking. */
 export const UNAVAILABLE_RETRIES = 10
 const unavailableRetry = Backoff.exponential({ base: "1 second", cap: "30 seconds" }).pipe(
@@ -57,6 +62,15 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
   const outstanding = new Set<AssetHash>()
   /** Announced content sizes of pending and outstanding hashes (for the bytesWanted counter). */
   const sizeOf = new Map<AssetHash, number>()
+  /**
+   * When each pending or outstanding hash was announced to us (the reconcile diff or the Offer
+   * that made us want it): propagation latency is measured from there to stored here.
+   */
+  const announcedAt = new Map<AssetHash, number>()
+  const forget = (hash: AssetHash) => {
+    sizeOf.delete(hash)
+    announcedAt.delete(hash)
+  }
   let reconcile: "waiting" | "open" | "closed" = "waiting"
   let answersOwed = 0
   const waiters = yield* FiberSet.make<void>()
@@ -90,7 +104,7 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
    * announced): those are never asked for, and one line says how many were left out.
    */
   const enqueue = (hashes: ReadonlyArray<AssetHash>, sizes: ReadonlyArray<number>) =>
-    Effect.suspend(() => {
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
       let skipped = 0
       let example: { readonly hash: AssetHash; readonly size: number } | undefined
       hashes.forEach((h, i) => {
@@ -103,6 +117,7 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
         if (outstanding.has(h)) return
         pending.push(h)
         sizeOf.set(h, size)
+        if (!announcedAt.has(h)) announcedAt.set(h, now)
       })
       return example === undefined ? Effect.void : Effect.all([
         Metrics.recordError("asset_too_large"),
@@ -125,18 +140,23 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
           answersOwed++
         })))
       case "Retry":
-        return Effect.sync(() => {
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => {
           if (outstanding.has(input.hash)) return
           pending.push(input.hash)
           sizeOf.set(input.hash, input.size)
-        })
+          if (!announcedAt.has(input.hash)) announcedAt.set(input.hash, now)
+        }))
       case "Answered":
         return Effect.suspend(() => {
           const size = sizeOf.get(input.hash) ?? 0
+          const announced = announcedAt.get(input.hash)
           outstanding.delete(input.hash)
           sizeOf.delete(input.hash)
+          // A retry is still the same announcement: its latency counts the retries.
           if (input.outcome === "unavailable") return retryLater(input.hash, size)
+          announcedAt.delete(input.hash)
           unavailable.delete(input.hash)
+          if (input.outcome === "stored") return announced === undefined ? Effect.void : recordLatency(announced)
           // Tell the peer its content was refused (informational; the session goes on).
           return input.code === undefined
             ? Effect.void
@@ -154,14 +174,14 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
     Effect.gen(function*() {
       const claim = yield* s.inFlight.claim(hash, s.owner)
       if (claim._tag === "Busy") {
-        sizeOf.delete(hash)
+        forget(hash)
         yield* FiberSet.run(waiters, claim.settled.pipe(
           Effect.flatMap((stored) => (stored ? Effect.void : Queue.offer(s.retries, { hash, size }).pipe(Effect.asVoid)))
         ))
         return false
       }
       if (yield* s.store.has(hash)) {
-        sizeOf.delete(hash)
+        forget(hash)
         yield* s.inFlight.settle(hash, s.owner, true)
         return false
       }

@@ -28,9 +28,9 @@ export const reconcileDuration = Metric.histogram("cansync.reconcile.duration", 
   description: "Reconcile duration (s)",
   boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 })
-/** From first ingest anywhere (the asset's createdAt) to stored here (unit: s). */
+/** From the peer's announcement (the reconcile diff or Offer that made us want it) to stored here (unit: s). */
 export const propagationLatency = Metric.histogram("cansync.propagation.latency", {
-  description: "Asset propagation latency, first ingest to stored on this machine (s)",
+  description: "Asset propagation latency, announced by the peer to stored on this machine (s)",
   boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 })
 /** Pushes not sent because the asset or edit came from that very peer. */

@@ -207,8 +207,6 @@ const finishAsset = Effect.fn("Receiver.commit")(function*(s: ActorWiring, recei
   if (result._tag === "Success") {
     const stashed = yield* s.inFlight.settle(hash, s.owner, true)
     yield* mergeStashed(s, hash, stashed)
-    const now = yield* Clock.currentTimeMillis
-    yield* Metric.update(Metrics.propagationLatency, Math.max(0, now - meta.createdAt) / 1000)
     yield* Metrics.recordTransfer(s.peer, "received", bytes)
     yield* bump(s.stats, { assetsReceived: 1, bytesReceived: bytes, redundantReceives: result.success.alreadyExisted ? 1 : 0 })
     if (result.success.alreadyExisted) {
