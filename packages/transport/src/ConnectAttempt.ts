@@ -99,8 +99,11 @@ export interface AttemptParams {
   readonly reportPath?: boolean | undefined
 }
 
-/** An attempt's authenticated link, and how many lanes the peer said it can stripe over (1: none). */
-export type AttemptLink = WebRtcLink.WebRtcLink & { readonly lane: WebRtcLink.LanePort; readonly remoteLanes: number }
+/**
+ * An attempt's authenticated link, how many lanes the peer said it can stripe over (1: none), and
+ * whether ICE found both ends on one address (one host: more lanes would only cost CPU).
+ */
+export type AttemptLink = WebRtcLink.WebRtcLink & { readonly lane: WebRtcLink.LanePort; readonly remoteLanes: number; readonly sameHost: boolean }
 
 export const CHANNEL_LABEL = "can-sync"
 
@@ -390,7 +393,9 @@ const run = (
     }
     const lane = link.lane
     if (lane === undefined) return yield* Effect.die(new Error("a channel link without its lane port"))
-    return { ...link, lane, remoteLanes }
+    const host = (address: string) => address.replace(/:\d+$/, "")
+    const sameHost = path !== undefined && host(path.localAddress) === host(path.remoteAddress)
+    return { ...link, lane, remoteLanes, sameHost }
   })
 
 /** Process every element of a queue in order, forever (until the fiber is interrupted). */

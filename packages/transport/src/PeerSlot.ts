@@ -193,8 +193,13 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
   const grow = (sid: string, primary: AttemptLink, striped: Lanes.StripedLink, scope: Scope.Scope, max: number) =>
     Effect.gen(function*() {
       const rtt = yield* firstRtt(primary)
-      const target = config.lanes.count !== undefined ? Math.min(config.lanes.count, max) : rtt === undefined ? 1 : Lanes.lanesFor(rtt, max)
-      yield* Effect.logInfo(`transport: link to ${peer}: round trip ${rtt === undefined ? "unknown" : `${rtt} ms`}, ${target} lane${target === 1 ? "" : "s"} (at most ${max})`)
+      // one host (loopback) never needs lanes, whatever a loaded machine's round trips say
+      const target = config.lanes.count !== undefined
+        ? Math.min(config.lanes.count, max)
+        : rtt === undefined || primary.sameHost
+        ? 1
+        : Lanes.lanesFor(rtt, max)
+      yield* Effect.logInfo(`transport: link to ${peer}: round trip ${rtt === undefined ? "unknown" : `${rtt} ms`}${primary.sameHost ? " on one host" : ""}, ${target} lane${target === 1 ? "" : "s"} (at most ${max})`)
       yield* Effect.forEach(
         Array.from({ length: target - 1 }, (_, i) => i),
         () => laneAttempt(config.nextSid(), undefined, sid, striped, scope, max),

@@ -109,6 +109,17 @@ describe("lanes (two OS processes, real signaling, real WebRTC on loopback)", ()
       expect("addLane" in link).toBe(false)
     }).pipe(Effect.scoped))
 
+  it.live("on one host the offerer keeps one lane even when both allow eight (the round trip is not measured against loopback)", () =>
+    Effect.gen(function*() {
+      const { b, transport, link } = yield* echoPeer({ max: 8 })
+      expect("addLane" in link).toBe(true) // both can stripe: the link is a striped one ...
+      yield* Effect.sleep("6 seconds") // ... past three heartbeats and the decision
+      expect(yield* lanesOf(transport, b.identity.peerId)).toBe(1) // ... on one lane
+      yield* link.send(pattern(70_000, 5))
+      const echoed = yield* link.frames.pipe(Stream.take(2), Stream.runCollect)
+      expect(same(echoed[1]!, pattern(70_000, 5))).toBe(true)
+    }).pipe(Effect.scoped))
+
   it.live("a lane that dies closes the link, and the next connect stripes again", () =>
     Effect.gen(function*() {
       const { b, transport, link } = yield* echoPeer({ max: 3, count: 3 })
