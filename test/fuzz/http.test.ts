@@ -16,6 +16,7 @@ import { createHash } from "node:crypto"
 import { mkdtemp, readdir, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { eventually, notYet } from "../kit/Eventually.ts"
 import { runs } from "./Fuzz.ts"
 import type { RawOutcome, RawRequest, RawResponse } from "./RawHttp.ts"
 import { send } from "./RawHttp.ts"
@@ -329,8 +330,10 @@ it.live("fuzz: 2,000 generated requests get well-formed answers (4xx JSON for ba
     if (findings.length > 0) console.error(findings.map((f) => `${f.problem}\n    ${f.summary}`).join("\n"))
     expect(findings.length).toBe(0)
     // the generator reached the routes, not only the parser: successes, client errors and a refusal of each kind
+    // (with the full 2,000 requests; a FUZZ_SCALE below 1 may be too few to see the rarer ones)
+    const requests = [...statuses.values()].reduce((a, b) => a + b, 0)
     for (const key of ["200", "400 InvalidInput", "400 MetadataInvalid", "401 Unauthorized", "404 AssetNotFound", "404 RouteNotFound", "422 HashMismatch"]) {
-      expect(statuses.get(key) ?? 0, `${key} in ${JSON.stringify([...statuses])}`).toBeGreaterThan(0)
+      if (requests >= 2_000) expect(statuses.get(key) ?? 0, `${key} in ${JSON.stringify([...statuses])}`).toBeGreaterThan(0)
     }
 
     // The service still answers, and the store is consistent: every asset's bytes hash to its name and
@@ -360,8 +363,12 @@ it.live("fuzz: 2,000 generated requests get well-formed answers (4xx JSON for ba
       if (page.done) break
     }
     expect(assets).toBeGreaterThanOrEqual(SEEDED.length)
-    const leftovers = yield* Effect.promise(() => readdir(join(dataDir, "tmp")).catch(() => []))
-    expect(leftovers).toEqual([])
+    // the last aborted uploads may still be giving back their temp files
+    yield* eventually(
+      "no temp file left in tmp/",
+      Effect.map(Effect.promise(() => readdir(join(dataDir, "tmp")).catch(() => [])), (left) => (left.length === 0 ? true : notYet(left))),
+      "10 seconds"
+    ).pipe(Effect.orDie)
     // and it still takes an upload and serves it back
     const text = `after the fuzz ${Date.now()}`
     const upload = yield* Effect.promise(() =>
