@@ -3,6 +3,8 @@
  * Offers announce), keeping at most `wantWindow` hashes unanswered. Each hash is first claimed in
  * the shared InFlight registry, so an asset already arriving from another peer is not fetched
  * twice. `Want` with `last = true` closes a round: the reconcile's wants, then one per Offer.
+ * Assets announced larger than `maxAssetBytes` are never asked for; propagation latency is
+ * measured here, from the announcement to the asset stored.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"

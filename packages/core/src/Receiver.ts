@@ -1,8 +1,9 @@
 /**
  * Receiver: streams the peer's asset frames into `store.push` through a small bounded Queue, so
- * content goes straight to disk and the store verifies its hash (a mismatch stores nothing and is
- * answered with a non-fatal Error). Merges the peer's metadata (last writer wins, read repair when
- * ours is newer) and feeds received hashes to the pusher's echo Queue.
+ * content goes straight to disk — never past the size the header announced nor `maxAssetBytes` —
+ * and the store verifies its hash (a mismatch stores nothing and is answered with a non-fatal
+ * Error). Merges the peer's metadata once it passes MetadataLimits (last writer wins, read repair
+ * when ours is newer) and feeds received hashes to the pusher's echo Queue.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
