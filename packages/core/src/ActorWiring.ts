@@ -103,6 +103,8 @@ export interface Limits {
   readonly peerMaxFrameBytes: number
   readonly digestChunkSize: number
   readonly peerAgent: string
+  /** Both Hellos announce "ranges/1": reconcile by ranges (RangeRound frames), not DigestChunks. */
+  readonly ranges: boolean
 }
 
 /** Frames the reader hands to the receiver, in link order. */
@@ -144,6 +146,8 @@ export interface ActorWiring {
   readonly inbound: Queue.Queue<InboundFrame>
   /** reader → reconciler: the peer's digest chunks. */
   readonly digests: Queue.Queue<Proto.DigestChunk>
+  /** reader → reconciler: the peer's range reconciliation frames. */
+  readonly rangeRounds: Queue.Queue<Proto.RangeRound>
   /** reader → sender: hashes the peer wants. Sized by MAX_OUTSTANDING_WANTS; never blocks the reader. */
   readonly sendQueue: Queue.Queue<SendJob>
   /** reader, receiver, reconciler → fetcher. Sized by the protocol windows; never blocks the reader. */
@@ -180,6 +184,8 @@ export interface Windows {
    * AssetEnd or an Error naming it — so the peer can never want it again before it is removed).
    */
   readonly peerWants: Set<AssetHash>
+  /** The range reconciliation is over (reconciler sets it): a RangeRound after it breaks the protocol. */
+  rangesDone: boolean
 }
 
 /** What a session is made from; `make` adds its queues and signals. */
@@ -193,12 +199,13 @@ export const make = (input: WiringInput): Effect.Effect<ActorWiring> =>
       outbox: yield* Queue.bounded<Frame>(config.outboxCapacity),
       inbound: yield* Queue.bounded<InboundFrame>(config.inboundCapacity),
       digests: yield* Queue.bounded<Proto.DigestChunk>(4),
+      rangeRounds: yield* Queue.bounded<Proto.RangeRound>(4),
       sendQueue: yield* Queue.bounded<SendJob>(MAX_OUTSTANDING_WANTS + 2),
       wantInbox: yield* Queue.bounded<WantInput>(config.wantWindow + MAX_UNANSWERED_OFFERS + 4),
       retries: yield* Queue.bounded<{ readonly hash: AssetHash; readonly size: number }>(256),
       echo: yield* Queue.sliding<AssetHash>(Math.max(1024, Math.min(config.echoCapacity, 16_384))),
       repairs: yield* Queue.dropping<AssetHash>(4096),
-      windows: { ourOffers: 0, peerOffers: 0, peerWants: new Set() },
+      windows: { ourOffers: 0, peerOffers: 0, peerWants: new Set(), rangesDone: false },
       offerWindow: yield* Semaphore.make(config.offerWindow),
       hello: yield* Deferred.make<Proto.Hello>(),
       peerDone: yield* Deferred.make<Proto.Done>(),

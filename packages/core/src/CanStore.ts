@@ -6,6 +6,7 @@
 import * as Schema from "effect/Schema"
 import type { Effect, Option, Stream } from "effect"
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, MetaPatch, StoreEvent } from "./Domain.ts"
+import type { RangeSource } from "./Fingerprints.ts"
 
 /** The asset asked for is not in the store. */
 export class AssetNotFound extends Schema.TaggedError<AssetNotFound>()("AssetNotFound", {
@@ -105,4 +106,9 @@ export interface CanStoreShape {
    * by other processes on the same store are included. Never ends on its own.
    */
   readonly events: (options?: { readonly since?: number }) => Stream.Stream<StoreEvent, StoreError>
+  /**
+   * Fingerprints and items of hash ranges, kept up to date by the store (`Fingerprints.Table`):
+   * with it, sessions whose peer also has it reconcile by ranges instead of listing every digest.
+   */
+  readonly ranges?: RangeSource<StoreError> | undefined
 }

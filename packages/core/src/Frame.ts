@@ -35,7 +35,8 @@ const kinds = {
   Done: [0x07, Proto.Done],
   Error: [0x08, Proto.Error],
   Offer: [0x0d, Proto.Offer],
-  Want: [0x0e, Proto.Want]
+  Want: [0x0e, Proto.Want],
+  RangeRound: [0x0f, Proto.RangeRound]
 } as const
 
 type Kinds = typeof kinds
@@ -52,9 +53,19 @@ const tagByType = new Map<number, FrameTag>(
 
 export const frameType = (tag: FrameTag): number => kinds[tag][0]
 
+/**
+ * A message as a frame's author writes it: Hello's `features` (added to version 1 later, empty for
+ * peers that predate it) may be left out.
+ */
+export type MessageInput<K extends FrameTag> = K extends "Hello"
+  ? Omit<Proto.Hello, "features"> & { readonly features?: Array<string> | undefined }
+  : MessageOf<K>
+
 /** Build a frame value (a plain constructor with the right type). */
-export const make = <K extends FrameTag>(tag: K, message: MessageOf<K>): FrameOf<K> =>
-  ({ _tag: tag, message }) as unknown as FrameOf<K>
+export const make = <K extends FrameTag>(tag: K, message: MessageInput<K>): FrameOf<K> =>
+  (tag === "Hello" && !("features" in message && message.features !== undefined)
+    ? { _tag: tag, message: { ...message, features: [] } }
+    : { _tag: tag, message }) as unknown as FrameOf<K>
 
 export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameTooLarge", {
   size: Schema.Number,

@@ -17,6 +17,7 @@ import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type { PeerLink } from "./PeerLink.ts"
 import { LinkClosed } from "./PeerLink.ts"
+import { bothSpeakRanges, features } from "./Handshake.ts"
 import type * as Proto from "./proto/sync.ts"
 import { asHashes } from "./ProtoDomain.ts"
 import type { SessionError } from "./SyncErrors.ts"
@@ -28,6 +29,7 @@ type Route = Effect.Effect<void, SessionError>
 export const run = (s: ActorWiring, link: PeerLink) =>
   Effect.gen(function*() {
     let helloSeen = false
+    let ranges = false // both Hellos announce range reconciliation
     let peerDigestsDone = false
     let peerReconcileWantsDone = false
     const violation = (frame: string, detail: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
@@ -90,8 +92,14 @@ export const run = (s: ActorWiring, link: PeerLink) =>
         case "Hello":
           if (helloSeen) return violation("Hello", "second Hello")
           helloSeen = true
+          ranges = bothSpeakRanges(features(s.store), frame.message)
           return Deferred.succeed(s.hello, frame.message)
+        case "RangeRound":
+          if (!ranges) return violation("RangeRound", "range reconciliation was not negotiated")
+          if (s.windows.rangesDone) return violation("RangeRound", "the range reconciliation is over")
+          return Queue.offer(s.rangeRounds, frame.message) // the reconciler answers each message in turn: safe to wait
         case "DigestChunk":
+          if (ranges) return violation("DigestChunk", "range reconciliation was negotiated")
           if (peerDigestsDone) return violation("DigestChunk", "digest set already complete")
           if (frame.message.digests.length > MAX_DIGESTS_PER_FRAME) {
             return violation("DigestChunk", `${frame.message.digests.length} digests in one frame, more than ${MAX_DIGESTS_PER_FRAME}`)

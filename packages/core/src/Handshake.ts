@@ -2,10 +2,12 @@
  * Handshake: the Hello both sides send first (protocol version, peer id, agent, largest frame
  * accepted) and the check of the peer's. A different protocol version or a Hello naming another
  * peer than the transport authenticated ends the session with a typed error (and a fatal Error
- * frame to the peer); otherwise it settles the frame sizes both sides can accept.
+ * frame to the peer); otherwise it settles the frame sizes both sides can accept, and whether
+ * both speak range reconciliation (`features`).
  */
 import * as Effect from "effect/Effect"
 import { AGENT, PROTOCOL_VERSION } from "./EngineConfig.ts"
+import type { CanStoreShape } from "./CanStore.ts"
 import type { EngineConfig } from "./EngineConfig.ts"
 import * as Frame from "./Frame.ts"
 import type * as Proto from "./proto/sync.ts"
@@ -17,19 +19,31 @@ const CHUNK_OVERHEAD = 256
 /** Generous upper bound of one encoded digest (hash, numbers, origin up to ~300 characters). */
 const DIGEST_BOUND = 512
 
-export const hello = (config: EngineConfig, version: number = PROTOCOL_VERSION): Frame.Frame =>
+/** Hello.features: this side reconciles by ranges (frame 0x0F, docs/protocol.md "Range reconciliation"). */
+export const RANGES_FEATURE = "ranges/1"
+
+/** What this side announces: range reconciliation when its store keeps range fingerprints. */
+export const features = (store: CanStoreShape): Array<string> => (store.ranges !== undefined ? [RANGES_FEATURE] : [])
+
+export const hello = (config: EngineConfig, version: number = PROTOCOL_VERSION, announced: Array<string> = []): Frame.Frame =>
   Frame.make("Hello", {
     protocolVersion: version,
     peerId: config.localPeerId,
     agent: AGENT,
-    maxFrameBytes: config.maxFrameBytes
+    maxFrameBytes: config.maxFrameBytes,
+    features: announced
   })
+
+/** Both sides announce range reconciliation: the session reconciles by ranges, not by listing every digest. */
+export const bothSpeakRanges = (announced: ReadonlyArray<string>, peerHello: Proto.Hello): boolean =>
+  announced.includes(RANGES_FEATURE) && peerHello.features.includes(RANGES_FEATURE)
 
 /** Check the peer's Hello against the authenticated peer id; settle the sizes to use. */
 export const check = (
   config: EngineConfig,
   expectedPeer: string,
-  peerHello: Proto.Hello
+  peerHello: Proto.Hello,
+  announced: ReadonlyArray<string> = []
 ): Effect.Effect<Limits, ProtocolVersionMismatch | PeerMismatch> => {
   if (peerHello.protocolVersion !== PROTOCOL_VERSION) {
     return Effect.fail(
@@ -45,6 +59,7 @@ export const check = (
     chunkBytes: Math.max(1024, Math.min(config.chunkBytes, peerMax - CHUNK_OVERHEAD)),
     peerMaxFrameBytes: peerMax,
     digestChunkSize: Math.max(1, Math.min(config.digestChunkSize, Math.floor((peerMax - 64) / DIGEST_BOUND))),
-    peerAgent: peerHello.agent
+    peerAgent: peerHello.agent,
+    ranges: bothSpeakRanges(announced, peerHello)
   })
 }

@@ -54,7 +54,7 @@ const writer = (s: ActorWiring.ActorWiring, link: PeerLink) =>
 const controller = (s: ActorWiring.ActorWiring, fibers: FiberSet.FiberSet<unknown, SessionError>) =>
   Effect.gen(function*() {
     yield* Ref.set(s.state, "handshake")
-    const limits = yield* Handshake.check(s.config, s.peer, yield* Deferred.await(s.hello))
+    const limits = yield* Handshake.check(s.config, s.peer, yield* Deferred.await(s.hello), Handshake.features(s.store))
     yield* Ref.set(s.state, "reconciling")
     // Noted before listing: the pusher reads events from here, so nothing after the listing is missed.
     const since = yield* s.store.currentSeq
@@ -102,7 +102,7 @@ const reportFatal = (link: PeerLink, error: SessionError) => {
 const session = (s: ActorWiring.ActorWiring, link: PeerLink): Effect.Effect<never, SessionError, Scope.Scope> =>
   Effect.gen(function*() {
     // Hello goes out first and directly, so it precedes anything else — even a fatal Error.
-    yield* link.send(Frame.encode(Handshake.hello(s.config)))
+    yield* link.send(Frame.encode(Handshake.hello(s.config, undefined, Handshake.features(s.store))))
     const fibers = yield* FiberSet.make<unknown, SessionError>()
     yield* FiberSet.run(fibers, writer(s, link))
     yield* FiberSet.run(fibers, FrameRouter.run(s, link))

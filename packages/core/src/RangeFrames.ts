@@ -8,31 +8,14 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Fingerprints from "./Fingerprints.ts"
 import type { RangeItem } from "./Fingerprints.ts"
-import type { Entry, Message, Session } from "./RangeReconcile.ts"
-import { drive, RangeViolation } from "./RangeReconcile.ts"
+import type { Message, Session } from "./RangeReconcile.ts"
+import { defaultOptions, drive, RangeViolation } from "./RangeReconcile.ts"
+import * as Proto from "./proto/sync.ts"
 
-/** `RangeKind` of sync.proto. */
-export const RangeKind = { RANGE_KIND_UNSPECIFIED: 0, SPLIT: 1, LIST: 2, REPLY: 3 } as const
-
-export interface RangeItemWire {
-  readonly hash: Uint8Array
-  readonly size: number
-  readonly updatedAt: number
-  readonly origin: number
-}
-export interface RangeEntryWire {
-  readonly prefix: string
-  readonly kind: number
-  readonly sums: Uint8Array
-  readonly counts: ReadonlyArray<number>
-  readonly items: ReadonlyArray<RangeItemWire>
-  readonly lacking: ReadonlyArray<number>
-}
-export interface RangeRoundWire {
-  readonly entries: ReadonlyArray<RangeEntryWire>
-  readonly origins: ReadonlyArray<string>
-  readonly last: boolean
-}
+export type RangeRoundWire = Proto.RangeRound
+type RangeEntryWire = Proto.RangeEntry
+type RangeItemWire = Proto.RangeItem
+const RangeKind = Proto.RangeKind
 
 const FRAME_HEADER = 5
 const utf8 = new TextEncoder()
@@ -114,7 +97,7 @@ export const toRounds = (message: Message, maxFrameBytes: number): Array<RangeRo
     }
     // A List or Reply: its items fill frames one after the other, each piece an entry of the same range and kind.
     const kind = entry._tag === "List" ? RangeKind.LIST : RangeKind.REPLY
-    let lacking: ReadonlyArray<number> = entry._tag === "Reply" ? entry.lacking : []
+    let lacking: Array<number> = entry._tag === "Reply" ? [...entry.lacking] : []
     let items: Array<RangeItemWire> = []
     const header = () => delimited(entry.prefix.length) + 2 + packed(lacking) + 6
     if (used + header() > budget && entries.length > 0) flush()
@@ -161,12 +144,23 @@ export const messageBytes = (message: Message, maxFrameBytes: number): number =>
 
 /**
  * Gathers a peer's RangeRound frames into messages: `add` returns the message when its `last` frame
- * arrives. Pieces of one List or Reply (consecutive entries of the same range and kind) are joined.
+ * arrives. Pieces of one List or Reply (consecutive entries of the same range and kind) are joined
+ * in place. Items and entries are counted as they arrive, over the whole reconciliation, and refused
+ * past `maxItems` (the bound the session applies too), so frames that never say `last` cannot grow
+ * memory without limit.
  */
-export const makeAssembler = () => {
-  let entries: Array<Entry> = []
+export const makeAssembler = (maxItems: number = defaultOptions.maxItems) => {
+  type Piece =
+    | { readonly _tag: "Split"; readonly prefix: string; readonly children: ReadonlyArray<Fingerprints.Fingerprint> }
+    | { readonly _tag: "List"; readonly prefix: string; readonly items: Array<RangeItem> }
+    | { readonly _tag: "Reply"; readonly prefix: string; readonly items: Array<RangeItem>; readonly lacking: Array<number> }
+  let entries: Array<Piece> = []
+  let received = 0 // items and entries, over the whole reconciliation
   const violation = (detail: string) => Result.fail(new RangeViolation({ detail }))
   const add = (round: RangeRoundWire): Result.Result<Message | undefined, RangeViolation> => {
+    received += round.entries.length
+    for (const wire of round.entries) received += wire.items.length + wire.counts.length
+    if (received > maxItems) return violation(`more than ${maxItems} items and entries`)
     for (const wire of round.entries) {
       const previous = entries.at(-1)
       switch (wire.kind) {
@@ -183,21 +177,21 @@ export const makeAssembler = () => {
         }
         case RangeKind.LIST:
         case RangeKind.REPLY: {
-          const items: Array<RangeItem> = []
+          const tag = wire.kind === RangeKind.LIST ? "List" : "Reply"
+          const continued = previous !== undefined && previous._tag === tag && previous.prefix === wire.prefix
+          const piece: Piece = continued
+            ? previous
+            : tag === "List"
+            ? { _tag: "List", prefix: wire.prefix, items: [] }
+            : { _tag: "Reply", prefix: wire.prefix, items: [], lacking: [] }
+          if (!continued) entries.push(piece)
           for (const item of wire.items) {
             if (item.hash.length !== 32) return violation(`a hash of ${item.hash.length} bytes in range "${wire.prefix}"`)
             const origin = round.origins[item.origin]
             if (origin === undefined) return violation(`origin index ${item.origin} of ${round.origins.length}`)
-            items.push({ hash: Array.from(item.hash, hexByte).join(""), size: item.size, updatedAt: item.updatedAt, origin })
+            piece.items.push({ hash: Array.from(item.hash, hexByte).join(""), size: item.size, updatedAt: item.updatedAt, origin })
           }
-          const tag = wire.kind === RangeKind.LIST ? "List" : "Reply"
-          if (previous !== undefined && previous._tag === tag && previous.prefix === wire.prefix) {
-            // the next piece of the same List or Reply
-            entries[entries.length - 1] = previous._tag === "Reply"
-              ? { ...previous, items: [...previous.items, ...items], lacking: [...previous.lacking, ...wire.lacking] }
-              : { ...previous, items: [...previous.items, ...items] }
-          } else if (tag === "List") entries.push({ _tag: "List", prefix: wire.prefix, items })
-          else entries.push({ _tag: "Reply", prefix: wire.prefix, items, lacking: [...wire.lacking] })
+          if (piece._tag === "Reply") for (const index of wire.lacking) piece.lacking.push(index)
           break
         }
         default:

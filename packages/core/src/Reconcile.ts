@@ -4,6 +4,8 @@
  * so neither side waits for the other to finish talking. Then `diff` says what this side lacks
  * (handed to the fetcher as its first want list) and which shared assets carry newer metadata
  * here (sent as MetaUpdate). Memory is one small version record per digest, never content.
+ * When both Hellos announce "ranges/1", range reconciliation (RangeReconcile over RangeRound
+ * frames) finds the same two lists at a cost that follows the difference instead.
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -13,6 +15,10 @@ import { compareMetaVersion } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import type { Limits, ActorWiring } from "./ActorWiring.ts"
 import { bump, sendMetaUpdate } from "./ActorWiring.ts"
+import type { StoreError } from "./CanStore.ts"
+import type { RangeSource } from "./Fingerprints.ts"
+import * as RangeFrames from "./RangeFrames.ts"
+import * as RangeReconcile from "./RangeReconcile.ts"
 import { ProtocolViolation } from "./SyncErrors.ts"
 import { asHash, chunksOf, toWireDigest } from "./ProtoDomain.ts"
 
@@ -88,20 +94,61 @@ export const collect = Effect.fn("Reconcile.collect")(function*(s: ActorWiring) 
   }
 })
 
-/**
- * Exchange digests, then hand what this side lacks to the fetcher and send the metadata that
- * is newer here. The assets themselves flow afterwards, through the fetcher and the sender.
- */
-export const run = Effect.fn("Reconcile")(function*(s: ActorWiring, limits: Limits) {
-  const [local, remote] = yield* Effect.all([announce(s, limits), collect(s)], { concurrency: 2 })
-  const { missing, newerHere } = diff(local, remote)
-  yield* Queue.offer(s.wantInbox, { _tag: "Missing", hashes: missing, sizes: missing.map((h) => remote.get(h)?.size ?? 0) })
+/** Hand what this side lacks to the fetcher and send the metadata that is newer here. */
+const act = Effect.fnUntraced(function*(
+  s: ActorWiring,
+  limits: Limits,
+  missing: ReadonlyArray<AssetHash>,
+  sizes: ReadonlyArray<number>,
+  newerHere: ReadonlyArray<AssetHash>
+) {
+  yield* Queue.offer(s.wantInbox, { _tag: "Missing", hashes: missing, sizes })
   let metaSent = 0
   for (const hash of newerHere) {
     const record = yield* s.store.stat(hash)
     if (Option.isSome(record) && (yield* sendMetaUpdate(s, limits, hash, record.value.meta))) metaSent++
   }
   yield* bump(s.stats, { metaSent })
+  return metaSent
+})
+
+/**
+ * Range reconciliation: the side with the lower peer id starts; messages alternate as RangeRound
+ * frames until both know the difference. A peer breaking the range protocol is a ProtocolViolation.
+ */
+export const byRanges = Effect.fn("Reconcile.byRanges")(function*(s: ActorWiring, limits: Limits, source: RangeSource<StoreError>) {
+  const role = s.config.localPeerId < s.peer ? "initiator" : "responder"
+  const [total] = yield* source.fingerprints([""])
+  const outcome = yield* RangeFrames.driveFrames(RangeReconcile.make(source), role, limits.peerMaxFrameBytes, {
+    send: (round) => Queue.offer(s.outbox, Frame.make("RangeRound", round)),
+    take: Queue.take(s.rangeRounds)
+  }).pipe(
+    Effect.catchTag("RangeViolation", (e) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame: "RangeRound", detail: e.detail })))
+  )
+  s.windows.rangesDone = true
+  const { missing, newerHere } = RangeReconcile.toDiff(outcome)
+  const metaSent = yield* act(s, limits, missing.map((m) => m.hash), missing.map((m) => m.size), newerHere)
+  const localDigests = total?.count ?? 0
+  const summary: ReconcileSummary = {
+    localDigests,
+    remoteDigests: localDigests - outcome.theyLack.length + outcome.weLack.length,
+    wanted: missing.length,
+    metaSent
+  }
+  yield* Effect.annotateCurrentSpan({ ...summary, role, byRanges: true })
+  // What the exchange showed the peer holds: its items that differ from ours.
+  return { summary, peerHas: [...missing.map((m) => m.hash), ...newerHere] }
+})
+
+/**
+ * Exchange digests, then hand what this side lacks to the fetcher and send the metadata that
+ * is newer here. The assets themselves flow afterwards, through the fetcher and the sender.
+ */
+export const run = Effect.fn("Reconcile")(function*(s: ActorWiring, limits: Limits) {
+  if (limits.ranges && s.store.ranges !== undefined) return yield* byRanges(s, limits, s.store.ranges)
+  const [local, remote] = yield* Effect.all([announce(s, limits), collect(s)], { concurrency: 2 })
+  const { missing, newerHere } = diff(local, remote)
+  const metaSent = yield* act(s, limits, missing, missing.map((h) => remote.get(h)?.size ?? 0), newerHere)
   const summary: ReconcileSummary = { localDigests: local.size, remoteDigests: remote.size, wanted: missing.length, metaSent }
   yield* Effect.annotateCurrentSpan({ ...summary })
   return { summary, peerHas: [...remote.keys()] }

@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Queue, Result } from "effect"
 import fc from "fast-check"
 import * as Fingerprints from "../src/Fingerprints.ts"
+import * as Proto from "../src/proto/sync.ts"
 import * as RangeFrames from "../src/RangeFrames.ts"
 import type { RangeItem } from "../src/Fingerprints.ts"
 import * as RangeReconcile from "../src/RangeReconcile.ts"
@@ -234,6 +235,20 @@ describe("RangeReconcile", () => {
     expect(keys(atB.weLack)).toEqual(keys(a.filter((i) => !bBy.has(i.hash))))
     expect(atA.versionDiffers.length).toBe(200)
     expect(atB.versionDiffers.length).toBe(200)
+  })
+
+  it("the assembler refuses a peer's frames past the item bound, even when none says last (H-C's finding)", () => {
+    const assembler = RangeFrames.makeAssembler(5_000)
+    const item = { hash: new Uint8Array(32), size: 1, updatedAt: 1, origin: 0 }
+    const round = {
+      entries: [{ prefix: "", kind: Proto.RangeKind.LIST, sums: new Uint8Array(0), counts: [], items: Array.from({ length: 1_000 }, () => item), lacking: [] }],
+      origins: ["o"],
+      last: false
+    }
+    const results = Array.from({ length: 6 }, () => assembler.add(round))
+    expect(results.slice(0, 4).every(Result.isSuccess)).toBe(true)
+    const refused = results[5]!
+    expect(Result.isFailure(refused) && refused.failure._tag === "RangeViolation").toBe(true)
   })
 
   it("equal sets reconcile in one round trip, and so do two empty sets", () => {

@@ -16,6 +16,27 @@ export const protobufFileName = "sync.proto";
  * payload length, then the protobuf payload (see docs/protocol.md for order, limits and errors).
  */
 
+export const RangeKind = {
+  RANGE_KIND_UNSPECIFIED: 0,
+  /** SPLIT - the sender's fingerprints of the prefix's 16 children */
+  SPLIT: 1,
+  /** LIST - every item the sender holds in the range: answer with a REPLY */
+  LIST: 2,
+  /** REPLY - the sender's items not identical in the answered list, and the listed ones it lacks */
+  REPLY: 3,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type RangeKind = typeof RangeKind[keyof typeof RangeKind];
+
+export namespace RangeKind {
+  export type RANGE_KIND_UNSPECIFIED = typeof RangeKind.RANGE_KIND_UNSPECIFIED;
+  export type SPLIT = typeof RangeKind.SPLIT;
+  export type LIST = typeof RangeKind.LIST;
+  export type REPLY = typeof RangeKind.REPLY;
+  export type UNRECOGNIZED = typeof RangeKind.UNRECOGNIZED;
+}
+
 /** Why an Error frame was sent (docs/protocol.md says what the receiving side does on each). */
 export const ErrorCode = {
   ERROR_CODE_UNSPECIFIED: 0,
@@ -93,6 +114,8 @@ export interface Hello {
   agent: string;
   /** the largest frame this side accepts */
   maxFrameBytes: number;
+  /** what this side speaks beyond version 1: "ranges/1" (range reconciliation) */
+  features: string[];
 }
 
 /** Frame 0x02: a bounded chunk of the sender's digest set; `last` ends the set. */
@@ -137,6 +160,42 @@ export interface Offer {
 export interface Want {
   hashes: string[];
   last: boolean;
+}
+
+/**
+ * Frame 0x0F: one message (or, `last` = false, part of one) of range reconciliation, when both
+ * Hellos announce "ranges/1" (docs/protocol.md, "Range reconciliation"). Ranges are hex prefixes of the hash.
+ */
+export interface RangeRound {
+  entries: RangeEntry[];
+  /** metadata origins, referred to by index from the items of this frame */
+  origins: string[];
+  /** the last frame of this message */
+  last: boolean;
+}
+
+export interface RangeEntry {
+  /** hex digits; "" is the whole hash space */
+  prefix: string;
+  kind: RangeKind;
+  /** SPLIT: 16 sums of 16 bytes (little-endian, mod 2^128) */
+  sums: Uint8Array;
+  /** SPLIT: 16 item counts */
+  counts: number[];
+  /** LIST, REPLY (a long one continues in the next entry of the same prefix and kind) */
+  items: RangeItem[];
+  /** REPLY: indices into the answered LIST of hashes the sender lacks */
+  lacking: number[];
+}
+
+export interface RangeItem {
+  /** 32 bytes */
+  hash: Uint8Array;
+  size: number;
+  /** metadata version, part 1 */
+  updatedAt: number;
+  /** metadata version, part 2: index into RangeRound.origins */
+  origin: number;
 }
 
 /** Frame 0x07: the sender has sent everything the reconcile asked of it. */
@@ -373,7 +432,7 @@ export const AssetDigest: MessageFns<AssetDigest> = {
 };
 
 function createBaseHello(): Hello {
-  return { protocolVersion: 0, peerId: "", agent: "", maxFrameBytes: 0 };
+  return { protocolVersion: 0, peerId: "", agent: "", maxFrameBytes: 0, features: [] };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -389,6 +448,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.maxFrameBytes !== 0) {
       writer.uint32(32).uint32(message.maxFrameBytes);
+    }
+    for (const v of message.features) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -436,6 +498,14 @@ export const Hello: MessageFns<Hello> = {
             }
 
             message.maxFrameBytes = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.features.push(reader.string());
             continue;
           }
         }
@@ -824,6 +894,282 @@ export const Want: MessageFns<Want> = {
             }
 
             message.last = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseRangeRound(): RangeRound {
+  return { entries: [], origins: [], last: false };
+}
+
+export const RangeRound: MessageFns<RangeRound> = {
+  encode(message: RangeRound, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      RangeEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.origins) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.last !== false) {
+      writer.uint32(24).bool(message.last);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RangeRound {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRangeRound();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(RangeEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.origins.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseRangeEntry(): RangeEntry {
+  return { prefix: "", kind: 0, sums: new Uint8Array(0), counts: [], items: [], lacking: [] };
+}
+
+export const RangeEntry: MessageFns<RangeEntry> = {
+  encode(message: RangeEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.sums.length !== 0) {
+      writer.uint32(26).bytes(message.sums);
+    }
+    if (message.counts.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.counts) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    for (const v of message.items) {
+      RangeItem.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.lacking.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.lacking) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RangeEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRangeEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sums = reader.bytes();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.counts.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.counts.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.items.push(RangeItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.lacking.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.lacking.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseRangeItem(): RangeItem {
+  return { hash: new Uint8Array(0), size: 0, updatedAt: 0, origin: 0 };
+}
+
+export const RangeItem: MessageFns<RangeItem> = {
+  encode(message: RangeItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hash.length !== 0) {
+      writer.uint32(10).bytes(message.hash);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).uint64(message.size);
+    }
+    if (message.updatedAt !== 0) {
+      writer.uint32(24).int64(message.updatedAt);
+    }
+    if (message.origin !== 0) {
+      writer.uint32(32).uint32(message.origin);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RangeItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRangeItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hash = reader.bytes();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.updatedAt = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.origin = reader.uint32();
             continue;
           }
         }
