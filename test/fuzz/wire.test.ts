@@ -11,10 +11,11 @@ import { Result } from "effect"
 import fc from "fast-check"
 import { createHash, randomBytes } from "node:crypto"
 import * as ProtoDomain from "../../packages/core/src/ProtoDomain.ts"
+import * as RangeFrames from "../../packages/core/src/RangeFrames.ts"
 import * as Framing from "../../packages/transport/src/ChannelFraming.ts"
 import { ReceiveWindow } from "../../packages/transport/src/FlowControl.ts"
 import type { Field } from "./Fuzz.ts"
-import { allocationProbe, arrayBufferBytes, concat, frameBytes, message, runs, SEED } from "./Fuzz.ts"
+import { allocationProbe, arrayBufferBytes, concat, frameBytes, message, runs, SEED, varint } from "./Fuzz.ts"
 
 /** The frame limit the fuzzers decode under: small, so lying lengths just above and below it are cheap. */
 const MAX_FRAME = 64 * 1024
@@ -95,6 +96,12 @@ const expectDomainView = (frame: Frame.Frame): void => {
     case "Error":
       expectHashView(frame.message.hash)
       break
+    case "RangeRound": {
+      // one round into the range reconciler's messages: a typed RangeViolation or entries
+      const added = RangeFrames.makeAssembler().add(frame.message)
+      if (Result.isFailure(added)) check(added.failure._tag === "RangeViolation", () => `RangeFrames refused with ${String(added.failure)}`)
+      break
+    }
     case "Hello":
     case "Done":
       break
@@ -176,9 +183,30 @@ const meta = fc.record({
 })
 const digest = fc.record({ hash, size: safeInt, createdAt: safeInt, updatedAt: safeInt, metaOrigin: text })
 
+/** A range reconciliation round (frame 0x0F) with valid, random content. */
+const rangeRound = fc.record({
+  entries: fc.array(
+    fc.record({
+      prefix: fc.constantFrom("", "0", "a7", "ff0", "0123456789abcdef"),
+      kind: fc.constantFrom(Proto.RangeKind.SPLIT, Proto.RangeKind.LIST, Proto.RangeKind.REPLY),
+      sums: fc.uint8Array({ maxLength: 64 }),
+      counts: fc.array(safeInt, { maxLength: 4 }),
+      items: fc.array(
+        fc.record({ hash: fc.uint8Array({ minLength: 32, maxLength: 32 }), size: safeInt, updatedAt: timestamp, origin: fc.nat({ max: 3 }) }),
+        { maxLength: 3 }
+      ),
+      lacking: fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 3 })
+    }).map((e) => (e.sums.length % 2 === 0 ? { ...e, sums: new Uint8Array(16 * e.counts.length) } : e)), // half with 16 sum bytes a count
+    { maxLength: 3 }
+  ),
+  origins: fc.array(text, { maxLength: 3 }),
+  last: fc.boolean()
+})
+
 /** Every engine frame kind with valid, random content. */
 const validFrame: fc.Arbitrary<Frame.Frame> = fc.oneof(
-  fc.record({ protocolVersion: fc.nat(), peerId: text, agent: text, maxFrameBytes: fc.nat() }).map((m) => Frame.make("Hello", m)),
+  fc.record({ protocolVersion: fc.nat(), peerId: text, agent: text, maxFrameBytes: fc.nat(), features: fc.array(text, { maxLength: 3 }) })
+    .map((m) => Frame.make("Hello", m)),
   fc.record({ digests: fc.array(digest, { maxLength: 5 }), last: fc.boolean() }).map((m) => Frame.make("DigestChunk", m)),
   fc.record({ hash, size: safeInt, meta: fc.option(meta, { nil: undefined }) }).map((m) => Frame.make("AssetHeader", m)),
   fc.record({ hash, data: fc.uint8Array({ maxLength: 2048 }) }).map((m) => Frame.make("AssetChunk", m)),
@@ -188,7 +216,8 @@ const validFrame: fc.Arbitrary<Frame.Frame> = fc.oneof(
   fc.record({ code: fc.constantFrom(...Object.values(Proto.ErrorCode)), message: text, hash: fc.oneof(hash, fc.constant("")), fatal: fc.boolean() })
     .map((m) => Frame.make("Error", m)),
   fc.record({ digests: fc.array(digest, { maxLength: 5 }) }).map((m) => Frame.make("Offer", m)),
-  fc.record({ hashes: fc.array(hash, { maxLength: 5 }), last: fc.boolean() }).map((m) => Frame.make("Want", m))
+  fc.record({ hashes: fc.array(hash, { maxLength: 5 }), last: fc.boolean() }).map((m) => Frame.make("Want", m)),
+  rangeRound.map((m) => Frame.make("RangeRound", m))
 )
 
 /** Lengths a header may claim: around the true length, around the limit, and up to 2^32 − 1. */
@@ -274,12 +303,12 @@ const hostileString = fc.oneof(
 /** Bytes that are not UTF-8, for string fields. */
 const invalidUtf8 = fc.constantFrom(new Uint8Array([0xff]), new Uint8Array([0xc0, 0x80]), new Uint8Array([0xed, 0xa0, 0x80]), new Uint8Array([0xf4, 0x90, 0x80, 0x80]))
 
-type Kind = "string" | "int64" | "bool" | "bytes" | "meta" | "digest"
+type Kind = "string" | "int64" | "bool" | "bytes" | "packed" | "meta" | "digest" | "entry" | "item"
 /** The fields of each message (field number → kind), as proto/sync.proto declares them. */
 const SCHEMAS: Record<string, ReadonlyArray<Kind>> = {
   AssetMeta: ["string", "string", "bool", "int64", "int64", "string"],
   AssetDigest: ["string", "int64", "int64", "int64", "string"],
-  Hello: ["int64", "string", "string", "int64"],
+  Hello: ["int64", "string", "string", "int64", "string"],
   DigestChunk: ["digest", "bool"],
   AssetHeader: ["string", "int64", "meta"],
   AssetChunk: ["string", "bytes"],
@@ -292,8 +321,14 @@ const SCHEMAS: Record<string, ReadonlyArray<Kind>> = {
   Credit: ["int64"],
   Ping: ["int64", "int64"],
   Pong: ["int64", "int64"],
-  AuthProof: ["string", "bytes", "bytes"]
+  AuthProof: ["string", "bytes", "bytes"],
+  RangeRound: ["entry", "string", "bool"],
+  RangeEntry: ["string", "int64", "bytes", "packed", "item", "packed"],
+  RangeItem: ["bytes", "int64", "int64", "int64"]
 }
+
+/** The message a nested field holds. */
+const NESTED: Partial<Record<Kind, keyof typeof SCHEMAS>> = { meta: "AssetMeta", digest: "AssetDigest", entry: "RangeEntry", item: "RangeItem" }
 
 const BIG_BYTES = new Uint8Array(64 * 1024)
 
@@ -308,9 +343,12 @@ const hostileFieldAt = (field: number, kind: Kind, depth: number): fc.Arbitrary<
     : kind === "bytes"
     ? fc.oneof({ weight: 9, arbitrary: fc.uint8Array({ maxLength: 256 }) }, { weight: 1, arbitrary: fc.constant(BIG_BYTES) })
       .map((value) => ({ _tag: "Bytes", field, value }))
-    : depth > 0
+    : kind === "packed"
+    // a packed repeated varint field: many values in one length-delimited field (ts-proto loops to its length)
+    ? fc.array(int64Value, { maxLength: 40 }).map((values) => ({ _tag: "Bytes", field, value: Uint8Array.from(values.flatMap(varint)) }))
+    : depth > 1
     ? fc.constant({ _tag: "Bytes", field, value: new Uint8Array(0) })
-    : hostileMessage(kind === "meta" ? "AssetMeta" : "AssetDigest", depth + 1).map((value) => ({ _tag: "Bytes", field, value }))
+    : hostileMessage(NESTED[kind]!, depth + 1).map((value) => ({ _tag: "Bytes", field, value }))
   return fc.oneof(
     { weight: 12, arbitrary: declared },
     { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Varint" as const), field: fc.constant(field), value: int64Value }) },
@@ -346,7 +384,8 @@ const ENGINE_TYPES = {
   Done: 0x07,
   Error: 0x08,
   Offer: 0x0d,
-  Want: 0x0e
+  Want: 0x0e,
+  RangeRound: 0x0f
 } as const
 const CONTROL_TYPES = { Credit: 0x09, Ping: 0x0a, Pong: 0x0b, AuthProof: 0x0c } as const
 
@@ -669,6 +708,28 @@ describe("fuzz: the WebRTC link's framing", () => {
         if (!failed) {
           expect(path.frames.length).toBe(1)
           decodeChecked(path.frames[0]!)
+        }
+      }),
+      runs(3_000)
+    )
+  })
+})
+
+describe("fuzz: range reconciliation rounds", () => {
+  it("gathers 3,000 sequences of rounds into messages or a typed RangeViolation, never holding more than maxItems", () => {
+    const maxItems = 24
+    fc.assert(
+      fc.property(fc.array(rangeRound, { maxLength: 8 }), (rounds) => {
+        const assembler = RangeFrames.makeAssembler(maxItems)
+        let received = 0
+        for (const round of rounds) {
+          received += round.entries.reduce((n, e) => n + 1 + e.items.length + e.counts.length, 0)
+          const added = assembler.add(round)
+          if (Result.isFailure(added)) {
+            check(added.failure._tag === "RangeViolation", () => `refused with ${String(added.failure)}`)
+            return
+          }
+          check(received <= maxItems, () => `accepted ${received} items and entries, more than ${maxItems}`)
         }
       }),
       runs(3_000)
