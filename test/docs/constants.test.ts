@@ -61,7 +61,7 @@ const claims: Record<string, ReadonlyArray<Claim>> = {
     { what: "content per chunk", says: "| content per `AssetChunk` | # |", is: engine.chunkBytes, constant: "EngineConfig.defaults.chunkBytes" },
     { what: "content per chunk", says: "| content per AssetChunk | # (`chunkBytes`)", is: engine.chunkBytes, constant: "EngineConfig.defaults.chunkBytes" },
     { what: "content per chunk", says: "`AssetChunk{hash, data}` of ≤ #,", is: engine.chunkBytes, constant: "EngineConfig.defaults.chunkBytes" },
-    { what: "digests per frame", says: "| digests per `DigestChunk` / hashes per `Want` | # |", is: EngineConfig.MAX_DIGESTS_PER_FRAME, constant: "EngineConfig.MAX_DIGESTS_PER_FRAME" },
+    { what: "digests per frame", says: "| digests per `DigestChunk` / `Offer`, hashes per `Want` | # (`MAX_DIGESTS_PER_FRAME`) |", is: EngineConfig.MAX_DIGESTS_PER_FRAME, constant: "EngineConfig.MAX_DIGESTS_PER_FRAME" },
     { what: "digests per frame", says: "hashes per Want | ≤ # (`digestChunkSize`)", is: engine.digestChunkSize, constant: "EngineConfig.defaults.digestChunkSize" },
     { what: "digests per frame", says: "(≤ `digestChunkSize`, ≤ #)", is: engine.digestChunkSize, constant: "EngineConfig.defaults.digestChunkSize" },
     { what: "digests per Offer", says: "`Offer{digests}` (≤ # per frame)", is: EngineConfig.MAX_DIGESTS_PER_FRAME, constant: "EngineConfig.MAX_DIGESTS_PER_FRAME" },
