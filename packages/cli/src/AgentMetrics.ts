@@ -55,7 +55,10 @@ export const knownErrorKinds = [
   "frame",
   "store_read",
   "peer_refused",
-  "peer_error"
+  "peer_error",
+  "metadata_refused",
+  "metadata_unsent",
+  "asset_too_large"
 ] as const
 
 /** Registers every engine metric (per allowed peer where it has a peer label) at 0, and the agent's identity. */
