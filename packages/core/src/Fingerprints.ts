@@ -128,6 +128,11 @@ export interface Table {
     previous: Pick<RangeItem, "hash" | "updatedAt" | "origin">,
     next: Pick<RangeItem, "hash" | "updatedAt" | "origin">
   ) => void
+  /**
+   * Sets one bucket (a prefix of exactly BUCKET_DIGITS hex digits) to exactly `items`, all of whose
+   * hashes start with it: a store recounting a bucket from its rows after writes it did not make.
+   */
+  readonly reset: (bucket: string, items: Iterable<Pick<RangeItem, "hash" | "updatedAt" | "origin">>) => void
   /** Items in the whole table. */
   readonly size: () => number
   /** The fingerprint of a prefix of at most BUCKET_DIGITS hex digits (a sum over whole buckets). */
@@ -157,6 +162,13 @@ export const makeTable = (): Table => {
     replace: (previous, next) => {
       remove(previous)
       add(next)
+    },
+    reset: (bucket, items) => {
+      const b = bucketOf(bucket)
+      total -= counts[b]!
+      counts[b] = 0
+      sums.fill(0, 4 * b, 4 * b + 4)
+      for (const item of items) add(item)
     },
     size: () => total,
     fingerprint: (prefix) => {
