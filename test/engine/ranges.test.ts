@@ -1,44 +1,23 @@
 /**
- * Range reconciliation in the engine: two peers whose stores both provide range fingerprints
- * negotiate "ranges/1" and reconcile by RangeRound frames (no DigestChunk), finding missing assets
- * and a metadata edit made while apart; when only one side provides them, both fall back to the
+ * Range reconciliation in the engine: two peers over real embedded stores (SQLite files), which
+ * provide range fingerprints, negotiate "ranges/1" and reconcile by RangeRound frames (no
+ * DigestChunk), finding missing assets and a metadata edit made while apart, also when another
+ * process wrote a store between sessions; when only one side provides them, both fall back to the
  * full digest exchange; equal stores settle in one round trip.
  */
-import type { StoreError } from "@can-sync/core"
 import * as PeerManager from "@can-sync/core/PeerManager"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import type { Peer, Store } from "./harness.ts"
-import * as Fingerprints from "../../packages/core/src/Fingerprints.ts"
-import type { RangeSource } from "../../packages/core/src/Fingerprints.ts"
-import { allDigests, awaitConverged, connect, engineConfig, ingestMany, peerId, storeAt, tempDir, tempStore } from "./harness.ts"
+import type { Peer } from "./harness.ts"
+import { awaitConverged, connect, engineConfig, ingestMany, peerId, storeAt, tempDir, tempStore } from "./harness.ts"
 
-/**
- * A RangeSource over a store's digests, listed afresh on every call (a test's stand-in for the
- * table a store keeps up to date).
- */
-const listedRanges = (store: Store): RangeSource<StoreError> => {
-  const current = allDigests(store).pipe(
-    Effect.map((digests) =>
-      Fingerprints.memorySource(
-        digests
-          .map((d) => ({ hash: d.hash as string, size: d.size, updatedAt: d.updatedAt, origin: d.metaOrigin }))
-          .sort((x, y) => (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0))
-      )
-    )
-  )
-  return {
-    fingerprints: (prefixes) => Effect.flatMap(current, (source) => source.fingerprints(prefixes)),
-    items: (prefixes) => Effect.flatMap(current, (source) => source.items(prefixes))
-  }
-}
-
-/** A peer whose engine sees its store (in `dir`, or a fresh one) with (or without) range fingerprints. */
+/** A peer whose engine sees its embedded store (in `dir`, or a fresh one) with its range fingerprints, or with them hidden. */
 const rangePeer = (name: string, ranges: boolean, dir?: string) =>
   Effect.gen(function*() {
     const id = peerId(name)
     const store = dir === undefined ? yield* tempStore(name) : yield* storeAt(dir)
-    const manager = yield* PeerManager.make(engineConfig(id), ranges ? { ...store, ranges: listedRanges(store) } : store)
+    expect(store.ranges).toBeDefined()
+    const manager = yield* PeerManager.make(engineConfig(id), ranges ? store : { ...store, ranges: undefined })
     return { id, store, manager } satisfies Peer
   })
 
@@ -74,6 +53,43 @@ describe("range reconciliation between two engines", () => {
       expect(frames.count(RANGE_ROUND)).toBeGreaterThan(2)
       const ab = yield* a.manager.stats(b.id)
       expect([ab.assetsSent, ab.assetsReceived, ab.redundantReceives]).toEqual([12, 5, 0])
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("another process writes a store between sessions: the next session's ranges see it, without any DigestChunk", () =>
+    Effect.gen(function*() {
+      const dirA = yield* tempDir("a")
+      const a = { id: peerId("a"), store: yield* storeAt(dirA) }
+      const b = { id: peerId("b"), store: yield* tempStore("b") }
+      const session = Effect.gen(function*() {
+        const pa = { ...a, manager: yield* PeerManager.make(engineConfig(a.id), a.store) }
+        const pb = { ...b, manager: yield* PeerManager.make(engineConfig(b.id), b.store) }
+        const frames = frameCounter()
+        yield* connect(pa, pb, { tap: frames.tap })
+        return frames
+      })
+      const shared = yield* ingestMany(a.store, 31, 150)
+      yield* ingestMany(b.store, 32, 10)
+      const first = yield* Effect.scoped(Effect.gen(function*() {
+        const frames = yield* session
+        expect(yield* awaitConverged([a.store, b.store], "60 seconds", { expectSize: 160 })).toBe(160)
+        return frames.count(DIGEST_CHUNK)
+      }))
+      expect(first).toBe(0)
+      // While no session runs, another process (a second store on a's directory) adds and edits;
+      // a's store, still open, learns of it only from the index.
+      const edited = yield* Effect.scoped(Effect.gen(function*() {
+        const other = yield* storeAt(dirA)
+        yield* ingestMany(other, 33, 7)
+        return yield* other.editMeta(shared[17]!, { description: "edited by another process" })
+      }))
+      yield* Effect.scoped(Effect.gen(function*() {
+        const frames = yield* session
+        expect(yield* awaitConverged([a.store, b.store], "60 seconds", { expectSize: 167 })).toBe(167)
+        const record = yield* b.store.stat(shared[17]!)
+        expect(record._tag === "Some" && record.value.meta.updatedAt).toBe(edited.updatedAt)
+        expect(frames.count(DIGEST_CHUNK)).toBe(0)
+        expect(frames.count(RANGE_ROUND)).toBeGreaterThan(2)
+      }))
     }).pipe(Effect.scoped), 90_000)
 
   it.live("one side without ranges: both fall back to the full digest exchange and converge", () =>

@@ -2,11 +2,14 @@
  * The index half of the embedded store: a SQLite database (node:sqlite, WAL) holding one row per
  * asset with its metadata (and whether its content is absent) and one row per change, numbered by `seq`. Several processes share it (the
  * agent and CLI commands), so every read-modify-write is one `BEGIN IMMEDIATE` transaction, run
- * synchronously so no other fiber can interleave on the connection.
+ * synchronously so no other fiber can interleave on the connection. It also answers range
+ * reconciliation (`ranges`): a fingerprint table per hash bucket, recounted from the rows of the
+ * buckets the change table says were written since, by this process or any other.
  */
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
 import type { StoreUnavailable } from "@can-sync/core"
 import { MetadataLimits } from "@can-sync/core/Domain"
+import * as Fingerprints from "@can-sync/core/Fingerprints"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
@@ -160,8 +163,12 @@ export interface AssetIndex {
   readonly digestsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<AssetDigest>, StoreUnavailable>
   /** Every index row whose last change is after `since`, in seq order, absent content included. */
   readonly recordsAfter: (since: number, limit: number) => Effect.Effect<ReadonlyArray<IndexedAsset>, StoreUnavailable>
-  /** Takes an asset's content out of the digest set (its file was damaged or missing); metadata stays. */
-  readonly markAbsent: (hash: AssetHash) => Effect.Effect<void, StoreUnavailable>
+  /**
+   * Takes an asset's content out of the digest set (its file was damaged or missing); metadata
+   * stays. Recorded as a change (which events skip, the content being absent), so other
+   * processes' range fingerprints see it.
+   */
+  readonly markAbsent: (hash: AssetHash, origin: string, at: number) => Effect.Effect<void, StoreUnavailable>
   /**
    * Puts content back in the digest set once a good copy is in place, as a new change (so peers
    * and event followers see it again); false when it was not absent.
@@ -171,6 +178,12 @@ export interface AssetIndex {
   readonly changesAfter: (since: number, limit: number) => Effect.Effect<ChangePage, StoreUnavailable>
   readonly currentSeq: Effect.Effect<number, StoreUnavailable>
   readonly stats: Effect.Effect<{ readonly assets: number; readonly bytes: number }, StoreUnavailable>
+  /**
+   * Fingerprints and items of hash prefixes over exactly the digest set (absent content left out,
+   * each asset at its current metadata version). The bucket table is built by one scan on first
+   * use; each `fingerprints` call then recounts the buckets of the hashes changed since (by any process).
+   */
+  readonly ranges: Fingerprints.RangeSource<StoreUnavailable>
 }
 
 /** A read-only open fails this way when the directory is read-only and the index has no `-shm` file. */
@@ -283,7 +296,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   const selectDigests = db.prepare(
     "SELECT hash, size, created_at, updated_at, origin, seq FROM assets WHERE seq > ? AND absent = 0 ORDER BY seq LIMIT ?"
   )
-  const setAbsent = db.prepare("UPDATE assets SET absent = 1 WHERE hash = ?")
+  const setAbsent = db.prepare("UPDATE assets SET absent = 1 WHERE hash = ? AND absent = 0")
   const setPresent = db.prepare("UPDATE assets SET absent = 0, seq = ? WHERE hash = ? AND absent = 1")
   const selectRecords = db.prepare("SELECT * FROM assets WHERE seq > ? ORDER BY seq LIMIT ?")
   const selectChanges = db.prepare(
@@ -293,6 +306,11 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
      WHERE c.seq > ? ORDER BY c.seq LIMIT ?`
   )
   const selectCurrentSeq = db.prepare("SELECT COALESCE(MAX(seq), 0) AS seq FROM changes")
+  const selectRangeItems = db.prepare(
+    "SELECT hash, size, updated_at, origin FROM assets WHERE hash >= ? AND hash < ? AND absent = 0 ORDER BY hash"
+  )
+  const selectAllItems = db.prepare("SELECT hash, size, updated_at, origin FROM assets WHERE absent = 0")
+  const selectChangedHashes = db.prepare("SELECT DISTINCT hash FROM changes WHERE seq > ? AND seq <= ?")
   const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets WHERE absent = 0")
 
   const insertOne = (asset: NewAsset, origin: string, at: number): boolean => {
@@ -305,6 +323,37 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     )
     return true
   }
+
+  // Range items carry what the digest gives: the same clamped updatedAt and origin (`digestOf`).
+  const itemOf = (row: Row): Fingerprints.RangeItem => ({
+    hash: str(row, "hash"),
+    size: num(row, "size"),
+    updatedAt: timestamp(row, "updated_at"),
+    origin: str(row, "origin")
+  })
+  // Hashes are lowercase hex, so every hash starting with `prefix` sorts in [prefix, prefix + "g").
+  const prefixItems = (prefix: string): ReadonlyArray<Fingerprints.RangeItem> =>
+    selectRangeItems.all(prefix, `${prefix}g`).map(itemOf)
+  /** The bucket table and the newest change it reflects; built on first use. */
+  let fingerprints: { readonly table: Fingerprints.Table; last: number } | undefined
+  const currentTable = (): Fingerprints.Table => {
+    const last = num(selectCurrentSeq.get() ?? {}, "seq")
+    // Rows read below may already hold changes after `last`: those buckets are recounted next time.
+    if (fingerprints === undefined || last < fingerprints.last) {
+      const table = Fingerprints.makeTable()
+      for (const row of selectAllItems.iterate()) table.add(itemOf(row))
+      fingerprints = { table, last }
+    } else if (last > fingerprints.last) {
+      const buckets = new Set<string>()
+      for (const row of selectChangedHashes.iterate(fingerprints.last, last)) {
+        buckets.add(str(row, "hash").slice(0, Fingerprints.BUCKET_DIGITS))
+      }
+      for (const bucket of buckets) fingerprints.table.reset(bucket, prefixItems(bucket))
+      fingerprints.last = last
+    }
+    return fingerprints.table
+  }
+  const rangeItems = (prefixes: ReadonlyArray<string>) => run("list hash ranges", () => prefixes.map(prefixItems))
 
   const index: AssetIndex = {
     storeId,
@@ -340,7 +389,11 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
         })).pipe(Effect.flatMap(Effect.fromResult)),
     digestsAfter: (since, limit) => run("list", () => selectDigests.all(since, limit).map(digestOf)),
     recordsAfter: (since, limit) => run("list", () => selectRecords.all(since, limit).map(indexedOf)),
-    markAbsent: (hash) => run("set aside content", () => void setAbsent.run(hash)),
+    markAbsent: (hash, origin, at) =>
+      run("set aside content", () =>
+        transaction(() => {
+          if (Number(setAbsent.run(hash).changes) > 0) insertChange.run(hash, "asset", origin, at)
+        })),
     markPresent: (hash, origin, at) =>
       run("restore content", () =>
         transaction(() => {
@@ -377,7 +430,14 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     stats: run("stats", () => {
       const row = selectStats.get() ?? {}
       return { assets: num(row, "assets"), bytes: num(row, "bytes") }
-    })
+    }),
+    ranges: {
+      items: rangeItems,
+      fingerprints: (prefixes) =>
+        run("fingerprint hash ranges", currentTable).pipe(
+          Effect.flatMap((table) => Fingerprints.sourceOf(table, rangeItems).fingerprints(prefixes))
+        )
+    }
   }
   return index
 })

@@ -497,7 +497,8 @@ const verify = (parts: Parts): EmbeddedStoreShape["verify"] =>
             onNone: (): Effect.Effect<VerifiedAsset, StoreUnavailable> => Effect.succeed({ hash: record.hash, ok: true }),
             onSome: (problem) =>
               ContentFiles.setAsideDamaged(parts.layout, record.hash).pipe(
-                Effect.andThen(parts.index.markAbsent(record.hash)),
+                Effect.andThen(Clock.currentTimeMillis),
+                Effect.flatMap((now) => parts.index.markAbsent(record.hash, LocalOrigin, now)),
                 Effect.as({ hash: record.hash, ok: false, problem })
               )
           }))))
@@ -610,7 +611,9 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       watchStats: Effect.sync(() => ({ ...parts.watch })),
       verify: verify(parts),
       sweepOrphans: sweepOrphans(parts),
-      rebuildIndex: rebuildIndex(parts)
+      rebuildIndex: rebuildIndex(parts),
+      // Range reconciliation from the index's bucket table, kept current with every process's writes.
+      ranges: index.ranges
     }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))
