@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync,
 import { execFileSync } from "node:child_process"
 import { open, writeFile } from "node:fs/promises"
 import { join } from "node:path"
+import { EmbeddedStore } from "@can-sync/store"
 import { all, type AssetRecord } from "../e2e/Scenario.ts"
 import { scratchRoot, tempDir } from "../kit/Files.ts"
 import { freePort, httpStatus } from "../kit/Net.ts"
@@ -382,12 +383,29 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
   it.live("verify of an empty store checks nothing and passes; ls prints nothing, ls --json []", () =>
     Effect.gen(function*() {
       const data = join(yield* testDir("empty"), "store")
+      yield* Effect.scoped(EmbeddedStore.make({ dataDir: data })) // an empty store: its index and objects/
       const [verified, lines, json] = yield* all([
         ok(["verify", "--data", data]),
         ok(["ls", "--data", data]),
         ok(["ls", "--data", data, "--json"])
       ])
       expect({ verified, lines, json }).toEqual({ verified: "0 assets checked, 0 damaged\n", lines: "", json: "[]\n" })
+    }))
+
+  it.live("read-only commands on a data directory holding no store (a typo) say so, exit 2, and create nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* testDir("typo")
+      const typo = join(dir, "stroe")
+      const hash = "0".repeat(64)
+      const ran = yield* all([
+        canSync(["ls", "--data", typo]),
+        canSync(["cat", "--data", typo, hash]),
+        canSync(["meta", "--data", typo, hash]),
+        canSync(["verify", "--data", typo])
+      ])
+      for (const r of ran) expectErrorLine(r, `can-sync: Invalid value for flag --data: "${typo}"`, 2)
+      expect(ran[0]!.stderr).toContain("check --data or CAN_SYNC_DATA")
+      expect(readdirSync(dir)).toEqual([])
     }))
 
   it.live("CAN_SYNC_DATA stands in for --data, --data wins over it, and the default is $XDG_DATA_HOME/can-sync", () =>
@@ -458,6 +476,7 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
     Effect.gen(function*() {
       const dir = yield* testDir("add-all-or-none")
       const data = join(dir, "store")
+      yield* Effect.scoped(EmbeddedStore.make({ dataDir: data }))
       writeFileSync(join(dir, "good-1"), "good one")
       writeFileSync(join(dir, "good-2"), "good two")
       const ran = yield* canSync(["add", "--data", data, "good-1", "missing", "good-2"], { cwd: dir })
@@ -484,6 +503,7 @@ describe("can-sync store commands", { timeout: TEST_TIMEOUT }, () => {
     Effect.gen(function*() {
       const dir = yield* testDir("parse")
       const data = join(dir, "store")
+      yield* Effect.scoped(EmbeddedStore.make({ dataDir: data }))
       const [noHash, noFile, badFlag, noSignal, unknownCommand] = yield* all([
         canSync(["cat", "--data", data]),
         canSync(["add", "--data", data]),

@@ -22,7 +22,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
 import { constants, createReadStream } from "node:fs"
 import { access, stat } from "node:fs/promises"
-import { dataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
+import { dataFlag, existingDataFlag, jsonFlag, port, tokenFlag } from "./SharedFlags.ts"
 import { CliFailure, UsageError } from "./Errors.ts"
 import { printable } from "./Printable.ts"
 
@@ -142,7 +142,7 @@ const formatTime = (millis: number): string => {
 const formatRecord = (r: AssetRecord): string =>
   [r.hash, String(r.size), formatTime(r.meta.createdAt), ...formatMeta(r.meta)].join("  ")
 
-export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data, json }) =>
+export const ls = Command.make("ls", { data: existingDataFlag, json: jsonFlag }, ({ data, json }) =>
   withStore(data, (store) =>
     json
       ? Stream.runCollect(allRecords(store)).pipe(Effect.flatMap((records) => Console.log(JSON.stringify(records))))
@@ -150,7 +150,7 @@ export const ls = Command.make("ls", { data: dataFlag, json: jsonFlag }, ({ data
 ).pipe(Command.withDescription("List assets: one per line (hash, size, created, description, tags), or a JSON array"))
 
 export const cat = Command.make("cat", {
-  data: dataFlag,
+  data: existingDataFlag,
   hash: Argument.String("hash").pipe(Argument.withDescription("Asset hash"))
 }, ({ data, hash }) =>
   withStore(data, (store) =>
@@ -166,7 +166,7 @@ export const cat = Command.make("cat", {
 ).pipe(Command.withDescription("Write an asset's content to stdout"))
 
 export const meta = Command.make("meta", {
-  data: dataFlag,
+  data: existingDataFlag,
   hash: Argument.String("hash").pipe(Argument.withDescription("Asset hash")),
   description: Flag.String("description").pipe(Flag.withDescription("New description"), Flag.optional),
   tags: tagsFlag,
@@ -225,7 +225,7 @@ const rebuildIndexFlag = Flag.Boolean("rebuild-index").pipe(
   Flag.withDefault(false)
 )
 
-export const verify = Command.make("verify", { data: dataFlag, rebuildIndex: rebuildIndexFlag }, ({ data, rebuildIndex }) =>
+export const verify = Command.make("verify", { data: existingDataFlag, rebuildIndex: rebuildIndexFlag }, ({ data, rebuildIndex }) =>
   withStore(data, (store) =>
     Effect.gen(function*() {
       if (rebuildIndex) {
