@@ -6,7 +6,7 @@
 import * as Schema from "effect/Schema"
 import type { Effect, Option, Stream } from "effect"
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, MetaPatch, StoreEvent } from "./Domain.ts"
-import type { RangeSource } from "./Fingerprints.ts"
+import type { RangeSource } from "./RangeSource.ts"
 
 /** The asset asked for is not in the store. */
 export class AssetNotFound extends Schema.TaggedError<AssetNotFound>()("AssetNotFound", {

@@ -4,39 +4,13 @@
  * fingerprint is (count, sum of contributions mod 2^128). A `Table` keeps that pair for each of the
  * 2^16 four-hex-digit hash prefixes and is updated by every insert and metadata change (no scan per
  * connect); deeper prefixes are fingerprinted from the few items they hold (`sourceOf`).
+ * Stores use it (it hashes with node:crypto); the engine reads only the pure `RangeSource.ts`.
  */
 import { hash as digest } from "node:crypto"
 import * as Effect from "effect/Effect"
+import { BUCKET_DIGITS, BUCKETS, type Fingerprint, type RangeItem, type RangeSource, SUM_BYTES } from "./RangeSource.ts"
 
-/** Hex digits of the hash that name one bucket: 16^4 = 65,536 buckets. */
-export const BUCKET_DIGITS = 4
-export const BUCKETS = 16 ** BUCKET_DIGITS
-/** Bytes of a contribution and of a fingerprint's sum. */
-export const SUM_BYTES = 16
-
-/** An item as range reconciliation sees it: the asset's hash, its size and its metadata version. */
-export interface RangeItem {
-  readonly hash: string
-  readonly size: number
-  readonly updatedAt: number
-  readonly origin: string
-}
-
-/** A range's fingerprint: how many items, and their contributions' sum mod 2^128 (16 bytes, little-endian). */
-export interface Fingerprint {
-  readonly count: number
-  readonly sum: Uint8Array
-}
-
-/**
- * What a side reconciles from: fingerprints and items of hash prefixes, asked for in batches (one
- * call per round, so a store behind HTTP answers a round in one request).
- */
-export interface RangeSource<E = never> {
-  readonly fingerprints: (prefixes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Fingerprint>, E>
-  /** Every item whose hash starts with each prefix, in hash order. */
-  readonly items: (prefixes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ReadonlyArray<RangeItem>>, E>
-}
+export * from "./RangeSource.ts"
 
 const utf8 = new TextEncoder()
 /** Origins are few (one per store that edits): their UTF-8 bytes are kept, up to a bound. */
@@ -99,14 +73,6 @@ export const ofItems = (items: Iterable<Pick<RangeItem, "hash" | "updatedAt" | "
   }
   return { count, sum: limbsToBytes(limbs, 0) }
 }
-
-export const equals = (a: Fingerprint, b: Fingerprint): boolean => {
-  if (a.count !== b.count || a.sum.length !== b.sum.length) return false
-  for (let i = 0; i < a.sum.length; i++) if (a.sum[i] !== b.sum[i]) return false
-  return true
-}
-
-export const EMPTY: Fingerprint = { count: 0, sum: new Uint8Array(SUM_BYTES) }
 
 const bucketOf = (hash: string): number => {
   let b = 0

@@ -6,8 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import * as Fingerprints from "./Fingerprints.ts"
-import type { RangeItem } from "./Fingerprints.ts"
+import { type Fingerprint, type RangeItem, SUM_BYTES } from "./RangeSource.ts"
 import type { Message, Session } from "./RangeReconcile.ts"
 import { defaultOptions, drive, RangeViolation } from "./RangeReconcile.ts"
 import * as Proto from "./proto/sync.ts"
@@ -132,9 +131,9 @@ export const toRounds = (message: Message, maxFrameBytes: number): Array<RangeRo
   return rounds
 }
 
-const concatSums = (children: ReadonlyArray<Fingerprints.Fingerprint>): Uint8Array => {
-  const out = new Uint8Array(children.length * Fingerprints.SUM_BYTES)
-  children.forEach((c, i) => out.set(c.sum, i * Fingerprints.SUM_BYTES))
+const concatSums = (children: ReadonlyArray<Fingerprint>): Uint8Array => {
+  const out = new Uint8Array(children.length * SUM_BYTES)
+  children.forEach((c, i) => out.set(c.sum, i * SUM_BYTES))
   return out
 }
 
@@ -151,7 +150,7 @@ export const messageBytes = (message: Message, maxFrameBytes: number): number =>
  */
 export const makeAssembler = (maxItems: number = defaultOptions.maxItems) => {
   type Piece =
-    | { readonly _tag: "Split"; readonly prefix: string; readonly children: ReadonlyArray<Fingerprints.Fingerprint> }
+    | { readonly _tag: "Split"; readonly prefix: string; readonly children: ReadonlyArray<Fingerprint> }
     | { readonly _tag: "List"; readonly prefix: string; readonly items: Array<RangeItem> }
     | { readonly _tag: "Reply"; readonly prefix: string; readonly items: Array<RangeItem>; readonly lacking: Array<number> }
   let entries: Array<Piece> = []
@@ -165,12 +164,12 @@ export const makeAssembler = (maxItems: number = defaultOptions.maxItems) => {
       const previous = entries.at(-1)
       switch (wire.kind) {
         case RangeKind.SPLIT: {
-          if (wire.sums.length !== wire.counts.length * Fingerprints.SUM_BYTES) {
+          if (wire.sums.length !== wire.counts.length * SUM_BYTES) {
             return violation(`Split of "${wire.prefix}": ${wire.sums.length} sum bytes for ${wire.counts.length} counts`)
           }
           const children = wire.counts.map((count, i) => ({
             count,
-            sum: wire.sums.slice(i * Fingerprints.SUM_BYTES, (i + 1) * Fingerprints.SUM_BYTES)
+            sum: wire.sums.slice(i * SUM_BYTES, (i + 1) * SUM_BYTES)
           }))
           entries.push({ _tag: "Split", prefix: wire.prefix, children })
           break

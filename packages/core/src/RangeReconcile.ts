@@ -9,8 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { AssetHash } from "./Domain.ts"
 import { compareMetaVersion, isAssetHash } from "./Domain.ts"
-import * as Fingerprints from "./Fingerprints.ts"
-import type { Fingerprint, RangeItem, RangeSource } from "./Fingerprints.ts"
+import { equals as sameFingerprint, type Fingerprint, type RangeItem, type RangeSource, SUM_BYTES } from "./RangeSource.ts"
 
 /** Children of a split range: one per next hex digit. */
 export const FANOUT = 16
@@ -186,7 +185,7 @@ export const make = <E>(source: RangeSource<E>, options: Options = defaultOption
           if (myCount === undefined) return yield* violation(`Split of range "${entry.prefix}", which was not open`)
           if (entry.children.length !== FANOUT) return yield* violation(`Split of "${entry.prefix}" with ${entry.children.length} children`)
           for (const fp of entry.children) {
-            if (fp.sum.length !== Fingerprints.SUM_BYTES || !Number.isSafeInteger(fp.count) || fp.count < 0) {
+            if (fp.sum.length !== SUM_BYTES || !Number.isSafeInteger(fp.count) || fp.count < 0) {
               return yield* violation(`malformed fingerprint in Split of "${entry.prefix}"`)
             }
           }
@@ -273,7 +272,7 @@ export const make = <E>(source: RangeSource<E>, options: Options = defaultOption
     splits.forEach((split, s) => {
       split.children.forEach((theirs, d) => {
         const mine = own[s * FANOUT + d]!
-        if (!Fingerprints.equals(theirs, mine)) mismatched.push({ prefix: split.prefix + DIGITS[d], peerCount: theirs.count, own: mine })
+        if (!sameFingerprint(theirs, mine)) mismatched.push({ prefix: split.prefix + DIGITS[d], peerCount: theirs.count, own: mine })
       })
     })
     if (!opensRanges(message)) {
