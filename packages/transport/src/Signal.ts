@@ -40,13 +40,17 @@ export interface VerifiedSignal {
 }
 
 /** A signal refused before anything was done with it. */
+/** A claimed sender as logs show it: a peer id is 32 characters; a longer claim is cut, saying how long it was. */
+const shortClaim = (claimed: string): string =>
+  claimed.length <= 64 ? claimed : `${claimed.slice(0, 64)}… (${claimed.length} characters)`
+
 export class SignalRefused extends Schema.TaggedError<SignalRefused>()("SignalRefused", {
   /** The sender it claims (unauthenticated). */
   claimedFrom: Schema.String,
   reason: Schema.String
 }) {
   override get message(): string {
-    return `refused a signal claiming to come from ${this.claimedFrom}: ${this.reason}`
+    return `refused a signal claiming to come from ${shortClaim(this.claimedFrom)}: ${this.reason}`
   }
 }
 

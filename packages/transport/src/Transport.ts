@@ -4,6 +4,7 @@
  * peer id offers; the higher one knocks ("please offer") and answers, so there is one connection
  * per pair. Bad signatures and peers off the allow-list get a log line, no answer.
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -98,9 +99,39 @@ export interface PeerPath extends IceServers.IcePath {
 
 const invalid = (detail: string) => new TransportError({ detail })
 
+/** Lines about strangers: a burst of this many, then one per STRANGER_LINE_EVERY. */
+export const STRANGER_LINE_BURST = 10
+export const STRANGER_LINE_EVERY = Duration.seconds(6)
+
+/**
+ * Anyone who can reach the signaling server can send us signals; each refusal is counted
+ * (`cansync.errors`), but its WARN line goes through a token bucket, so a flood costs a few lines
+ * a minute, and the next line says how many were held back.
+ */
+const strangerLog = () => {
+  const everyMillis = Duration.toMillis(STRANGER_LINE_EVERY)
+  let tokens: number = STRANGER_LINE_BURST
+  let refilledAt: number | undefined
+  let held = 0
+  return (line: string): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      tokens = Math.min(STRANGER_LINE_BURST, tokens + (refilledAt === undefined ? 0 : (now - refilledAt) / everyMillis))
+      refilledAt = now
+      if (tokens < 1) {
+        held++
+        return Effect.void
+      }
+      tokens -= 1
+      const more = held === 0 ? "" : ` (and ${held} more refused since the last such line, not logged)`
+      held = 0
+      return Effect.logWarning(`${line}${more}`)
+    })
+}
+
 /** Route what the signaling server hands us to the slot of the peer it concerns. */
-const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) =>
-  (inbound: Signaling.Inbound): Effect.Effect<void> => {
+const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) => {
+  const stranger = strangerLog()
+  return (inbound: Signaling.Inbound): Effect.Effect<void> => {
     if (inbound._tag === "Undeliverable") {
       const slot = slots.get(inbound.to as PeerId)
       return slot === undefined || inbound.ref === undefined ? Effect.void : slot.onUndeliverable(inbound.ref)
@@ -108,21 +139,16 @@ const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) =>
     const verified = Signal.verify(self, inbound.from, inbound.data)
     if (Result.isFailure(verified)) {
       const e = verified.failure
-      return Effect.andThen(
-        Effect.logWarning(`transport: ${e.message}`),
-        Metrics.recordError("auth")
-      )
+      return Effect.andThen(stranger(`transport: ${e.message}`), Metrics.recordError("auth"))
     }
     const signal = verified.success
     const slot = slots.get(signal.from)
     if (slot !== undefined) return Effect.annotateLogs(slot.onSignal(signal), { peer: signal.from })
     return signal.kind === "offer" || signal.kind === "knock"
-      ? Effect.andThen(
-        Effect.logWarning(`transport: refused connection from ${signal.from}: not on the allow-list`),
-        Metrics.recordError("not_allowed")
-      )
+      ? Effect.andThen(stranger(`transport: refused connection from ${signal.from}: not on the allow-list`), Metrics.recordError("not_allowed"))
       : Effect.void
   }
+}
 
 const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   const identity = yield* Identity

@@ -6,8 +6,9 @@
  * process that must exit by itself after closing its links.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Queue, Scope, Stream } from "effect"
+import { Effect, Exit, Metric, Queue, Scope, Stream } from "effect"
 import type { Layer } from "effect"
+import { Metrics } from "@can-sync/core"
 import type { PeerId } from "@can-sync/core"
 import { WebSocket, WebSocketServer } from "ws"
 import type { AddressInfo } from "node:net"
@@ -15,12 +16,13 @@ import { Identity } from "../src/Identity.ts"
 import type { PeerIdentity } from "../src/Identity.ts"
 import * as Signal from "../src/Signal.ts"
 import * as Signaling from "../src/Signaling.ts"
-import { Transport } from "../src/Transport.ts"
+import { STRANGER_LINE_BURST, Transport } from "../src/Transport.ts"
 import type { TransportConfig, TransportShape } from "../src/Transport.ts"
 import type { SdpRole, WebRtcLink } from "../src/WebRtcLink.ts"
 import { GREETING_BYTES, pattern } from "./fixtures/peer.ts"
 import type { PeerFixtureConfig } from "./fixtures/peer.ts"
 import { linksTo } from "./support/dial.ts"
+import { eventually } from "../../../test/kit/Eventually.ts"
 import { captureLogs, identityDir, spawnPeer, waitUntil } from "./support/processes.ts"
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
@@ -231,6 +233,48 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
       yield* waitUntil("two refusals", () => logs.lines.filter((l) => l === refusal).length >= 2, 30_000)
       expect(peer.events.some((e) => e.event === "link")).toBe(false)
       expect(logs.lines.some((l) => l.startsWith("transport: connected to"))).toBe(false)
+    }).pipe(Effect.scoped))
+
+  it.live("a stranger's flood of signals costs a few log lines, each short, and the next line counts what was held back", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0, relaysPerSecond: 100_000 })
+      const a = Identity.generate()
+      const logs = captureLogs()
+      yield* localTransport(a, { signalingUrl: server.url, peers: [Identity.generate().peerId] }, logs.layer)
+      const strangerId = Identity.generate()
+      const stranger = yield* Signaling.connect({ url: server.url, identity: strangerId })
+      yield* stranger.registered.pipe(Effect.timeout("20 seconds"))
+      const refused = (kind: string) =>
+        Metric.value(Metric.withAttributes(Metrics.errors, { kind })).pipe(Effect.map((state) => state.count))
+      const before = { notAllowed: yield* refused("not_allowed"), auth: yield* refused("auth") }
+      const knock = (i: number) => stranger.send(a.peerId, Signal.sign(strangerId, a.peerId, "knock", `flood-${i}`, ""))
+      // 300 knocks, and 10 signals claiming a 60,000-character sender id
+      for (let i = 0; i < 300; i++) yield* knock(i)
+      for (let i = 0; i < 10; i++) yield* stranger.send(a.peerId, { ...Signal.sign(strangerId, a.peerId, "offer", `long-${i}`, ""), from: "x".repeat(60_000) })
+      yield* eventually(
+        "the transport to refuse all 310 signals",
+        Effect.gen(function*() {
+          const now = { notAllowed: (yield* refused("not_allowed")) - before.notAllowed, auth: (yield* refused("auth")) - before.auth }
+          return now.notAllowed >= 300 && now.auth >= 10 ? now : undefined
+        }),
+        "30 seconds"
+      )
+      const stranded = () => logs.lines.filter((l) => l.includes("refused connection from") || l.includes("refused a signal claiming"))
+      // a burst of 10 lines, and at most a few more while the flood lasted: not 310
+      expect(stranded().length).toBeGreaterThanOrEqual(1)
+      expect(stranded().length).toBeLessThanOrEqual(STRANGER_LINE_BURST + 3)
+      expect(Math.max(...logs.lines.map((l) => l.length))).toBeLessThan(1_000)
+      // once the bucket refills, the next refusal is logged and says how many were held back
+      let i = 1_000
+      yield* eventually(
+        "a refusal line counting the ones held back",
+        Effect.gen(function*() {
+          yield* knock(i++)
+          return stranded().find((l) => / \(and \d+ more refused since the last such line, not logged\)$/.test(l))
+        }),
+        "30 seconds",
+        { interval: "500 millis" }
+      )
     }).pipe(Effect.scoped))
 
   for (const attack of [
