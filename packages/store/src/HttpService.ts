@@ -362,12 +362,20 @@ const content = (store: CanStoreShape) =>
     })
   })
 
+/**
+ * A version a peer hands us through the sync routes: within MetadataLimits and at most a day ahead
+ * of this clock, as the engine checks a peer's over the wire (no version near the ceiling that no
+ * later edit can overtake).
+ */
+const peerVersion = (meta: AssetMeta) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.fromResult(validateMeta(meta, { now })))
+
 const push = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const hash = yield* pathHash
     // Everything about the request is checked before a byte of the body is read.
     const meta = yield* Effect.flatMap(requiredHeader(Api.HeaderNames.meta), decode(Api.MetaHeader, Api.HeaderNames.meta)).pipe(
-      Effect.flatMap((meta) => Effect.fromResult(validateMeta(meta)))
+      Effect.flatMap((meta) => peerVersion(meta))
     )
     const origin = yield* requiredHeader(Api.HeaderNames.origin)
     const req = yield* HttpServerRequest.HttpServerRequest
@@ -378,7 +386,7 @@ const push = (store: CanStoreShape, options: RouteOptions) =>
 const mergeMeta = (store: CanStoreShape, options: RouteOptions) =>
   Effect.gen(function*() {
     const body = yield* jsonBody(options.maxJsonBytes, Api.MergeMetaRequest)
-    yield* Effect.fromResult(validateMeta(body.meta))
+    yield* peerVersion(body.meta)
     const result = yield* store.mergeMeta(body.hash, body.meta, body.origin)
     return ok(Api.MergeMetaResponse, { applied: result.applied, meta: result.meta })
   })

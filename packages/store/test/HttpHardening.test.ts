@@ -83,7 +83,7 @@ const sseEvents = (url: string, headers: Record<string, string>, count: number) 
   })
 
 describe("HttpService against a hostile client", () => {
-  it.live("metadata outside MetadataLimits is a 400 MetadataInvalid naming the field, on push, sync/meta, ingest and edit; nothing is stored", () =>
+  it.live("metadata outside MetadataLimits, or a peer's version more than a day ahead of this clock, is a 400 MetadataInvalid naming the field, on push, sync/meta, ingest and edit; nothing is stored", () =>
     Effect.gen(function*() {
       const { store, url } = yield* setup
       const content = "pushed content"
@@ -108,6 +108,16 @@ describe("HttpService against a hostile client", () => {
           method: "POST",
           headers: { ...auth, "content-type": "application/json" },
           body: JSON.stringify({ hash, meta: meta({ updatedAt: 1.5e300 }), origin: "peer-a" })
+        }, "updatedAt"],
+        ["sync/meta two days ahead of this clock", `${url}/sync/meta`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify({ hash, meta: meta({ updatedAt: Date.now() + 2 * 86_400_000 }), origin: "peer-a" })
+        }, "updatedAt"],
+        ["push at the last date (near the version ceiling)", `${url}/sync/push/${hash}`, {
+          method: "POST",
+          headers: { ...auth, "x-can-meta": headerJson(meta({ updatedAt: MetadataLimits.maxTimestamp })), "x-can-origin": "peer-a" },
+          body: content
         }, "updatedAt"],
         ["ingest with a 300-byte tag", `${url}/assets?tag=${"t".repeat(300)}`, { method: "POST", headers: auth, body: content }, "tags"],
         ["edit a 600 KB description", `${url}/assets/${hash}/meta`, {
