@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { existsSync } from "node:fs"
-import { mkdtemp, rm } from "node:fs/promises"
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
@@ -17,3 +17,12 @@ export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scop
     Effect.promise(() => mkdtemp(join(scratchRoot, `can-sync-${prefix}-`))),
     (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true, maxRetries: 3 }))
   )
+
+/** The size of the largest in-flight write in a store's `tmp/` (0 when none): how far a receive has got. */
+export const largestInFlight = (dataDir: string): Effect.Effect<number> =>
+  Effect.promise(async () => {
+    const dir = join(dataDir, "tmp")
+    const names = await readdir(dir).catch(() => [])
+    const sizes = await Promise.all(names.map((n) => stat(join(dir, n)).then((st) => st.size, () => 0)))
+    return Math.max(0, ...sizes)
+  })

@@ -6,9 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { readdir, stat } from "node:fs/promises"
-import { join } from "node:path"
 import { notYet } from "../kit/Eventually.ts"
+import { largestInFlight } from "../kit/Files.ts"
 import { Scenario } from "../e2e/Scenario.ts"
 import * as NatLab from "./NatLab.ts"
 import { agent, livePeer, reportedPath, world } from "./NatScenario.ts"
@@ -148,13 +147,7 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
       const big = yield* s.largeFile("big", "turn-restart", 12 * 1024 * 1024)
       const [hash] = yield* s.add(a.data, [big.path])
       // wait until B is writing it (an in-flight file past 1 MiB), then kill coturn (a crash: no goodbye)
-      const inFlight = Effect.promise(async () => {
-        const dir = join(b.data, "tmp")
-        const names = await readdir(dir).catch(() => [])
-        const sizes = await Promise.all(names.map((n) => stat(join(dir, n)).then((st) => st.size, () => 0)))
-        return Math.max(0, ...sizes)
-      })
-      yield* s.wait("B to be receiving the large asset", inFlight.pipe(Effect.map((n) => (n > 1024 * 1024 ? n : notYet(`${n} bytes in flight`)))), "120 seconds", { interval: "100 millis" })
+      yield* s.wait("B to be receiving the large asset", largestInFlight(b.data).pipe(Effect.map((n) => (n > 1024 * 1024 ? n : notYet(`${n} bytes in flight`)))), "120 seconds", { interval: "100 millis" })
       const pathsBefore = a.paths().length
       yield* w.turn.kill
       const listed = yield* s.ls(b.data)

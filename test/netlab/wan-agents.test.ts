@@ -6,10 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { readdir, stat } from "node:fs/promises"
-import { join } from "node:path"
 import { hashesOf, Scenario, union } from "../e2e/Scenario.ts"
 import { notYet } from "../kit/Eventually.ts"
+import { largestInFlight } from "../kit/Files.ts"
 import * as Netlab from "./Netlab.ts"
 import { agent, mixedFiles, peerWhere, signal } from "./WanAgents.ts"
 
@@ -109,13 +108,7 @@ describe.skipIf(!probe.ok)("agents across an emulated WAN (real processes, names
       const a = yield* start("a")
       const b = yield* start("b")
       // wait until B is writing the big asset (past 1 MiB in its tmp/), then cut the link
-      const inFlight = Effect.promise(async () => {
-        const dir = join(b.data, "tmp")
-        const names = await readdir(dir).catch(() => [])
-        const sizes = await Promise.all(names.map((n) => stat(join(dir, n)).then((st) => st.size, () => 0)))
-        return Math.max(0, ...sizes)
-      })
-      yield* s.wait("B to be receiving the large asset", inFlight.pipe(Effect.map((n) => (n > 1024 * 1024 ? n : notYet(`${n} bytes in flight`)))), "120 seconds", { interval: "100 millis" })
+      yield* s.wait("B to be receiving the large asset", largestInFlight(b.data).pipe(Effect.map((n) => (n > 1024 * 1024 ? n : notYet(`${n} bytes in flight`)))), "120 seconds", { interval: "100 millis" })
       yield* p.link.down
       const listed = yield* s.ls(b.data)
       expect(listed.map((r) => r.hash)).not.toContain(big.hash) // it really was cut mid-transfer
