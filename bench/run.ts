@@ -9,7 +9,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = dirname(fileURLToPath(import.meta.url))
-const all = ["store", "engine", "transport", "sync", "reconnect", "nat"]
+const all = ["store", "engine", "transport", "sync", "reconnect", "nat", "reconcile"]
 // `wan` (bench/wan.ts: TCP and the bare library through the network lab's emulated link) runs only
 // when named: its full RTT × loss matrix takes hours on 2 cores.
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
