@@ -45,6 +45,10 @@ export interface PeerStats {
   readonly hashesWantedByPeer: number
   readonly metaSent: number
   readonly metaApplied: number
+  /** Content bytes of AssetChunk frames taken in, counted per chunk as they arrive (whole assets or not): Status's progress. */
+  readonly chunkBytesReceived: number
+  /** Content bytes of AssetChunk frames queued for the peer, counted per chunk (the outbox is bounded, so a few ahead of the wire). */
+  readonly chunkBytesSent: number
 }
 
 export const emptyStats: PeerStats = {
@@ -62,7 +66,9 @@ export const emptyStats: PeerStats = {
   bytesWanted: 0,
   hashesWantedByPeer: 0,
   metaSent: 0,
-  metaApplied: 0
+  metaApplied: 0,
+  chunkBytesReceived: 0,
+  chunkBytesSent: 0
 }
 
 export const bump = (stats: Ref.Ref<PeerStats>, delta: Partial<PeerStats>): Effect.Effect<void> =>
@@ -71,6 +77,17 @@ export const bump = (stats: Ref.Ref<PeerStats>, delta: Partial<PeerStats>): Effe
     for (const [k, v] of Object.entries(delta)) next[k] = (next[k] ?? 0) + (v ?? 0)
     return next as unknown as PeerStats
   })
+
+/**
+ * One AssetChunk moved: the receiver calls it for each chunk it takes in, the sender for each it
+ * queues. Progress (Status.ts) counts bytes per chunk this way, so a large asset shows its rate and
+ * ETA while it crosses, not only when it completes.
+ */
+export const chunkMoved = (stats: Ref.Ref<PeerStats>, direction: "received" | "sent", bytes: number): Effect.Effect<void> =>
+  Ref.update(stats, (s) =>
+    direction === "received"
+      ? { ...s, chunkBytesReceived: s.chunkBytesReceived + bytes }
+      : { ...s, chunkBytesSent: s.chunkBytesSent + bytes })
 
 /**
  * Metadata skipped because it is outside MetadataLimits (or, going out, the peer's frame limit):
