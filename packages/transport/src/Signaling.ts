@@ -385,6 +385,25 @@ export interface SignalingClient {
   readonly isRegistered: Effect.Effect<boolean>
   /** How many times this client has registered (reconnects count). */
   readonly registrations: Effect.Effect<number>
+  /** Where the registration stands now, and why the last connection ended (for `/status`). */
+  readonly status: Effect.Effect<SignalingStatus>
+}
+
+/**
+ * The client's registration now: `connecting` before the first registration, `registered`, or
+ * `failing` (the connection was refused or lost; the next attempt is at `nextRetryAt`).
+ */
+export interface SignalingStatus {
+  readonly url: string
+  readonly state: "connecting" | "registered" | "failing"
+  readonly registrations: number
+  /** Failed attempts since the last registration. */
+  readonly failures: number
+  readonly registeredAt: number | undefined
+  /** Why the last connection ended, and when (ms since the epoch); kept after a new registration. */
+  readonly lastError: string | undefined
+  readonly lastErrorAt: number | undefined
+  readonly nextRetryAt: number | undefined
 }
 
 /**
@@ -398,6 +417,11 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
   const ready = yield* Latch.make(false)
   let current: WebSocket | undefined
   let registrations = 0
+  let failures = 0
+  let registeredAt: number | undefined
+  let lastError: string | undefined
+  let lastErrorAt: number | undefined
+  let nextRetryAt: number | undefined
 
   /** One connection, from dial to close: whether it got registered, and why it ended. */
   const session = Effect.gen(function*() {
@@ -445,6 +469,8 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
             registered = true
             registrations++
             current = ws
+            registeredAt = clock.currentTimeMillisUnsafe()
+            nextRetryAt = undefined
             ready.openUnsafe()
             return Effect.logInfo(`signaling: registered as ${identity.peerId} at ${url}`)
           })
@@ -463,7 +489,6 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
   // Loud: the first failure and every backoff step is a WARN naming the URL and the reason.
   const loop = Effect.gen(function*() {
     let step = yield* Schedule.toStep(backoff)
-    let failures = 0
     while (true) {
       const { registered, ended } = yield* session
       // a connection that got registered starts the delays over
@@ -471,7 +496,11 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
         step = yield* Schedule.toStep(backoff)
         failures = 0
       }
-      const [, delay] = yield* step(yield* Clock.currentTimeMillis, undefined)
+      const now = yield* Clock.currentTimeMillis
+      const [, delay] = yield* step(now, undefined)
+      lastError = ended
+      lastErrorAt = now
+      nextRetryAt = now + Duration.toMillis(delay)
       const wait = `${(Duration.toMillis(delay) / 1000).toFixed(1)} s`
       if (registered) yield* Effect.logWarning(`signaling: lost the connection to ${url} (reconnecting in ${wait}): ${ended}`)
       else {
@@ -495,7 +524,17 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
     inbound,
     registered: ready.await,
     isRegistered: Effect.sync(() => current !== undefined),
-    registrations: Effect.sync(() => registrations)
+    registrations: Effect.sync(() => registrations),
+    status: Effect.sync((): SignalingStatus => ({
+      url,
+      state: current !== undefined ? "registered" : registrations === 0 && failures === 0 ? "connecting" : "failing",
+      registrations,
+      failures,
+      registeredAt,
+      lastError,
+      lastErrorAt,
+      nextRetryAt: current !== undefined ? undefined : nextRetryAt
+    }))
   }
   return client
 }) satisfies (options: SignalingClientOptions) => Effect.Effect<SignalingClient, never, Scope.Scope>
