@@ -24,7 +24,7 @@ import type { StashedMeta } from "./InFlight.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Proto from "./proto/sync.ts"
 import type { ActorWiring, Limits, Outcome } from "./ActorWiring.ts"
-import { bump, metaSkipped, sendMetaUpdate } from "./ActorWiring.ts"
+import { bump, chunkMoved, metaSkipped, sendMetaUpdate } from "./ActorWiring.ts"
 import { codeName, ErrorCode, ProtocolViolation, refusalCode } from "./SyncErrors.ts"
 import { asHash, peerMeta } from "./ProtoDomain.ts"
 
@@ -127,6 +127,7 @@ const assetFrames = (s: ActorWiring, hash: AssetHash, size: number, onChunk: (da
           bytes += frame.message.data.length
           if (bytes > size) return { _tag: "Overrun", bytes } satisfies AssetEnding
           yield* onChunk(frame.message.data)
+          yield* chunkMoved(s.stats, "received", frame.message.data.length)
           break
         case "AssetEnd":
           if (frame.message.hash !== hash) return yield* violation(s, "AssetEnd", `end of ${frame.message.hash} inside ${hash}`)

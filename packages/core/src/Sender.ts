@@ -18,7 +18,7 @@ import type { AssetHash, AssetRecord } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type { Limits, SendJob, ActorWiring } from "./ActorWiring.ts"
-import { bump, metaSkipped } from "./ActorWiring.ts"
+import { bump, chunkMoved, metaSkipped } from "./ActorWiring.ts"
 import { ErrorCode } from "./SyncErrors.ts"
 import type * as Proto from "./proto/sync.ts"
 import { toOutgoingMeta } from "./ProtoDomain.ts"
@@ -104,6 +104,7 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
         const data = chunk.subarray(offset, Math.min(chunk.length, offset + limits.chunkBytes))
         yield* Queue.offer(s.outbox, Frame.make("AssetChunk", { hash, data }))
         bytes += data.length
+        yield* chunkMoved(s.stats, "sent", data.length)
       }
     })
   const streamed = asset._tag === "Small"
