@@ -5,6 +5,8 @@
  * header or a field name.
  */
 import { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
+import { MetadataLimits } from "@can-sync/core/Domain"
+import { BUCKET_DIGITS, SUM_BYTES } from "@can-sync/core/Fingerprints"
 import * as Schema from "effect/Schema"
 
 /** The port the service listens on when none is given. */
@@ -21,7 +23,11 @@ export const Routes = {
   events: "/sync/events",
   assets: "/assets",
   asset: "/assets/:hash",
-  assetMeta: "/assets/:hash/meta"
+  assetMeta: "/assets/:hash/meta",
+  /** Range reconciliation (when `SyncInfo.features` has `RangesFeature`): fingerprints of hash prefixes. */
+  rangeFingerprints: "/sync/ranges/fingerprints",
+  /** Range reconciliation: the items of hash prefixes, as many leading prefixes as fit one response. */
+  rangeItems: "/sync/ranges/items"
 } as const
 
 /** Concrete paths as a client requests them. */
@@ -118,9 +124,80 @@ export const headerJson = (value: unknown): string =>
 // Bodies
 // ---------------------------------------------------------------------------------------------
 
-/** `GET /sync/info` */
-export const SyncInfo = Schema.Struct({ storeId: Schema.String, seq: Schema.Number })
+/** `SyncInfo.features`: the service answers the range routes (its store keeps range fingerprints). */
+export const RangesFeature = "ranges/1"
+
+/** `GET /sync/info`. `features` is absent from services older than range reconciliation. */
+export const SyncInfo = Schema.Struct({
+  storeId: Schema.String,
+  seq: Schema.Number,
+  features: Schema.optionalKey(Schema.Array(Schema.String))
+})
 export type SyncInfo = typeof SyncInfo.Type
+
+// ---------------------------------------------------------------------------------------------
+// Range reconciliation (`POST /sync/ranges/fingerprints`, `POST /sync/ranges/items`)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What one range request and its response may hold; the service refuses more (400 InvalidInput)
+ * and the client splits its calls to stay within them.
+ */
+export const RangeLimits = {
+  /** Prefixes in one request. */
+  maxPrefixes: 4_096,
+  /**
+   * Buckets (4-hex-digit prefixes) the prefixes of one request cover together (`bucketSpan`):
+   * the work a fingerprint request costs the service (16 one-digit prefixes cover 65,536).
+   */
+  maxBucketSpan: 1_048_576,
+  /** Items in one `items` response: the service answers the leading prefixes that fit. */
+  maxItems: 4_096
+} as const
+
+/** A hash prefix: 0 to 64 lowercase hex digits. */
+export const HashPrefix = Schema.String.check(Schema.isPattern(/^[0-9a-f]{0,64}$/))
+
+/** The buckets a prefix covers: 16^(4 - its length), 1 for deeper prefixes. */
+export const bucketSpan = (prefix: string): number => 16 ** Math.max(0, BUCKET_DIGITS - prefix.length)
+
+/** Both range requests' body: hash prefixes, at most `RangeLimits.maxPrefixes` covering at most `maxBucketSpan`. */
+export const RangeRequest = Schema.Struct({
+  prefixes: Schema.Array(HashPrefix).check(Schema.isMaxLength(RangeLimits.maxPrefixes)).check(
+    Schema.makeFilter((prefixes: ReadonlyArray<string>) =>
+      prefixes.reduce((n, p) => n + bucketSpan(p), 0) <= RangeLimits.maxBucketSpan ||
+      `the prefixes cover more than ${RangeLimits.maxBucketSpan} buckets`
+    )
+  )
+})
+
+const Count = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }))
+
+/** A range's fingerprint on the wire: its item count and its 16-byte sum in hex. */
+export const RangeFingerprint = Schema.Struct({
+  count: Count,
+  sum: Schema.String.check(Schema.isPattern(new RegExp(`^[0-9a-f]{${2 * SUM_BYTES}}$`)))
+})
+
+/** `POST /sync/ranges/fingerprints` response: one fingerprint per requested prefix, in order. */
+export const RangeFingerprintsResponse = Schema.Struct({ fingerprints: Schema.Array(RangeFingerprint) })
+
+/** An asset as range reconciliation sees it: hash, size and metadata version (as in its digest). */
+export const RangeItem = Schema.Struct({
+  hash: AssetHash,
+  size: Count,
+  updatedAt: Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: MetadataLimits.maxTimestamp })),
+  origin: Schema.String.check(Schema.isMaxLength(MetadataLimits.maxOriginBytes))
+})
+
+/**
+ * `POST /sync/ranges/items` response: the items of the first `lists.length` requested prefixes, each
+ * in hash order, at most `RangeLimits.maxItems` in all; the client asks again for the rest. No list
+ * at all means the first prefix alone holds more than `maxItems`: the client asks for its 16 children.
+ */
+export const RangeItemsResponse = Schema.Struct({
+  lists: Schema.Array(Schema.Array(RangeItem))
+})
 
 /** `POST /sync/hashes` response: one page of digests in sequence order. */
 export const HashesResponse = Schema.Struct({

@@ -14,9 +14,12 @@ import type {
   AssetTooLarge,
   CanStoreShape,
   HashMismatch,
+  StoreError,
   StoreEvent,
   StoreUnavailable
 } from "@can-sync/core"
+import { BUCKET_DIGITS } from "@can-sync/core/Fingerprints"
+import type { RangeItem, RangeSource } from "@can-sync/core/Fingerprints"
 import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import * as ByteSize from "effect/ByteSize"
 import * as Clock from "effect/Clock"
@@ -330,7 +333,63 @@ interface RouteOptions {
 // ---------------------------------------------------------------------------------------------
 
 const info = (store: CanStoreShape) =>
-  Effect.map(store.currentSeq, (seq) => ok(Api.SyncInfo, { storeId: store.storeId, seq }))
+  Effect.map(store.currentSeq, (seq) =>
+    ok(Api.SyncInfo, { storeId: store.storeId, seq, features: store.ranges === undefined ? [] : [Api.RangesFeature] }))
+
+const sumHex = (sum: Uint8Array): string => Buffer.from(sum.buffer, sum.byteOffset, sum.byteLength).toString("hex")
+
+/** Fingerprints of the requested prefixes (bounded in number and in the buckets they cover). */
+const rangeFingerprints = (ranges: RangeSource<StoreError>, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const { prefixes } = yield* jsonBody(options.maxJsonBytes, Api.RangeRequest)
+    const fingerprints = yield* ranges.fingerprints(prefixes)
+    return ok(Api.RangeFingerprintsResponse, {
+      fingerprints: fingerprints.map((fp) => ({ count: fp.count, sum: sumHex(fp.sum) }))
+    })
+  })
+
+/**
+ * Items of the leading requested prefixes that fit `RangeLimits.maxItems` together. A prefix's
+ * count is bounded from its bucket's fingerprint (the table: no listing) before anything is
+ * listed; a deep prefix in a bucket too full for that bound is listed alone to learn its size.
+ * Nothing at all when the first prefix alone holds more: the client then asks for its children.
+ */
+const rangeItems = (ranges: RangeSource<StoreError>, options: RouteOptions) =>
+  Effect.gen(function*() {
+    const { prefixes } = yield* jsonBody(options.maxJsonBytes, Api.RangeRequest)
+    const bounds = yield* ranges.fingerprints(prefixes.map((p) => p.slice(0, BUCKET_DIGITS)))
+    let budget: number = Api.RangeLimits.maxItems
+    let fitting = 0
+    let alone: ReadonlyArray<RangeItem> | undefined
+    for (const [i, prefix] of prefixes.entries()) {
+      const bound = bounds[i]?.count ?? 0
+      if (bound <= budget) {
+        budget -= bound
+        fitting++
+        continue
+      }
+      if (i === 0 && prefix.length > BUCKET_DIGITS) {
+        // Its bucket is larger than one response, the prefix itself may not be: list it to know.
+        const [items = []] = yield* ranges.items([prefix])
+        if (items.length <= Api.RangeLimits.maxItems) alone = items
+      }
+      break
+    }
+    const lists = alone !== undefined ? [alone] : fitting === 0 ? [] : yield* ranges.items(prefixes.slice(0, fitting))
+    // Writes between the bound and the listing may have grown a range: answer only what fits.
+    const answered: Array<ReadonlyArray<RangeItem>> = []
+    let total = 0
+    for (const list of lists) {
+      total += list.length
+      if (total > Api.RangeLimits.maxItems) break
+      answered.push(list)
+    }
+    return ok(Api.RangeItemsResponse, {
+      lists: answered.map((list) =>
+        list.map((item) => ({ hash: item.hash as AssetHash, size: item.size, updatedAt: item.updatedAt, origin: item.origin }))
+      )
+    })
+  })
 
 const hashes = (store: CanStoreShape) =>
   Effect.gen(function*() {
@@ -500,8 +559,13 @@ const makeRoutes = (store: CanStoreShape, options: RouteOptions) => {
     route("POST", Api.Routes.assets, ingest(store, options)),
     route("GET", Api.Routes.asset, content(store)),
     route("GET", Api.Routes.assetMeta, stat(store)),
-    route("POST", Api.Routes.assetMeta, editMeta(store, options))
-  ] as const
+    route("POST", Api.Routes.assetMeta, editMeta(store, options)),
+    // Only over a store that keeps range fingerprints (`SyncInfo.features` says so); else 404.
+    ...(store.ranges === undefined ? [] : [
+      route("POST", Api.Routes.rangeFingerprints, rangeFingerprints(store.ranges, options)),
+      route("POST", Api.Routes.rangeItems, rangeItems(store.ranges, options))
+    ])
+  ]
 }
 
 const internalError = () => errorResponse(500, { tag: "InternalError", message: "internal error" })

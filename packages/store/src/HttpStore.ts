@@ -15,6 +15,7 @@ import {
   StoreUnavailable
 } from "@can-sync/core"
 import type { CanStoreShape, DigestPage, IngestOptions, MetaPatch, StoreEvent } from "@can-sync/core"
+import type { Fingerprint, RangeItem, RangeSource } from "@can-sync/core/Fingerprints"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -302,6 +303,103 @@ const mergeMeta = (c: Connection) =>
   })
 
 // ---------------------------------------------------------------------------------------------
+// Range reconciliation: the service's fingerprints and items, in requests within RangeLimits
+// ---------------------------------------------------------------------------------------------
+
+/** Consecutive runs of `prefixes` within one request's bounds (count and bucket span). */
+const batches = (prefixes: ReadonlyArray<string>): Array<ReadonlyArray<string>> => {
+  const out: Array<Array<string>> = []
+  let current: Array<string> = []
+  let span = 0
+  for (const prefix of prefixes) {
+    const cost = Api.bucketSpan(prefix)
+    if (current.length > 0 && (current.length >= Api.RangeLimits.maxPrefixes || span + cost > Api.RangeLimits.maxBucketSpan)) {
+      out.push(current)
+      current = []
+      span = 0
+    }
+    current.push(prefix)
+    span += cost
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
+
+const rangeRequest = (route: string, prefixes: ReadonlyArray<string>) =>
+  HttpClientRequest.post(route).pipe(HttpClientRequest.bodyJsonUnsafe(Schema.encodeSync(Api.RangeRequest)({ prefixes })))
+
+const malformed = (operation: string, detail: string) => unavailable(operation, `malformed response: ${detail}`)
+
+const rangeFingerprints = (c: Connection) => (prefixes: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const out: Array<Fingerprint> = []
+    for (const batch of batches(prefixes)) {
+      const body = yield* call(c, "range fingerprints", rangeRequest(Api.Routes.rangeFingerprints, batch), Api.RangeFingerprintsResponse, [])
+      if (body.fingerprints.length !== batch.length) {
+        return yield* malformed("range fingerprints", `${body.fingerprints.length} fingerprints for ${batch.length} prefixes`)
+      }
+      for (const fp of body.fingerprints) out.push({ count: fp.count, sum: Uint8Array.from(Buffer.from(fp.sum, "hex")) })
+    }
+    return out
+  })
+
+/** A service's list for `prefix`: its hashes under the prefix, strictly increasing (else undefined). */
+const checkedList = (prefix: string, items: ReadonlyArray<RangeItem>): string | undefined => {
+  let previous = ""
+  for (const item of items) {
+    if (!item.hash.startsWith(prefix)) return `item ${item.hash} outside prefix "${prefix}"`
+    if (item.hash <= previous) return `items of prefix "${prefix}" not in increasing hash order`
+    previous = item.hash
+  }
+  return undefined
+}
+
+/**
+ * Items of each prefix, in order: each request answers as many leading prefixes as fit one
+ * response; a prefix too large for one response alone is asked as its 16 children, joined.
+ */
+const rangeItems = (c: Connection) => {
+  const resolve = (prefixes: ReadonlyArray<string>): Effect.Effect<Array<ReadonlyArray<RangeItem>>, StoreUnavailable | InvalidInput> =>
+    Effect.gen(function*() {
+      const out: Array<ReadonlyArray<RangeItem>> = []
+      let at = 0
+      while (at < prefixes.length) {
+        const batch = batches(prefixes.slice(at, at + Api.RangeLimits.maxPrefixes))[0]!
+        const body = yield* call(c, "range items", rangeRequest(Api.Routes.rangeItems, batch), Api.RangeItemsResponse, [])
+        if (body.lists.length > batch.length) {
+          return yield* malformed("range items", `${body.lists.length} lists for ${batch.length} prefixes`)
+        }
+        let total = 0
+        for (const [i, list] of body.lists.entries()) {
+          total += list.length
+          const bad = checkedList(batch[i]!, list)
+          if (bad !== undefined) return yield* malformed("range items", bad)
+        }
+        if (total > Api.RangeLimits.maxItems) return yield* malformed("range items", `${total} items in one response`)
+        if (body.lists.length > 0) {
+          out.push(...body.lists)
+          at += body.lists.length
+          continue
+        }
+        // The first prefix alone holds more than one response: its children, one level down.
+        const first = batch[0]!
+        if (first.length >= 64) return yield* malformed("range items", `no list for the whole hash ${first}`)
+        const children = yield* resolve(Array.from("0123456789abcdef", (d) => first + d))
+        out.push(children.flat())
+        at++
+      }
+      return out
+    })
+  return resolve
+}
+
+/** The service's range source, when it announces `RangesFeature`. */
+const ranges = (c: Connection): RangeSource<StoreUnavailable | InvalidInput> => ({
+  fingerprints: rangeFingerprints(c),
+  items: rangeItems(c)
+})
+
+// ---------------------------------------------------------------------------------------------
 // Events: SSE that reconnects and resumes
 // ---------------------------------------------------------------------------------------------
 
@@ -389,7 +487,7 @@ export const make = Effect.fn("HttpStore.make")(function*(
   options: HttpStoreOptions
 ): Effect.fn.Return<CanStoreShape, StoreUnavailable, Scope.Scope> {
   const c = yield* connect(options)
-  const { storeId } = yield* info(c).pipe(
+  const { storeId, features } = yield* info(c).pipe(
     Effect.mapError((e) => e._tag === "StoreUnavailable" ? e : unavailable("connect", e.message))
   )
   return {
@@ -403,6 +501,8 @@ export const make = Effect.fn("HttpStore.make")(function*(
     push: push(c),
     editMeta: editMeta(c),
     mergeMeta: mergeMeta(c),
-    events: events(c, options)
+    events: events(c, options),
+    // A service that keeps range fingerprints says so; with an older one, sessions list every digest.
+    ranges: features?.includes(Api.RangesFeature) === true ? ranges(c) : undefined
   } satisfies CanStoreShape
 })
