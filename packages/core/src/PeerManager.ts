@@ -22,6 +22,8 @@ import type { EngineConfig } from "./EngineConfig.ts"
 import * as InFlight from "./InFlight.ts"
 import * as PeerActor from "./PeerActor.ts"
 import type { PeerLink, Role } from "./PeerLink.ts"
+import type { FailureKind } from "./Status.ts"
+import { classifyFailure } from "./Status.ts"
 import { describeFailure, DuplicatePeer, PeerMismatch } from "./SyncErrors.ts"
 
 export interface SessionInfo {
@@ -35,6 +37,8 @@ export interface SessionInfo {
   readonly lastError: string | undefined
   /** When it ended (ms since the epoch). */
   readonly lastErrorAt: number | undefined
+  /** What kind of failure that was (a refusal, no signaling, ...): Status shows "refused" or "waiting" from it. */
+  readonly lastFailure: FailureKind | undefined
   /** While backing off: when the next attempt starts (ms since the epoch). */
   readonly nextRetryAt: number | undefined
   /** Counters over all sessions so far; `sessions === 0` means never connected (not "dropped"). */
@@ -72,6 +76,7 @@ interface Entry {
   restarts: number
   lastError: string | undefined
   lastErrorAt: number | undefined
+  lastFailure: FailureKind | undefined
   nextRetryAt: number | undefined
 }
 
@@ -100,6 +105,7 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
         restarts: 0,
         lastError: undefined,
         lastErrorAt: undefined,
+        lastFailure: undefined,
         nextRetryAt: undefined
       }
       entries.set(peer, entry)
@@ -128,6 +134,7 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
     Effect.gen(function*() {
       const error = Cause.findErrorOption(cause)
       entry.lastError = error._tag === "Some" ? describeFailure(error.value) : Cause.pretty(cause)
+      entry.lastFailure = error._tag === "Some" ? classifyFailure(error.value) : "other"
       entry.lastErrorAt = yield* Clock.currentTimeMillis
       entry.restarts++
     })
@@ -175,8 +182,8 @@ export const make = Effect.fn("PeerManager.make")(function*(config: EngineConfig
       Effect.gen(function*() {
         const stats = yield* Ref.get(yield* statsRef(peer))
         const state = yield* Ref.get(entry.state)
-        const { role, restarts, lastError, lastErrorAt, nextRetryAt } = entry
-        return { peer, role, state, restarts, lastError, lastErrorAt, nextRetryAt, stats } satisfies SessionInfo
+        const { role, restarts, lastError, lastErrorAt, lastFailure, nextRetryAt } = entry
+        return { peer, role, state, restarts, lastError, lastErrorAt, lastFailure, nextRetryAt, stats } satisfies SessionInfo
       }))
   )
 
