@@ -108,6 +108,8 @@ export interface DirectionProgress {
 export interface PeerStatus {
   readonly peer: PeerId
   readonly state: PeerState
+  /** The engine's own session state (connecting, handshake, reconciling, live, backoff), if dialed. */
+  readonly sessionState: SessionState | undefined
   /** When this state began (as the tracker observed it; ms since the epoch). */
   readonly since: number
   /** Whether a session ever opened: "dropped" had one and has none now. */
@@ -380,6 +382,7 @@ export const makeTracker = (now: number) => {
       return {
         peer,
         state,
+        sessionState: session?.state,
         since,
         connection: inSession ? "connected" : sessions > 0 ? "dropped" : "never-connected",
         role: session?.role,

@@ -16,7 +16,7 @@ const a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" as PeerId
 const b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" as PeerId
 const registered: Status.SignalingView = { url: "ws://x", state: "registered" }
 
-const session = (over: Partial<Status.SessionView> & { stats?: Partial<PeerStats> }): Status.SessionView => ({
+const session = (over: Omit<Partial<Status.SessionView>, "stats"> & { stats?: Partial<PeerStats> }): Status.SessionView => ({
   peer: a,
   role: "dialer",
   state: "live",
