@@ -13,10 +13,16 @@ export class AssetNotFound extends Schema.TaggedError<AssetNotFound>()("AssetNot
   hash: Schema.String
 }) {}
 
-/** Content whose SHA-256 differs from the hash it was sent under: nothing was stored. */
+/**
+ * Content whose SHA-256 differs from the hash it was sent under: nothing was stored. After a
+ * resumed push (`resumedFrom` > 0) the partial is gone too, and `sources` names the peers that sent
+ * its bytes: the next try starts from byte 0.
+ */
 export class HashMismatch extends Schema.TaggedError<HashMismatch>()("HashMismatch", {
   expected: Schema.String,
-  actual: Schema.String
+  actual: Schema.String,
+  resumedFrom: Schema.optional(Schema.Number),
+  sources: Schema.optional(Schema.Array(Schema.String))
 }) {}
 
 /** Content larger than the store accepts (or than announced): nothing was stored. */
@@ -61,6 +67,16 @@ export interface DigestPage {
   readonly done: boolean
 }
 
+/** How a peer's content arrives (`push`). */
+export interface PushOptions {
+  /**
+   * A resumable push (stores with `partial`): what arrives is kept as a partial if the push is
+   * interrupted, and `content` continues the partial's first `resumeFrom` bytes (0: from the
+   * start), which the store re-hashes first. The whole-asset hash check still gates the store.
+   */
+  readonly resumeFrom?: number | undefined
+}
+
 export interface MetaUpdateResult {
   /** False when the store's version was newer (last writer wins) or the edit changed nothing. */
   readonly applied: boolean
@@ -91,8 +107,14 @@ export interface CanStoreShape {
     hash: AssetHash,
     content: Stream.Stream<Uint8Array, E>,
     meta: AssetMeta,
-    origin: string
+    origin: string,
+    options?: PushOptions
   ) => Effect.Effect<{ readonly alreadyExisted: boolean }, E | HashMismatch | AssetTooLarge | StoreError>
+  /**
+   * Bytes kept of an interrupted resumable push of `hash` (0: none), as last checkpointed: a
+   * transfer may resume from there. Stores without it never resume (every push starts at 0).
+   */
+  readonly partial?: ((hash: AssetHash) => Effect.Effect<number, StoreError>) | undefined
   /** A local edit: stamps a new version (now, this store's id) and applies the patch. */
   readonly editMeta: (hash: AssetHash, patch: MetaPatch) => Effect.Effect<AssetMeta, AssetNotFound | StoreError>
   /** A peer's edit with its own version: applied only if it wins under last-writer-wins. */

@@ -108,10 +108,13 @@ export interface Staged {
   readonly hash: AssetHash
   readonly size: number
   readonly path: string
+  /** A resumed push (`Partials.stage`): where this push's content started, and the peers that sent the bytes before. */
+  readonly resumedFrom?: number | undefined
+  readonly sources?: ReadonlyArray<string> | undefined
 }
 
 /** Two write buffers: one fills (hashing on this thread) while the other is written (libuv pool). */
-type BufferPair = readonly [Buffer, Buffer]
+export type BufferPair = readonly [Buffer, Buffer]
 
 /**
  * The store's write buffers, a pair per write in flight (thousands of small assets would
@@ -136,7 +139,7 @@ export const writeBuffers: Effect.Effect<WriteBuffers, never, Scope.Scope> = Poo
  * write from it: scopes close in reverse, and a handle's close waits for its pending read or
  * write, so a pair goes back only once no operation still uses it, even after an interruption.
  */
-const borrow = (buffers: WriteBuffers) => Pool.get(buffers)
+export const borrow = (buffers: WriteBuffers) => Pool.get(buffers)
 
 /** A file to read from, closed with the scope. */
 const openSource = <E>(source: string, onReadError: (error: unknown) => E) =>
@@ -164,7 +167,7 @@ const tempFile = (layout: Layout) =>
  * SHA-256 and size of content seen piece by piece; `update` refuses it as soon as it exceeds
  * `maxBytes`.
  */
-const hashing = (maxBytes: number | undefined) => {
+export const hashing = (maxBytes: number | undefined) => {
   const hasher = createHash("sha256")
   let size = 0
   return {
@@ -178,7 +181,7 @@ const hashing = (maxBytes: number | undefined) => {
   }
 }
 
-type Sink<E> = (bytes: Uint8Array) => Effect.Effect<void, E>
+export type Sink<E> = (bytes: Uint8Array) => Effect.Effect<void, E>
 
 /**
  * Hashes a content stream chunk by chunk. `sink` sees every chunk after it is hashed; the stream
@@ -253,7 +256,7 @@ const backgroundWriter = (handle: FileHandle) => {
  * hands over the last, partial one. A large chunk arriving at a buffer boundary is written as it
  * is (stream chunks are immutable once emitted).
  */
-const gatherer = (pair: BufferPair, write: Sink<StoreUnavailable>) => {
+export const gatherer = (pair: BufferPair, write: Sink<StoreUnavailable>) => {
   let current = 0
   let filled = 0
   const flush = Effect.suspend(() => {
@@ -341,7 +344,7 @@ export const digestFile = <E>(
   }))
 
 /** Fills `buffer` from `position` on; fewer bytes only at the end of the file. */
-const readFully = async (handle: FileHandle, buffer: Buffer, position: number): Promise<number> => {
+export const readFully = async (handle: FileHandle, buffer: Buffer, position: number): Promise<number> => {
   let filled = 0
   while (filled < buffer.byteLength) {
     const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, position + filled)
@@ -351,10 +354,12 @@ const readFully = async (handle: FileHandle, buffer: Buffer, position: number): 
   return filled
 }
 
-const writeFully = async (handle: FileHandle, bytes: Uint8Array): Promise<void> => {
+/** Writes all of `bytes`, at `position` when given (else at the file's current position). */
+export const writeFully = async (handle: FileHandle, bytes: Uint8Array, position?: number): Promise<void> => {
   let offset = 0
   while (offset < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset)
+    const at = position === undefined ? null : position + offset
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset, at)
     offset += bytesWritten
   }
 }

@@ -7,7 +7,7 @@
  */
 // By module, not the package index: `can-sync add` loads this without the sync engine.
 import { AssetNotFound, HashMismatch, InvalidInput, StoreUnavailable } from "@can-sync/core/CanStore"
-import type { AssetTooLarge, CanStoreShape, IngestOptions, StoreError } from "@can-sync/core/CanStore"
+import type { AssetTooLarge, CanStoreShape, IngestOptions, PushOptions, StoreError } from "@can-sync/core/CanStore"
 import { isAssetHash, LocalOrigin, metaWins, nextVersion, validateMeta, validatePatch } from "@can-sync/core/Domain"
 import type { AssetHash, AssetMeta, MetadataInvalid, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
 import * as Clock from "effect/Clock"
@@ -25,6 +25,7 @@ import { access } from "node:fs/promises"
 import * as AssetIndex from "./AssetIndex.ts"
 import * as ContentFiles from "./ContentFiles.ts"
 import * as DataDirLock from "./DataDirLock.ts"
+import * as Partials from "./Partials.ts"
 import { errorCode } from "./StoreFailure.ts"
 
 export interface EmbeddedStoreOptions {
@@ -50,6 +51,8 @@ export interface EmbeddedStoreOptions {
    * that only read.
    */
   readonly readOnly?: boolean | "auto"
+  /** Bounds of the partials interrupted transfers leave to resume from. Default: `Partials.DefaultBounds`. */
+  readonly partials?: Partials.Bounds
 }
 
 export interface EmbeddedStoreShape extends CanStoreShape {
@@ -84,6 +87,10 @@ export interface EmbeddedStoreShape extends CanStoreShape {
    * them. Rebuilt metadata is empty with version 0, so any peer's real version wins over it.
    */
   readonly rebuildIndex: Effect.Effect<IndexRebuild, StoreError>
+  /** The partials interrupted transfers left (resumed by the next transfer of the same asset). */
+  readonly partials: Effect.Effect<ReadonlyArray<Partials.PartialInfo>, StoreError>
+  /** Drops partials past the bounds (count, bytes, age), oldest first; done at open (with `lock`) and after each interrupted push. */
+  readonly sweepPartials: Effect.Effect<ReadonlyArray<Partials.PartialInfo>, StoreError>
 }
 
 /** The shared change watcher: followers now, polls of the newest sequence, change reads by followers. */
@@ -118,8 +125,9 @@ export interface IndexRebuild {
 
 /** Content to receive: how to only hash it, and how to stage it into a temp file. */
 interface Content<E> {
-  readonly digest: Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge>
-  readonly stage: Effect.Effect<ContentFiles.Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope>
+  /** How to only hash it; absent when the content is not the whole asset (a resumed push's tail). */
+  readonly digest: Effect.Effect<{ readonly hash: AssetHash; readonly size: number }, E | AssetTooLarge> | undefined
+  readonly stage: Effect.Effect<ContentFiles.Staged, E | HashMismatch | AssetTooLarge | StoreUnavailable, Scope.Scope>
 }
 
 /** Largest page `list` returns, whatever the caller asks for. */
@@ -163,6 +171,10 @@ interface Parts {
   /** The one poller of the index for other processes' writes, running while any follower holds it. */
   readonly watcher: RcRef.RcRef<void>
   readonly watch: { followers: number; polls: number; followerReads: number }
+  readonly readOnly: boolean
+  readonly partialBounds: Partials.Bounds
+  /** Hashes a resumable push of this process is writing now (one writer per partial; the sweep leaves them). */
+  readonly activePartials: Set<string>
 }
 
 const notify = (parts: Parts) => PubSub.publish(parts.written, undefined)
@@ -248,7 +260,10 @@ const openParts = (options: EmbeddedStoreOptions) =>
       watchInterval,
       written,
       watcher,
-      watch
+      watch,
+      readOnly,
+      partialBounds: options.partials ?? Partials.DefaultBounds,
+      activePartials: new Set()
     }
     return parts
   })
@@ -288,7 +303,7 @@ const receive = <E>(
     const { index, layout } = parts
     const known = expected === undefined ? Option.none() : yield* index.find(expected)
     if (
-      Option.isSome(known) && !known.value.absent &&
+      Option.isSome(known) && !known.value.absent && content.digest !== undefined &&
       (yield* ContentFiles.present(layout, known.value.record.hash, known.value.record.size))
     ) {
       const { hash, size } = yield* content.digest
@@ -297,7 +312,7 @@ const receive = <E>(
     }
     const staged = yield* content.stage
     if (expected !== undefined && staged.hash !== expected) {
-      return yield* new HashMismatch({ expected, actual: staged.hash })
+      return yield* new HashMismatch({ expected, actual: staged.hash, resumedFrom: staged.resumedFrom, sources: staged.sources })
     }
     const { hash, size } = staged
     const existing = yield* index.find(hash)
@@ -349,14 +364,50 @@ const ingestContent = <E>(parts: Parts, content: Content<E>, ingestOptions: Inge
     return { hash: received.hash, size: received.size, alreadyExisted: !received.stored }
   })
 
+/**
+ * A peer's content into `hash`'s partial (`Partials.stage`), continuing its first `from` bytes;
+ * an interrupted push keeps what arrived and sweeps the partials to their bounds.
+ */
+const resumable = <E>(parts: Parts, hash: AssetHash, content: Stream.Stream<Uint8Array, E>, from: number, origin: string): Content<E> => ({
+  digest: from === 0 ? ContentFiles.digest(content, parts.maxAssetBytes) : undefined,
+  stage: Effect.acquireRelease(
+    Effect.sync(() => void parts.activePartials.add(hash)),
+    (_, exit) =>
+      Effect.sync(() => void parts.activePartials.delete(hash)).pipe(
+        Effect.andThen(exit._tag === "Success" ? Effect.void : sweepPartials(parts).pipe(Effect.ignore))
+      )
+  ).pipe(Effect.andThen(Partials.stage(parts.layout, parts.buffers, hash, content, parts.maxAssetBytes, from, origin)))
+})
+
+const sweepPartials = (parts: Parts) =>
+  Effect.gen(function*() {
+    if (parts.readOnly) return []
+    const dropped = yield* Partials.sweep(parts.layout, parts.partialBounds, yield* Clock.currentTimeMillis, parts.activePartials)
+    if (dropped.length > 0) yield* Effect.logInfo(`dropped ${dropped.length} partial transfer(s) past the bounds (count, bytes, age)`)
+    return dropped
+  })
+
 /** A peer's content under the hash it names, with the peer's metadata (merged when the content is known). */
 const push = (parts: Parts) =>
-<E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string) =>
+<E>(hash: AssetHash, content: Stream.Stream<Uint8Array, E>, meta: AssetMeta, origin: string, pushOptions?: PushOptions) =>
   Effect.gen(function*() {
     const valid = yield* validHash(hash, "hash")
     // Checked before a byte is read: metadata outside the bounds is refused with its content.
     yield* validMeta(meta)
-    const received = yield* receive(parts, streamed(parts, content), valid, () => ({ meta, origin }))
+    const from = pushOptions?.resumeFrom
+    if (from !== undefined && (!Number.isSafeInteger(from) || from < 0)) {
+      return yield* new InvalidInput({ message: `resumeFrom must be a non-negative integer, got ${from}` })
+    }
+    // One writer per partial: a second push of the same hash meanwhile (or a read-only store) is not resumable.
+    const incoming = from === undefined || parts.readOnly || parts.activePartials.has(valid)
+      ? (from ?? 0) > 0
+        ? undefined
+        : streamed(parts, content)
+      : resumable(parts, valid, content, from, origin)
+    if (incoming === undefined) {
+      return yield* new HashMismatch({ expected: valid, actual: "(no partial to resume here)", resumedFrom: from, sources: [] })
+    }
+    const received = yield* receive(parts, incoming, valid, () => ({ meta, origin }))
     if (!received.stored) {
       yield* mergeMeta(parts)(valid, meta, origin).pipe(
         Effect.catchTag("AssetNotFound", () => vanished("push", valid))
@@ -613,7 +664,15 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       sweepOrphans: sweepOrphans(parts),
       rebuildIndex: rebuildIndex(parts),
       // Range reconciliation from the index's bucket table, kept current with every process's writes.
-      ranges: index.ranges
+      ranges: index.ranges,
+      partial: Effect.fn("EmbeddedStore.partial")(function*(hash: AssetHash) {
+        const valid = yield* validHash(hash, "hash")
+        return parts.readOnly || parts.activePartials.has(valid) ? 0 : yield* Partials.held(parts.layout, valid)
+      }),
+      partials: Partials.list(parts.layout),
+      sweepPartials: sweepPartials(parts)
     }
+    // The long-running writer (the agent, serve) sweeps at open; other processes leave its partials alone.
+    if (options.lock === true) yield* sweepPartials(parts)
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))
