@@ -86,6 +86,8 @@ export interface TransportShape {
   readonly registered: Effect.Effect<void>
   /** How many times we have registered with the signaling server (reconnects count). */
   readonly registrations: Effect.Effect<number>
+  /** The signaling registration now (state, failures, last error, next retry): `/status` shows it. */
+  readonly signaling: Effect.Effect<Signaling.SignalingStatus>
   /** The path of each peer's newest link (host, server-reflexive, relayed) as ICE selected it, its round trip and lanes. */
   readonly paths: Effect.Effect<ReadonlyMap<PeerId, PeerPath>>
 }
@@ -210,6 +212,7 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
     wake: (peer) => slots.get(peer)?.wake ?? Effect.never,
     registered: signaling.registered,
     registrations: signaling.registrations,
+    signaling: signaling.status,
     paths: Effect.suspend(() =>
       Effect.forEach([...paths], ([peer, { path, rttMillis }]) =>
         Effect.zipWith(rttMillis, slots.get(peer)?.lanes ?? Effect.succeed(undefined), (rtt, lanes): readonly [PeerId, PeerPath] => [peer, { ...path, rttMillis: rtt, lanes }]))
