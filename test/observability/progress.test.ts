@@ -1,84 +1,112 @@
 /**
- * What `sync` shows while it runs (Progress.ts), driven by the TestClock: on a terminal the
- * per-peer block with its transfer rate and ETA; otherwise a log line per state change at once and
- * a summary per peer every `every`. No real time passes.
+ * What `sync` shows while it runs (Progress.ts), rendered from the status model (core Status.ts):
+ * log lines for machines (a line per state change at once, a summary every `every` of the Clock),
+ * and for a terminal the live block (bars, %, rate, ETA both ways; never wider than the screen)
+ * and the region that writes log lines above it. The real command under a real terminal is
+ * terminal.test.ts.
  */
-import type { PeerStats } from "@can-sync/core"
-import type { SessionInfo } from "@can-sync/core/PeerManager"
+import { emptyStats } from "@can-sync/core/Status"
+import type { PeerId } from "@can-sync/core"
+import * as Status from "@can-sync/core/Status"
 import * as Logging from "@can-sync/cli/Logging"
 import * as Progress from "@can-sync/cli/Progress"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 
-const peer = "abcdefghijklmnopqrstuvwxyz234567"
+const peer = "abcdefghijklmnopqrstuvwxyz234567" as PeerId
+const self = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz" as PeerId
 
-const stats = (received: number): PeerStats => ({
-  sessions: 1,
-  reconciles: 1,
-  assetsSent: 0,
-  bytesSent: 0,
-  assetsReceived: 0,
-  bytesReceived: received,
-  redundantReceives: 0,
-  verificationFailures: 0,
-  echoesSuppressed: 0,
-  digestsOffered: 0,
-  hashesWanted: 10,
-  bytesWanted: 10_000_000,
-  hashesWantedByPeer: 0,
-  metaSent: 0,
-  metaApplied: 0
-})
-
-/** One peer whose state and received bytes the test sets. */
-const fakeManager = () => {
-  const now = { state: "connecting" as SessionInfo["state"], received: 0 }
-  const info = (): SessionInfo => ({
-    peer: peer as SessionInfo["peer"],
-    role: "dialer",
-    state: now.state,
-    restarts: 0,
-    lastError: undefined,
-    lastErrorAt: undefined,
-    nextRetryAt: undefined,
-    stats: stats(now.received)
-  })
-  return { now, manager: { sessions: Effect.sync(() => [info()]) } }
-}
+/** The model for one peer at `at`, through the real tracker (1 MB/s arriving of 10 MB wanted). */
+const model = (tracker: ReturnType<typeof Status.makeTracker>, at: number, state: Status.SessionView["state"], received: number) =>
+  tracker.update({
+    version: "0.1.0",
+    peerId: self,
+    peers: [peer],
+    sessions: [{
+      peer,
+      role: "dialer",
+      state,
+      restarts: 0,
+      lastError: undefined,
+      lastErrorAt: undefined,
+      lastFailure: undefined,
+      nextRetryAt: undefined,
+      stats: { ...emptyStats, sessions: 1, hashesWanted: 10, bytesWanted: 10_000_000, chunkBytesReceived: received, hashesWantedByPeer: 2 }
+    }],
+    links: new Map([[peer, { kind: "host", rttMillis: 2 }]]),
+    signaling: { url: "ws://127.0.0.1:1", state: "registered" },
+    store: { assets: 3, bytes: 3_000 }
+  }, at, true)
 
 describe("Progress", () => {
   it.effect("logLines: a line when a peer's state changes, and a summary every `every` of the Clock", () =>
     Effect.gen(function*() {
       const lines: Array<string> = []
-      const { now, manager } = fakeManager()
-      yield* Effect.forkChild(Progress.logLines(manager, "30 seconds").pipe(
+      const tracker = Status.makeTracker(0)
+      const ref = yield* SubscriptionRef.make(model(tracker, 0, "connecting", 0))
+      yield* Effect.forkChild(Progress.logLines({ changes: SubscriptionRef.changes(ref) }, "30 seconds").pipe(
         Effect.provide(Logging.layer({ json: true, write: (line) => lines.push(line) }))
       ))
       const messages = () => lines.map((l) => (JSON.parse(l) as Logging.LogRecord).message)
       yield* TestClock.adjust("1 second")
       expect(messages()).toEqual([`peer ${peer} connecting`])
-      yield* TestClock.adjust("28 seconds")
-      expect(messages()).toEqual([`peer ${peer} connecting`])
-      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("29 seconds")
+      yield* SubscriptionRef.set(ref, model(tracker, 30_000, "connecting", 0))
       expect(messages()).toEqual([`peer ${peer} connecting`, `peer ${peer} summary`])
-      now.state = "live"
-      yield* TestClock.adjust("1 second")
-      expect(messages().at(-1)).toBe(`peer ${peer} live`)
-      expect(JSON.parse(lines.at(-1) ?? "{}")).toMatchObject({ peer, state: "live", assets_to_go: 10, bytes_to_go: 10_000_000 })
+      yield* SubscriptionRef.set(ref, model(tracker, 31_000, "live", 1_000_000))
+      expect(messages().at(-1)).toBe(`peer ${peer} transferring`)
+      expect(JSON.parse(lines.at(-1) ?? "{}")).toMatchObject({
+        peer,
+        state: "live",
+        phase: "transferring",
+        assets_to_go: 10,
+        bytes_to_go: 9_000_000,
+        bytes_received: 1_000_000,
+        assets_to_send: 2
+      })
     }))
 
-  it.effect("terminal: redraws every second with the rate measured on the Clock, and the ETA", () =>
+  it("render: a total line and each peer with bar, %, rate and ETA both ways, never as wide as the terminal", () => {
+    const tracker = Status.makeTracker(0)
+    model(tracker, 0, "live", 0)
+    let s = model(tracker, 1000, "live", 1_000_000)
+    for (let t = 2; t <= 4; t++) s = model(tracker, t * 1000, "live", t * 1_000_000)
+    for (const columns of [200, 100, 80, 50, 30, 12]) {
+      const lines = Progress.render(s, columns)
+      for (const line of lines) expect([...line].length, `${columns} columns: ${line}`).toBeLessThan(columns)
+    }
+    const wide = Progress.render(s, 200)
+    expect(wide[1]).toMatch(/^total .*↓ \[#{8}-+\]\s+40% +1\.00 MB\/s ETA 0:06 .*↑/)
+    expect(wide[2]).toMatch(/^abcdefghijkl  transferring host 2ms .*↓ \[#+-+\]\s+40% +1\.00 MB\/s ETA 0:06/)
+    const narrow = Progress.render(s, 80)
+    expect(narrow).toContainEqual(expect.stringMatching(/^abcdefghijkl  transferring  host 2ms$/))
+    expect(narrow).toContainEqual(expect.stringMatching(/^ {2}↓ \[#+-+\]\s+40% +1\.00 MB\/s ETA 0:06 +10 left$/))
+  })
+
+  it("makeRegion: a log line goes above the block, which is erased and drawn again below it in the same write", () => {
+    const writes: Array<string> = []
+    let columns = 80
+    const region = Progress.makeRegion({ columns: () => columns, write: (t) => writes.push(t) })
+    region.draw(() => ["block 1", "block 2"])
+    expect(writes.at(-1)).toBe("block 1\nblock 2\n")
+    region.log("a log line")
+    expect(writes.at(-1)).toBe("\r\x1b[2A\x1b[Ja log line\nblock 1\nblock 2\n")
+    // after the terminal narrows, a line that wrapped onto two rows is erased as two
+    region.draw(() => ["x".repeat(70)])
+    columns = 40
+    region.redraw()
+    expect(writes.at(-1)).toBe(`\r\x1b[2A\x1b[J${"x".repeat(70)}\n`)
+  })
+
+  it.effect("terminal: draws the model at each change into the region", () =>
     Effect.gen(function*() {
-      const frames: Array<string> = []
-      const { now, manager } = fakeManager()
-      now.state = "live"
-      yield* Effect.forkChild(Progress.terminal(manager, (text) => frames.push(text)))
-      yield* TestClock.adjust("1 second")
-      now.received = 2_000_000
-      yield* TestClock.adjust("1 second")
-      expect(frames.length).toBe(3) // at 0 s, 1 s and 2 s
-      expect(frames.at(-1)).toContain("2.0 MB/s ETA 4s")
-      expect(frames.at(-1)).toMatch(/^\x1b\[1A\x1b\[J/) // the previous block is overwritten
+      const writes: Array<string> = []
+      const region = Progress.makeRegion({ columns: () => 100, write: (t) => writes.push(t) })
+      const tracker = Status.makeTracker(0)
+      yield* Progress.terminal({ changes: Stream.make(model(tracker, 0, "live", 0), model(tracker, 1000, "live", 2_000_000)) }, region)
+      expect(writes).toHaveLength(2)
+      expect(writes[1]).toMatch(/^\r\x1b\[\d+A\x1b\[Jcan-sync 0\.1\.0/)
+      expect(writes[1]).toContain("2.00 MB/s")
     }))
 })

@@ -1,12 +1,14 @@
 /**
  * The agent's small admin HTTP port: `GET /healthz` (200 while the process serves), `GET /readyz`
  * (200 when the agent says it is ready, else 503), `GET /status` (a JSON summary) and, when given,
- * `GET /metrics` (Prometheus). Probes and scrapers hit it every few seconds, so its requests make
- * no spans.
+ * `GET /metrics` (Prometheus), `GET /` (the status page) and `GET /events` (its live feed, SSE).
+ * Probes and scrapers hit it every few seconds, so its requests make no spans.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { Sse } from "effect/encoding"
 import type { Scope } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { HttpServerError } from "effect/http"
@@ -24,6 +26,8 @@ export interface Options {
   readonly status?: Effect.Effect<Readonly<Record<string, unknown>>> | undefined
   /** `GET /metrics`: the Prometheus text exposition (absent: 404). */
   readonly metrics?: Effect.Effect<string> | undefined
+  /** `GET /`: a page (HTML) and `GET /events`: what it shows, one JSON value per SSE event "status" (absent: 404). */
+  readonly page?: { readonly html: string; readonly events: Stream.Stream<unknown> } | undefined
 }
 
 export interface AdminServer {
@@ -41,7 +45,13 @@ const app = (options: Options, startedAt: number) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const path = request.url.split("?")[0] ?? "/"
-    const endpoints = ["/healthz", "/readyz", "/status", ...(options.metrics === undefined ? [] : ["/metrics"])]
+    const endpoints = [
+      "/healthz",
+      "/readyz",
+      "/status",
+      ...(options.metrics === undefined ? [] : ["/metrics"]),
+      ...(options.page === undefined ? [] : ["/", "/events"])
+    ]
     if (!endpoints.includes(path)) return json(404, { error: "not found", endpoints })
     if (request.method !== "GET" && request.method !== "HEAD") return json(405, { error: "method not allowed" })
     switch (path) {
@@ -50,6 +60,17 @@ const app = (options: Options, startedAt: number) =>
       case "/metrics": {
         const body = yield* (options.metrics ?? Effect.succeed(""))
         return HttpServerResponse.text(body, { contentType: Prometheus.contentType })
+      }
+      case "/": {
+        return HttpServerResponse.html(options.page?.html ?? "")
+      }
+      case "/events": {
+        const body = (options.page?.events ?? Stream.empty).pipe(
+          Stream.map((value): Sse.Event => ({ _tag: "Event", event: "status", id: undefined, data: JSON.stringify(value) })),
+          Stream.pipeThroughChannel(Sse.encode()),
+          Stream.encodeText
+        )
+        return HttpServerResponse.stream(body, { contentType: "text/event-stream", headers: { "cache-control": "no-cache" } })
       }
       case "/readyz": {
         const ready = yield* probe(options.ready)

@@ -5,11 +5,10 @@
  * starts, so a counter exists before its first event and a dashboard shows 0, not "no data".
  */
 import { Metrics } from "@can-sync/core"
-import type { SessionInfo } from "@can-sync/core/PeerManager"
+import type { AgentStatus } from "@can-sync/core/Status"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { toGo } from "./Progress.ts"
 
 /** 1, labelled with the agent's identity: `service.instance.id` is its peer id (stable across restarts). */
 export const agentInfo = Metric.gauge("cansync.agent.info", {
@@ -19,9 +18,9 @@ export const agentInfo = Metric.gauge("cansync.agent.info", {
 export const backlogAssets = Metric.gauge("cansync.backlog.assets", {
   description: "Assets still to transfer, by peer and direction, as far as the current session knows ({asset})"
 })
-/** Bytes still to receive from a peer (announced sizes); the sent direction has no byte count yet. */
+/** Bytes still to receive from a peer (announced sizes) or to send it (estimated from the average size sent so far). */
 export const backlogBytes = Metric.gauge("cansync.backlog.bytes", {
-  description: "Content bytes still to transfer, by peer and direction (only received: sizes are announced by the sender) (By)"
+  description: "Content bytes still to transfer, by peer and direction (sent: estimated from the average size sent) (By)"
 })
 export const processMemory = Metric.gauge("process.memory.usage", { description: "Resident set size of the process (By)" })
 export const heapUsed = Metric.gauge("v8js.memory.heap.used", { description: "V8 heap in use (By)" })
@@ -93,24 +92,23 @@ export const registerAll = (options: {
         yield* Metric.value(Metric.withAttributes(Metrics.transferBytes, { peer, direction }))
         yield* Metric.value(Metric.withAttributes(Metrics.transferAssets, { peer, direction }))
         yield* Metric.update(Metric.withAttributes(backlogAssets, { peer, direction }), 0)
+        yield* Metric.update(Metric.withAttributes(backlogBytes, { peer, direction }), 0)
       }
-      yield* Metric.update(Metric.withAttributes(backlogBytes, { peer, direction: "received" }), 0)
     }
     yield* Metric.update(Metric.withAttributes(cpuTime, { "cpu.mode": "user" }), 0)
     yield* Metric.update(Metric.withAttributes(cpuTime, { "cpu.mode": "system" }), 0)
   })
 
-/** Each peer's backlog now, from the engine's session counters. */
-export const recordBacklog = (sessions: ReadonlyArray<SessionInfo>) =>
-  Effect.forEach(sessions, (info) => {
-    const received = toGo(info)
-    const sent = Math.max(0, info.stats.hashesWantedByPeer - info.stats.assetsSent)
-    return Effect.all([
-      Metric.update(Metric.withAttributes(backlogAssets, { peer: info.peer, direction: "received" }), received.assets),
-      Metric.update(Metric.withAttributes(backlogBytes, { peer: info.peer, direction: "received" }), received.bytes),
-      Metric.update(Metric.withAttributes(backlogAssets, { peer: info.peer, direction: "sent" }), sent)
-    ], { discard: true })
-  }, { discard: true })
+/** Each peer's backlog now, both ways, from the status model (the same figures as /status and the terminal). */
+export const recordBacklog = (status: AgentStatus) =>
+  Effect.forEach(status.peers, (p) =>
+    Effect.forEach(directions, (direction) => {
+      const d = p[direction]
+      return Effect.all([
+        Metric.update(Metric.withAttributes(backlogAssets, { peer: p.peer, direction }), d.assetsToGo),
+        Metric.update(Metric.withAttributes(backlogBytes, { peer: p.peer, direction }), d.bytesToGo ?? 0)
+      ], { discard: true })
+    }, { discard: true }), { discard: true })
 
 /**
  * A sampler of the process' health: each run records RSS, heap, the event loop's delay since the

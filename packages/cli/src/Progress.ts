@@ -1,91 +1,204 @@
 /**
- * What `sync` shows while it runs. On a terminal: a block of lines redrawn every second, one per
- * peer (state, assets and bytes to go, rate, ETA). Otherwise: a structured log line per peer when
- * its state changes and a summary every `every` (default 30 s), for journald and `--json` logs.
+ * What `sync` shows while it runs, rendered from the one status model (core Status.ts). On a
+ * terminal: a live block at the bottom — the agent, a total line, and each peer with a bar, %,
+ * rate and ETA both ways — redrawn every second and at each resize, with log lines written above
+ * it (LiveRegion), never over it. Otherwise: a structured log line per peer when its state changes
+ * and a summary every `every` (default 30 s), for journald and `--json` logs.
  */
-import type { PeerManagerShape, SessionInfo } from "@can-sync/core/PeerManager"
+import type { AgentStatus, DirectionProgress, PeerStatus, StatusShape } from "@can-sync/core/Status"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
-
-interface Sample {
-  readonly at: number
-  readonly bytes: number
+/** Bytes as people read them (SI units, as disks and networks count). */
+export const size = (bytes: number): string => {
+  if (bytes < 1000) return `${Math.round(bytes)} B`
+  const units = ["kB", "MB", "GB", "TB"]
+  let value = bytes / 1000
+  let unit = 0
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
 }
 
-/** Assets and bytes the peer still owes us, as far as this session knows. */
-export const toGo = (info: SessionInfo) => {
-  const s = info.stats
-  const assets = Math.max(0, s.hashesWanted - s.assetsReceived - s.verificationFailures - s.redundantReceives)
-  const bytes = Math.max(0, s.bytesWanted - s.bytesReceived)
-  return { assets, bytes }
+export const rate = (bytesPerSecond: number): string => `${size(bytesPerSecond)}/s`
+
+/** 75 -> "1:15", 3700 -> "1:01:40". */
+export const duration = (seconds: number): string => {
+  const s = Math.max(0, Math.round(seconds))
+  const two = (n: number) => String(n).padStart(2, "0")
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}` : `${Math.floor(s / 60)}:${two(s % 60)}`
 }
 
-export const describePeer = (info: SessionInfo, rate: number): string => {
-  const { assets, bytes } = toGo(info)
-  const s = info.stats
-  const eta = rate > 0 && bytes > 0 ? ` ETA ${Math.ceil(bytes / rate)}s` : ""
-  const pending = assets > 0 ? `${assets} assets${bytes > 0 ? ` (${mb(bytes)})` : ""} to go, ${mb(rate)}/s${eta}` : "up to date"
-  return `${info.peer.slice(0, 12)}  ${info.state.padEnd(11)} ${pending}  ↓${s.assetsReceived} ↑${s.assetsSent}` +
-    (info.lastError !== undefined && info.state !== "live" ? `  (${info.lastError})` : "")
+const bar = (percent: number, width: number): string => {
+  const full = Math.round((percent / 100) * width)
+  return `[${"#".repeat(full)}${"-".repeat(width - full)}]`
 }
 
-/** Redraws the per-peer block on a terminal every second. */
-export const terminal = (manager: Pick<PeerManagerShape, "sessions">, write: (text: string) => void = (t) => process.stderr.write(t)) =>
-  Effect.gen(function*() {
-    const samples = new Map<string, Sample>()
-    let drawn = 0
-    const draw = Effect.gen(function*() {
-      const sessions = yield* manager.sessions
-      const now = yield* Clock.currentTimeMillis
-      const lines = sessions.map((info) => {
-        const last = samples.get(info.peer)
-        const rate = last === undefined ? 0 : ((info.stats.bytesReceived - last.bytes) * 1000) / Math.max(1, now - last.at)
-        samples.set(info.peer, { at: now, bytes: info.stats.bytesReceived })
-        return describePeer(info, rate)
-      })
-      if (lines.length === 0) lines.push("waiting for peers ...")
-      write((drawn > 0 ? `\x1b[${drawn}A\x1b[J` : "") + lines.join("\n") + "\n")
-      drawn = lines.length
+/** One direction: `↓ [####----]  40% 1.20 MB/s ETA 0:42`; bar width 0 leaves the bar out. */
+export const direction = (arrow: string, d: DirectionProgress, barWidth: number): string => {
+  const pct = `${Math.floor(d.percent)}%`.padStart(4)
+  const eta = d.assetsToGo === 0 ? "done" : d.etaSeconds === undefined ? "ETA --:--" : `ETA ${duration(d.etaSeconds)}`
+  const togo = d.assetsToGo === 0 ? "" : ` ${d.assetsToGo} left`
+  return `${arrow} ${barWidth > 0 ? `${bar(d.percent, barWidth)} ` : ""}${pct} ${rate(d.rateBytesPerSecond).padStart(10)} ${eta.padEnd(9)}${togo}`
+}
+
+/** A peer's state in a few words: "backoff 12s", "refused by peer", "live". */
+export const stateText = (p: PeerStatus, now: number): string => {
+  switch (p.state) {
+    case "backoff":
+      return p.nextRetryAt === undefined ? "backoff" : `backoff ${Math.max(0, Math.ceil((p.nextRetryAt - now) / 1000))}s`
+    case "refused":
+      return `refused by ${p.refused?.by ?? "?"}`
+    case "waiting-for-signaling":
+      return "no signaling"
+    default:
+      return p.connection === "never-connected" && p.state === "connecting" ? "connecting (never yet)" : p.state
+  }
+}
+
+const pathText = (p: PeerStatus): string =>
+  p.path === undefined ? "" : `${p.path.kind === "server-reflexive" ? "srflx" : p.path.kind}${p.path.rttMillis === undefined ? "" : ` ${Math.round(p.path.rttMillis)}ms`}`
+
+/** Cut to `width` columns (the block must never wrap: a wrapped line breaks the redraw). */
+const fit = (line: string, width: number): string => (line.length <= width ? line : `${line.slice(0, Math.max(0, width - 1))}…`)
+
+/**
+ * The live block for a terminal `columns` wide: the agent, a total line, and each peer. Wide
+ * terminals get one line per peer; narrow ones a line per peer and one per direction. Every line
+ * is shorter than `columns`.
+ */
+export const render = (status: AgentStatus, columns: number): ReadonlyArray<string> => {
+  const width = Math.max(10, columns - 1)
+  const now = status.at
+  const store = status.store === undefined ? "" : `  store ${status.store.assets} assets ${size(status.store.bytes)}`
+  const signaling = status.signaling.state === "registered" ? "" : `  signaling ${status.signaling.state}`
+  const head = `can-sync ${status.version}  ${status.peerId.slice(0, 12)}${store}${signaling}`
+  const lines = [head]
+  const names = status.peers.map((p) => p.peer.slice(0, 12))
+  // a direction cell is 41 columns and its bar at most; name, state and gaps take 40 + 2 + 2
+  const wideBar = Math.min(20, Math.floor((width - 125) / 2))
+  if (wideBar >= 6) {
+    // one line per peer: name, state, path, then both directions in aligned columns
+    const row = (name: string, state: string, down: DirectionProgress, up: DirectionProgress) =>
+      `${name.padEnd(12)}  ${state.slice(0, 24).padEnd(24)}  ${direction("↓", down, wideBar)}`.padEnd(40 + 42 + wideBar) +
+      `  ${direction("↑", up, wideBar)}`
+    lines.push(row("total", `${status.peers.length} peer(s)`, status.totals.received, status.totals.sent))
+    status.peers.forEach((p, i) => {
+      const path = pathText(p)
+      lines.push(row(names[i] ?? "", `${stateText(p, now)}${path === "" ? "" : ` ${path}`}`, p.received, p.sent))
+      if (p.state !== "live" && p.state !== "transferring" && p.lastError !== undefined) lines.push(`  last error: ${p.lastError.message}`)
     })
-    yield* draw.pipe(Effect.repeat(Schedule.spaced("1 second")))
-  })
+  } else {
+    const barWidth = Math.min(30, width - 50) // the rest of a direction line is at most 48 columns
+    const cells = (down: DirectionProgress, up: DirectionProgress) => [
+      `  ${direction("↓", down, barWidth >= 4 ? barWidth : 0)}`,
+      `  ${direction("↑", up, barWidth >= 4 ? barWidth : 0)}`
+    ]
+    lines.push(`total  ${status.peers.length} peer(s)`, ...cells(status.totals.received, status.totals.sent))
+    status.peers.forEach((p, i) => {
+      const path = pathText(p)
+      lines.push(`${names[i]}  ${stateText(p, now)}${path === "" ? "" : `  ${path}`}`, ...cells(p.received, p.sent))
+      if (p.state !== "live" && p.state !== "transferring" && p.lastError !== undefined) lines.push(`  last error: ${p.lastError.message}`)
+    })
+  }
+  if (status.peers.length === 0) lines.push("no allowed peers: add one with --peer <id>")
+  return lines.map((line) => fit(line, width))
+}
 
-/** Log lines for machines: state changes at once, a summary per peer every `every`. */
-export const logLines = (manager: Pick<PeerManagerShape, "sessions">, every: Duration.Input = "30 seconds") =>
+/** Where a live region writes: a terminal's width and a synchronous write. */
+export interface Screen {
+  readonly columns: () => number
+  readonly write: (text: string) => void
+}
+
+/**
+ * The bottom of a terminal, owned by a redrawn block: `draw` replaces the block, `log` writes a
+ * line above it (the block is erased, the line written, the block drawn again, in one write), so
+ * neither eats the other. After the terminal narrows, the old block's lines may have been rewrapped
+ * onto several rows each (terminals reflow); the erase counts those rows.
+ */
+export const makeRegion = (screen: Screen) => {
+  let drawn: ReadonlyArray<string> = []
+  let block: (columns: number) => ReadonlyArray<string> = () => []
+  const erase = () => {
+    if (drawn.length === 0) return ""
+    const columns = Math.max(1, screen.columns())
+    const rows = drawn.reduce((n, line) => n + Math.max(1, Math.ceil([...line].length / columns)), 0)
+    return `\r\x1b[${rows}A\x1b[J`
+  }
+  const paint = () => {
+    drawn = block(screen.columns())
+    return drawn.length === 0 ? "" : `${drawn.join("\n")}\n`
+  }
+  return {
+    /** Replace the block with what `render` gives for the terminal's width (kept for redraws on resize). */
+    draw: (render: (columns: number) => ReadonlyArray<string>) => {
+      block = render
+      screen.write(erase() + paint())
+    },
+    /** Redraw for the current width (after a resize). */
+    redraw: () => screen.write(erase() + paint()),
+    /** A log line, above the block. */
+    log: (line: string) => screen.write(`${erase()}${line}\n${paint()}`),
+    /** Leave the block where it is (at exit); later writes go below it. */
+    release: () => {
+      drawn = []
+      block = () => []
+    }
+  }
+}
+
+export type LiveRegion = ReturnType<typeof makeRegion>
+
+/** Draws the status into the region at each tick of the model. */
+export const terminal = (status: Pick<StatusShape, "changes">, region: LiveRegion) =>
+  status.changes.pipe(Stream.runForEach((s) => Effect.sync(() => region.draw((columns) => render(s, columns)))))
+
+/** Log lines for machines: a peer's state changes at once, a summary per peer every `every`. */
+export const logLines = (status: Pick<StatusShape, "changes">, every: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
     const states = new Map<string, string>()
     const interval = Duration.toMillis(Duration.fromInputUnsafe(every))
     let lastSummary = yield* Clock.currentTimeMillis
-    const tick = Effect.gen(function*() {
-      const sessions = yield* manager.sessions
-      const now = yield* Clock.currentTimeMillis
-      const summary = now - lastSummary >= interval
-      if (summary) lastSummary = now
-      for (const info of sessions) {
-        const changed = states.get(info.peer) !== info.state
-        states.set(info.peer, info.state)
-        if (!changed && !summary) continue
-        const { assets, bytes } = toGo(info)
-        yield* Effect.logInfo(changed ? `peer ${info.peer} ${info.state}` : `peer ${info.peer} summary`).pipe(
-          Effect.annotateLogs({
-            peer: info.peer,
-            state: info.state,
-            role: info.role,
-            assets_to_go: assets,
-            bytes_to_go: bytes,
-            assets_received: info.stats.assetsReceived,
-            assets_sent: info.stats.assetsSent,
-            bytes_received: info.stats.bytesReceived,
-            bytes_sent: info.stats.bytesSent,
-            echoes_suppressed: info.stats.echoesSuppressed,
-            ...(info.lastError !== undefined ? { last_error: info.lastError } : {})
-          })
-        )
-      }
-    })
-    yield* tick.pipe(Effect.repeat(Schedule.spaced("1 second")))
+    yield* status.changes.pipe(Stream.runForEach((s) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const summary = now - lastSummary >= interval
+        if (summary) lastSummary = now
+        for (const p of s.peers) {
+          const changed = states.get(p.peer) !== p.state
+          states.set(p.peer, p.state)
+          if (!changed && !summary) continue
+          yield* Effect.logInfo(changed ? `peer ${p.peer} ${p.state}` : `peer ${p.peer} summary`).pipe(Effect.annotateLogs(logFields(p)))
+        }
+      })
+    ))
   })
+
+/** The annotations of a peer's log line (snake_case, as the other log fields). */
+export const logFields = (p: PeerStatus): Record<string, unknown> => ({
+  peer: p.peer,
+  state: p.sessionState ?? "connecting",
+  phase: p.state,
+  connection: p.connection,
+  ...(p.role === undefined ? {} : { role: p.role }),
+  assets_to_go: p.received.assetsToGo,
+  bytes_to_go: p.received.bytesToGo ?? 0,
+  assets_to_send: p.sent.assetsToGo,
+  ...(p.sent.bytesToGo === undefined ? {} : { bytes_to_send: p.sent.bytesToGo }),
+  assets_received: p.received.assetsDone,
+  assets_sent: p.sent.assetsDone,
+  bytes_received: p.received.bytesDone,
+  bytes_sent: p.sent.bytesDone,
+  rate_received: p.received.rateBytesPerSecond,
+  rate_sent: p.sent.rateBytesPerSecond,
+  ...(p.received.etaSeconds === undefined ? {} : { eta_received_s: p.received.etaSeconds }),
+  ...(p.sent.etaSeconds === undefined ? {} : { eta_sent_s: p.sent.etaSeconds }),
+  ...(p.nextRetryAt === undefined ? {} : { next_retry_at: new Date(p.nextRetryAt).toISOString() }),
+  ...(p.refused === undefined ? {} : { refused_by: p.refused.by }),
+  ...(p.lastError === undefined ? {} : { last_error: p.lastError.message, last_error_at: new Date(p.lastError.at).toISOString() })
+})

@@ -10,6 +10,7 @@ import { InvalidInput, Metrics } from "@can-sync/core"
 import type { CanStoreShape, PeerId } from "@can-sync/core"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as PeerManager from "@can-sync/core/PeerManager"
+import * as Status from "@can-sync/core/Status"
 import { EmbeddedStore, HttpStore } from "@can-sync/store"
 import { Identity, isPeerId } from "@can-sync/transport/Identity"
 import type { PeerIdentity } from "@can-sync/transport/Identity"
@@ -27,6 +28,7 @@ import * as AgentMetrics from "./AgentMetrics.ts"
 import * as Logging from "./Logging.ts"
 import * as Progress from "./Progress.ts"
 import * as Prometheus from "./Prometheus.ts"
+import * as StatusPage from "./StatusPage.ts"
 import type { SyncFlags } from "./SyncCommand.ts"
 import * as Telemetry from "./Telemetry.ts"
 import { version } from "./Version.ts"
@@ -69,17 +71,31 @@ const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Op
       )
     : EmbeddedStore.make({ dataDir: data, lock: true }).pipe(Effect.map((store) => ({ store: store as CanStoreShape, stats: Option.some(store.stats) })))
 
-export const run = (flags: SyncFlags) =>
-  Effect.gen(function*() {
+/**
+ * On a terminal (and without --json) the bottom of the screen is a live status block, and log
+ * lines go above it through the same region, so neither overwrites the other.
+ */
+const terminalRegion = (flags: SyncFlags): Progress.LiveRegion | undefined =>
+  process.stderr.isTTY === true && !flags.json
+    ? Progress.makeRegion({ columns: () => process.stderr.columns ?? 80, write: (text) => process.stderr.write(text) })
+    : undefined
+
+export const run = (flags: SyncFlags) => {
+  const region = terminalRegion(flags)
+  const logging = region === undefined
+    ? Logging.layer({ json: flags.json ? true : "auto" })
+    : Logging.layer({ json: false, write: region.log, colors: !Logging.noColor() })
+  return Effect.gen(function*() {
     const allowed = yield* allowList(flags.peers, flags.peersFile)
     const identity = yield* Identity.loadOrCreate(flags.data)
     // telemetry's service.instance.id is the peer id: the same series across restarts
-    return yield* agent(flags, allowed, identity).pipe(
+    return yield* agent(flags, allowed, identity, region).pipe(
       Effect.provide(Telemetry.layerWith({ serviceVersion: version, attributes: { "service.instance.id": identity.peerId } }))
     )
-  }).pipe(Effect.provide(Logging.layer({ json: flags.json ? true : "auto" })))
+  }).pipe(Effect.provide(logging))
+}
 
-const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerIdentity) =>
+const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerIdentity, region: Progress.LiveRegion | undefined) =>
   Effect.gen(function*() {
     if (allowed.length === 0) {
       yield* Effect.logWarning(
@@ -124,8 +140,21 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
         return Metrics.recordLink(peer, path?.kind, path?.rttMillis)
       }, { discard: true })
     ))
+    // The one status model: /status, the terminal block, the log lines, the page and the backlog gauges render it.
+    const status = yield* Status.make({
+      version,
+      peerId: identity.peerId,
+      peers: allowed,
+      sessions: manager.sessions,
+      links: transport.paths,
+      signaling: Ref.get(registered).pipe(Effect.map((up): Status.SignalingView => ({ url: flags.signal, state: up ? "registered" : "connecting" }))),
+      store: Option.match(stats, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (read) => read.pipe(Effect.map((s) => ({ assets: s.assets, bytes: s.bytes })), Effect.catch(() => Effect.succeed(undefined)))
+      })
+    })
     const processHealth = yield* AgentMetrics.processSampler
-    const backlog = manager.sessions.pipe(Effect.flatMap(AgentMetrics.recordBacklog))
+    const backlog = status.current.pipe(Effect.flatMap(AgentMetrics.recordBacklog))
     const sample = Effect.all([storeSize, links, backlog, processHealth], { discard: true })
 
     if (Option.isSome(flags.adminPort)) {
@@ -134,23 +163,10 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
         port: flags.adminPort.value,
         ready: Ref.get(registered),
         metrics: sample.pipe(Effect.andThen(Prometheus.exposition)),
-        status: Effect.zip(manager.sessions, transport.paths).pipe(Effect.map(([sessions, paths]) => ({
-          peerId: identity.peerId,
-          // Every allowed peer, connected or not: sessions = 0 means never reached; lastError/nextRetryAt say why and when.
-          peers: sessions.map((s) => ({
-            peer: s.peer,
-            state: s.state,
-            role: s.role,
-            restarts: s.restarts,
-            lastError: s.lastError,
-            lastErrorAt: s.lastErrorAt,
-            nextRetryAt: s.nextRetryAt,
-            ...s.stats,
-            path: paths.get(s.peer),
-            // parallel connections carrying the link (undefined while not connected)
-            lanes: paths.get(s.peer)?.lanes
-          }))
-        })))
+        status: Effect.all([status.current, manager.sessions, transport.paths]).pipe(Effect.map(([model, sessions, paths]) =>
+          StatusPage.statusJson(model, sessions, paths)
+        )),
+        page: { html: StatusPage.html, events: status.changes }
       })
       yield* Effect.logInfo(`admin endpoints at ${admin.url}`)
     }
@@ -162,8 +178,14 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
 
     yield* Effect.forkScoped(sample.pipe(Effect.repeat(Schedule.spaced("5 seconds"))))
 
-    const tty = process.stderr.isTTY === true && !flags.json
-    yield* Effect.forkScoped(tty ? Progress.terminal(manager) : Progress.logLines(manager))
+    if (region === undefined) yield* Effect.forkScoped(Progress.logLines(status))
+    else {
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.stderr.on("resize", region.redraw)),
+        () => Effect.sync(() => process.stderr.off("resize", region.redraw))
+      )
+      yield* Effect.forkScoped(Progress.terminal(status, region))
+    }
     yield* Effect.logInfo(
       `agent ${identity.peerId} syncing ${Option.getOrElse(flags.canUrl, () => flags.data)} with ${allowed.length} allowed peer(s) via ${flags.signal}`
     )

@@ -14,8 +14,12 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Scope } from "effect"
 import type { PeerStats, SessionState } from "./ActorWiring.ts"
+import { emptyStats } from "./ActorWiring.ts"
 import type { PeerId } from "./Domain.ts"
 import type { Role } from "./PeerLink.ts"
+
+/** A peer's counters before its first session (for renderers of peers never reached). */
+export { emptyStats }
 
 /** Why a connection attempt or session ended, as far as the state shown depends on it. */
 export type FailureKind = "refused-by-us" | "refused-by-peer" | "no-signaling" | "other"
@@ -338,8 +342,8 @@ export const makeTracker = (now: number) => {
     const peers = configured.map((peer): PeerStatus => {
       const session = byPeer.get(peer)
       const stats = session?.stats
-      const received = stats === undefined ? receivedCounts(zero) : receivedCounts(stats)
-      const sent = stats === undefined ? sentCounts(zero) : sentCounts(stats)
+      const received = stats === undefined ? receivedCounts(emptyStats) : receivedCounts(stats)
+      const sent = stats === undefined ? sentCounts(emptyStats) : sentCounts(stats)
       const meter = (direction: string, c: Counts) => {
         const key = `${peer} ${direction}`
         let m = meters.get(key)
@@ -412,25 +416,6 @@ export const makeTracker = (now: number) => {
   return { update }
 }
 
-const zero: PeerStats = {
-  sessions: 0,
-  reconciles: 0,
-  assetsSent: 0,
-  bytesSent: 0,
-  assetsReceived: 0,
-  bytesReceived: 0,
-  redundantReceives: 0,
-  verificationFailures: 0,
-  echoesSuppressed: 0,
-  digestsOffered: 0,
-  hashesWanted: 0,
-  bytesWanted: 0,
-  hashesWantedByPeer: 0,
-  metaSent: 0,
-  metaApplied: 0,
-  chunkBytesReceived: 0,
-  chunkBytesSent: 0
-}
 
 /** Where a tick reads from (each read may fail or be slow; a failed read is shown as unknown). */
 export interface Sources {
