@@ -95,10 +95,11 @@ export const formatReadable = (colors: boolean): Logger.Logger<unknown, string> 
     const fields = Object.entries(r)
       .filter(([key]) => !reserved.has(key))
       .map(([key, value]) => `${key}=${typeof value === "string" ? value : text(value)}`)
-    if (r.trace_id !== undefined) fields.push(paint("90", `trace=${r.trace_id}`))
-    // Messages and fields may carry a peer's text: escaped, so it cannot forge lines or drive the terminal.
+    // Messages and fields may carry a peer's text: escaped, so it cannot forge lines or drive the terminal
+    // (the trace id is ours, painted after escaping).
+    const trace = r.trace_id === undefined ? [] : [paint("90", `trace=${r.trace_id}`)]
     const line = `${r.timestamp.slice(11, 23)} ${paint(levelColor[r.level], r.level.padEnd(5))} ${printable(r.message)}${
-      fields.length > 0 ? ` ${printable(fields.join(" "))}` : ""
+      [...(fields.length > 0 ? [printable(fields.join(" "))] : []), ...trace].map((f) => ` ${f}`).join("")
     }`
     return r.cause === undefined ? line : `${line}\n${r.cause}`
   })

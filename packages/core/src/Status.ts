@@ -193,11 +193,9 @@ const receivedCounts = (s: PeerStats): Counts => {
 const sentCounts = (s: PeerStats): Counts => {
   const assetsToGo = Math.max(0, s.hashesWantedByPeer - s.assetsSent)
   const inFlight = Math.max(0, s.chunkBytesSent - s.bytesSent)
-  const bytesToGo = assetsToGo === 0
-    ? 0
-    : s.assetsSent === 0
-    ? undefined
-    : Math.max(0, Math.round(assetsToGo * (s.bytesSent / s.assetsSent)) - inFlight)
+  const estimate = s.assetsSent === 0 ? 0 : Math.round(assetsToGo * (s.bytesSent / s.assetsSent)) - inFlight
+  // sizes differ: an estimate the asset in flight already passed says nothing (unknown, not 0)
+  const bytesToGo = assetsToGo === 0 ? 0 : estimate > 0 ? estimate : undefined
   return { assetsToGo, bytesToGo, bytesToGoEstimated: assetsToGo > 0, assetsDone: s.assetsSent, bytesDone: s.chunkBytesSent }
 }
 
@@ -256,7 +254,7 @@ const progress = (c: Counts, m: Meter): DirectionProgress => {
   const assetsDone = Math.max(0, c.assetsDone - m.baseAssets)
   const percent = c.assetsToGo === 0
     ? 100
-    : c.bytesToGo !== undefined && bytesDone + c.bytesToGo > 0
+    : c.bytesToGo !== undefined && !c.bytesToGoEstimated && bytesDone + c.bytesToGo > 0
     ? (100 * bytesDone) / (bytesDone + c.bytesToGo)
     : (100 * assetsDone) / (assetsDone + c.assetsToGo)
   return {
@@ -320,7 +318,7 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
  */
 export const makeTracker = (now: number) => {
   const meters = new Map<string, Meter>()
-  const states = new Map<PeerId, { state: PeerState; since: number; errorAt: number | undefined }>()
+  const states = new Map<PeerId, { state: PeerState; since: number; errorAt: number | undefined; error: string | undefined }>()
   let signalingState: SignalingView["state"] | undefined
   const events: Array<StatusEvent> = []
   const startedAt = now
@@ -374,12 +372,13 @@ export const makeTracker = (now: number) => {
         if (previous !== undefined && previous.state !== state) {
           record({ at, peer, kind: "state", text: refused === undefined ? state : `refused by ${refused.by}: ${refused.reason}` })
         }
-        if (errorAt !== undefined && errorAt !== previous?.errorAt && session?.lastError !== undefined) {
-          record({ at: errorAt, peer, kind: "error", text: session.lastError })
+        // each new error once (a peer offline for an hour fails the same way at every retry)
+        if (errorAt !== undefined && errorAt !== previous?.errorAt && session?.lastError !== undefined && session.lastError !== previous?.error) {
+          record({ at, peer, kind: "error", text: session.lastError })
         }
       }
       const since = previous === undefined ? at : previous.state === state ? previous.since : at
-      if (tick || previous === undefined) states.set(peer, { state, since, errorAt })
+      if (tick || previous === undefined) states.set(peer, { state, since, errorAt, error: session?.lastError ?? previous?.error })
       const link = input.links.get(peer)
       const sessions = stats?.sessions ?? 0
       const inSession = session?.state === "live" || session?.state === "reconciling" || session?.state === "handshake"
