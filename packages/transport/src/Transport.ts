@@ -58,7 +58,7 @@ export interface TransportConfig {
 }
 
 /** Lanes per link at most when nothing says otherwise. */
-export const DEFAULT_MAX_LANES = 1
+export const DEFAULT_MAX_LANES = Lanes.MAX_LANES
 
 /** `CAN_SYNC_LANES` (1 to 8), else the default. */
 const lanesFromEnv = (): PeerSlot.LaneConfig => {
