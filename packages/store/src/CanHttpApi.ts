@@ -24,7 +24,10 @@ export const Routes = {
   assets: "/assets",
   asset: "/assets/:hash",
   assetMeta: "/assets/:hash/meta",
-  /** Range reconciliation (when `SyncInfo.features` has `RangesFeature`): fingerprints of hash prefixes. */
+  /**
+   * Range reconciliation: fingerprints of hash prefixes. Served only over a store that keeps them;
+   * a client asks for no prefix once to learn whether it is (200, else 404: list every digest).
+   */
   rangeFingerprints: "/sync/ranges/fingerprints",
   /** Range reconciliation: the items of hash prefixes, as many leading prefixes as fit one response. */
   rangeItems: "/sync/ranges/items"
@@ -124,15 +127,8 @@ export const headerJson = (value: unknown): string =>
 // Bodies
 // ---------------------------------------------------------------------------------------------
 
-/** `SyncInfo.features`: the service answers the range routes (its store keeps range fingerprints). */
-export const RangesFeature = "ranges/1"
-
-/** `GET /sync/info`. `features` is absent from services older than range reconciliation. */
-export const SyncInfo = Schema.Struct({
-  storeId: Schema.String,
-  seq: Schema.Number,
-  features: Schema.optionalKey(Schema.Array(Schema.String))
-})
+/** `GET /sync/info` */
+export const SyncInfo = Schema.Struct({ storeId: Schema.String, seq: Schema.Number })
 export type SyncInfo = typeof SyncInfo.Type
 
 // ---------------------------------------------------------------------------------------------

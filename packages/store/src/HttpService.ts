@@ -333,8 +333,7 @@ interface RouteOptions {
 // ---------------------------------------------------------------------------------------------
 
 const info = (store: CanStoreShape) =>
-  Effect.map(store.currentSeq, (seq) =>
-    ok(Api.SyncInfo, { storeId: store.storeId, seq, features: store.ranges === undefined ? [] : [Api.RangesFeature] }))
+  Effect.map(store.currentSeq, (seq) => ok(Api.SyncInfo, { storeId: store.storeId, seq }))
 
 const sumHex = (sum: Uint8Array): string => Buffer.from(sum.buffer, sum.byteOffset, sum.byteLength).toString("hex")
 
@@ -560,7 +559,7 @@ const makeRoutes = (store: CanStoreShape, options: RouteOptions) => {
     route("GET", Api.Routes.asset, content(store)),
     route("GET", Api.Routes.assetMeta, stat(store)),
     route("POST", Api.Routes.assetMeta, editMeta(store, options)),
-    // Only over a store that keeps range fingerprints (`SyncInfo.features` says so); else 404.
+    // Only over a store that keeps range fingerprints; else 404, which tells a client to list digests.
     ...(store.ranges === undefined ? [] : [
       route("POST", Api.Routes.rangeFingerprints, rangeFingerprints(store.ranges, options)),
       route("POST", Api.Routes.rangeItems, rangeItems(store.ranges, options))

@@ -393,7 +393,17 @@ const rangeItems = (c: Connection) => {
   return resolve
 }
 
-/** The service's range source, when it announces `RangesFeature`. */
+/**
+ * Whether the service answers range requests: an empty fingerprint request is 200 where it does,
+ * 404 from a service over a store without ranges or older than them.
+ */
+const offersRanges = (c: Connection) =>
+  c.client.execute(rangeRequest(Api.Routes.rangeFingerprints, [])).pipe(
+    Effect.mapError(transportError("connect")),
+    Effect.map((response) => response.status === 200)
+  )
+
+/** The service's range source. */
 const ranges = (c: Connection): RangeSource<StoreUnavailable | InvalidInput> => ({
   fingerprints: rangeFingerprints(c),
   items: rangeItems(c)
@@ -487,7 +497,7 @@ export const make = Effect.fn("HttpStore.make")(function*(
   options: HttpStoreOptions
 ): Effect.fn.Return<CanStoreShape, StoreUnavailable, Scope.Scope> {
   const c = yield* connect(options)
-  const { storeId, features } = yield* info(c).pipe(
+  const { storeId } = yield* info(c).pipe(
     Effect.mapError((e) => e._tag === "StoreUnavailable" ? e : unavailable("connect", e.message))
   )
   return {
@@ -502,7 +512,7 @@ export const make = Effect.fn("HttpStore.make")(function*(
     editMeta: editMeta(c),
     mergeMeta: mergeMeta(c),
     events: events(c, options),
-    // A service that keeps range fingerprints says so; with an older one, sessions list every digest.
-    ranges: features?.includes(Api.RangesFeature) === true ? ranges(c) : undefined
+    // With a service that keeps no range fingerprints (or an older one), sessions list every digest.
+    ranges: (yield* offersRanges(c)) ? ranges(c) : undefined
   } satisfies CanStoreShape
 })
