@@ -58,7 +58,7 @@ describe("metadata out of bounds (item 2)", () => {
       const bad = bytes(1000, 1)
       const good = bytes(1000, 2)
       const want = yield* offering(raw, [{ hash: sha(bad), size: 1000 }, { hash: sha(good), size: 1000 }])
-      expect(want).toEqual({ hashes: [sha(bad), sha(good)], last: true })
+      expect(want).toEqual({ hashes: [sha(bad), sha(good)], last: true, offsets: [] })
       // 600 KB of description fits a 1 MiB frame, but not MetadataLimits.
       yield* sendAsset(raw, bad, { ...meta, description: "x".repeat(600_000) })
       expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.METADATA_INVALID, hash: sha(bad), fatal: false })
@@ -157,7 +157,7 @@ describe("disk bounds (item 3)", () => {
     Effect.gen(function*() {
       const { raw } = yield* engineSide({ maxAssetBytes: 1000 })
       const [big, small] = fakeHashes(2, "sizes")
-      expect(yield* offering(raw, [{ hash: big!, size: 1001 }, { hash: small!, size: 1000 }])).toEqual({ hashes: [small], last: true })
+      expect(yield* offering(raw, [{ hash: big!, size: 1001 }, { hash: small!, size: 1000 }])).toEqual({ hashes: [small], last: true, offsets: [] })
     }).pipe(Effect.scoped))
 
   it("the default maximum asset size is 64 GiB and configurable", () => {

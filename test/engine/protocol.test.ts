@@ -59,7 +59,7 @@ describe("transfer verification", () => {
       const absent = sha(new Uint8Array([42]))
       yield* raw.send(Frame.make("Want", { hashes: [absent], last: true }))
       expect((yield* raw.next("Error")).message).toMatchObject({ code: Proto.ErrorCode.ASSET_NOT_FOUND, hash: absent, fatal: false })
-      expect((yield* raw.next("Want")).message).toEqual({ hashes: [x], last: true })
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [x], last: true, offsets: [] })
       yield* raw.send(Frame.make("AssetHeader", { hash: x, size: bad.length, meta }))
       yield* raw.send(Frame.make("AssetChunk", { hash: x, data: bad }))
       yield* raw.send(Frame.make("AssetEnd", { hash: x }))
@@ -71,7 +71,7 @@ describe("transfer verification", () => {
       const other = new Uint8Array(500).fill(9)
       const y = sha(other)
       yield* raw.send(Frame.make("Offer", { digests: [digest(y, other.length)] }))
-      expect((yield* raw.next("Want")).message).toEqual({ hashes: [y], last: true })
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [y], last: true, offsets: [] })
       yield* raw.send(Frame.make("AssetHeader", { hash: y, size: other.length, meta }))
       yield* raw.send(Frame.make("AssetChunk", { hash: y, data: other }))
       yield* raw.send(Frame.make("AssetEnd", { hash: y }))
@@ -124,7 +124,7 @@ describe("flow-control windows", () => {
       const { actor, raw } = yield* engineSide()
       yield* raw.send(hello())
       yield* raw.send(Frame.make("DigestChunk", { digests: [], last: true }))
-      expect((yield* raw.next("Want")).message).toEqual({ hashes: [], last: true }) // the engine's reconcile wants: none
+      expect((yield* raw.next("Want")).message).toEqual({ hashes: [], last: true, offsets: [] }) // the engine's reconcile wants: none
       yield* raw.send(Frame.make("Want", { hashes: [], last: true })) // ours: none, round closed
       yield* raw.next("Done")
       yield* raw.send(Frame.make("Want", { hashes: [], last: true })) // the engine offered nothing

@@ -95,6 +95,12 @@ export interface CanStoreShape {
   readonly stat: (hash: AssetHash) => Effect.Effect<Option.Option<AssetRecord>, StoreError>
   /** The content, in chunks; never the whole asset in memory. */
   readonly read: (hash: AssetHash) => Stream.Stream<Uint8Array, AssetNotFound | StoreError>
+  /**
+   * The content from byte `offset` on, for a resumed transfer: not checked against the hash (the
+   * receiver checks the whole asset; a mismatch brings it back from byte 0, through `read`).
+   * Without it a sender reads from 0 and skips the bytes before `offset`.
+   */
+  readonly readFrom?: ((hash: AssetHash, offset: number) => Stream.Stream<Uint8Array, AssetNotFound | StoreError>) | undefined
   /** Digests of assets changed after `since` (0 = all), at most `limit` per page. */
   readonly list: (options?: { readonly since?: number; readonly limit?: number }) => Effect.Effect<DigestPage, StoreError>
   /** The newest change sequence of the store (0 when empty). */

@@ -54,18 +54,30 @@ const tagByType = new Map<number, FrameTag>(
 export const frameType = (tag: FrameTag): number => kinds[tag][0]
 
 /**
- * A message as a frame's author writes it: Hello's `features` (added to version 1 later, empty for
- * peers that predate it) may be left out.
+ * A message as a frame's author writes it: fields added to version 1 later — Hello's `features`,
+ * Want's `offsets`, AssetHeader's `offset` (empty or 0 for peers that predate them) — may be left out.
  */
 export type MessageInput<K extends FrameTag> = K extends "Hello"
   ? Omit<Proto.Hello, "features"> & { readonly features?: Array<string> | undefined }
+  : K extends "Want" ? Omit<Proto.Want, "offsets"> & { readonly offsets?: Array<number> | undefined }
+  : K extends "AssetHeader" ? Omit<Proto.AssetHeader, "offset"> & { readonly offset?: number | undefined }
   : MessageOf<K>
 
+/** The later fields' values for a peer that leaves them out. */
+const laterFields: Partial<Record<FrameTag, Record<string, unknown>>> = {
+  Hello: { features: [] },
+  Want: { offsets: [] },
+  AssetHeader: { offset: 0 }
+}
+
 /** Build a frame value (a plain constructor with the right type). */
-export const make = <K extends FrameTag>(tag: K, message: MessageInput<K>): FrameOf<K> =>
-  (tag === "Hello" && !("features" in message && message.features !== undefined)
-    ? { _tag: tag, message: { ...message, features: [] } }
-    : { _tag: tag, message }) as unknown as FrameOf<K>
+export const make = <K extends FrameTag>(tag: K, message: MessageInput<K>): FrameOf<K> => {
+  const defaults = laterFields[tag]
+  if (defaults === undefined) return { _tag: tag, message } as unknown as FrameOf<K>
+  const filled: Record<string, unknown> = { ...message }
+  for (const [field, value] of Object.entries(defaults)) if (filled[field] === undefined) filled[field] = value
+  return { _tag: tag, message: filled } as unknown as FrameOf<K>
+}
 
 export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameTooLarge", {
   size: Schema.Number,

@@ -3,7 +3,8 @@
  * shared by every PeerActor of a PeerManager (one local store), so an asset offered by two peers
  * at once is fetched from only one of them: the second sees it busy, waits for the outcome, and
  * asks its own peer only if that transfer failed. It also holds metadata edits that arrive for an
- * asset still in transit, to be merged once the asset is stored.
+ * asset still in transit, to be merged once the asset is stored, and the byte a resumed transfer
+ * was asked from (the only offset its AssetHeader may name besides 0).
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -26,6 +27,10 @@ export interface InFlight {
   readonly isOwner: (hash: string, owner: Owner) => Effect.Effect<boolean>
   /** End a claim; returns any metadata edit stashed meanwhile (and who sent it), to merge now. */
   readonly settle: (hash: string, owner: Owner, stored: boolean) => Effect.Effect<StashedMeta | undefined>
+  /** Note the first byte the owner asked its peer for (Want.offsets). */
+  readonly askFrom: (hash: string, owner: Owner, offset: number) => Effect.Effect<void>
+  /** The byte the owner asked `hash` from (0: from the start, or not the owner). */
+  readonly askedFrom: (hash: string, owner: Owner) => Effect.Effect<number>
   /** Keep an edit from peer `from` for an asset in transit; false when nobody is receiving it. */
   readonly stashMeta: (hash: string, meta: AssetMeta, from: string) => Effect.Effect<boolean>
   /** Fail every claim of a session that is ending. */
@@ -43,6 +48,7 @@ interface Entry {
   readonly owner: Owner
   readonly settled: Deferred.Deferred<boolean>
   stashed: StashedMeta | undefined
+  offset: number
 }
 
 let nextSession = 1
@@ -62,7 +68,7 @@ export const make: Effect.Effect<InFlight> = Effect.sync(() => {
       Effect.sync((): ClaimResult => {
         const entry = entries.get(hash)
         if (entry === undefined) {
-          entries.set(hash, { owner, settled: Deferred.makeUnsafe<boolean>(), stashed: undefined })
+          entries.set(hash, { owner, settled: Deferred.makeUnsafe<boolean>(), stashed: undefined, offset: 0 })
           return { _tag: "Claimed" }
         }
         if (entry.owner.session === owner.session) return { _tag: "Claimed" }
@@ -73,6 +79,16 @@ export const make: Effect.Effect<InFlight> = Effect.sync(() => {
       Effect.sync(() => {
         const entry = entries.get(hash)
         return entry !== undefined && entry.owner.session === owner.session ? end(hash, entry, stored) : undefined
+      }),
+    askFrom: (hash, owner, offset) =>
+      Effect.sync(() => {
+        const entry = entries.get(hash)
+        if (entry !== undefined && entry.owner.session === owner.session) entry.offset = offset
+      }),
+    askedFrom: (hash, owner) =>
+      Effect.sync(() => {
+        const entry = entries.get(hash)
+        return entry !== undefined && entry.owner.session === owner.session ? entry.offset : 0
       }),
     stashMeta: (hash, meta, from) =>
       Effect.sync(() => {

@@ -386,8 +386,8 @@ export const present = (layout: Layout, hash: AssetHash, size: number): Effect.E
     Effect.catch((error) => errorCode(error) === "ENOENT" ? Effect.succeed(false) : Effect.fail(unavailable("stat content file")(error)))
   )
 
-/** The bytes of a file as a stream of chunks of at most `ReadChunkSize`. */
-export const readFile = (path: string, operation: string): Stream.Stream<Uint8Array, StoreUnavailable> =>
+/** The bytes of a file (from byte `start` on) as a stream of chunks of at most `ReadChunkSize`. */
+export const readFile = (path: string, operation: string, start = 0): Stream.Stream<Uint8Array, StoreUnavailable> =>
   Stream.unwrap(Effect.gen(function*() {
     const handle = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -402,7 +402,7 @@ export const readFile = (path: string, operation: string): Stream.Stream<Uint8Ar
       }),
       (handle) => Effect.promise(() => handle.close().catch(() => undefined))
     )
-    return Stream.paginate(0, (position: number) =>
+    return Stream.paginate(start, (position: number) =>
       Effect.tryPromise({
         try: () => handle.read(Buffer.allocUnsafe(ReadChunkSize), 0, ReadChunkSize, position),
         catch: unavailable(operation)

@@ -484,6 +484,16 @@ const read = (parts: Parts) => (hash: AssetHash): Stream.Stream<Uint8Array, Asse
     return ContentFiles.readVerified(parts.layout, valid, found.value.record.size, "read")
   }))
 
+/** From `offset` on, unverified (a resumed transfer: its receiver checks the whole hash). */
+const readFrom = (parts: Parts) => (hash: AssetHash, offset: number): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const valid = yield* validHash(hash, "hash")
+    const start = yield* validSeq(offset, "offset")
+    const found = yield* parts.index.find(valid)
+    if (Option.isNone(found) || found.value.absent) return yield* new AssetNotFound({ hash })
+    return ContentFiles.readFile(ContentFiles.objectPath(parts.layout, valid), "read", start)
+  }))
+
 const list = (parts: Parts) =>
   Effect.fn("EmbeddedStore.list")(function*(listOptions?: { readonly since?: number; readonly limit?: number }) {
     const since = yield* validSeq(listOptions?.since ?? 0, "since")
@@ -652,6 +662,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
         return Option.isSome(found) && !found.value.absent ? Option.some(found.value.record) : Option.none()
       }),
       read: read(parts),
+      readFrom: readFrom(parts),
       list: list(parts),
       currentSeq: index.currentSeq,
       push: push(parts),

@@ -114,7 +114,7 @@ export interface Hello {
   agent: string;
   /** the largest frame this side accepts */
   maxFrameBytes: number;
-  /** what this side speaks beyond version 1: "ranges/1" (range reconciliation) */
+  /** what this side speaks beyond version 1: "ranges/1" (range reconciliation), */
   features: string[];
 }
 
@@ -127,8 +127,13 @@ export interface DigestChunk {
 /** Frame 0x03: an asset follows as chunks, then AssetEnd. */
 export interface AssetHeader {
   hash: string;
+  /** the whole asset's size, whatever the offset */
   size: number;
-  meta: AssetMeta | undefined;
+  meta:
+    | AssetMeta
+    | undefined;
+  /** "resume/1": the first content byte that follows (0 or the offset asked) */
+  offset: number;
 }
 
 /** Frame 0x04: the next piece of the asset announced by the last AssetHeader. */
@@ -160,6 +165,8 @@ export interface Offer {
 export interface Want {
   hashes: string[];
   last: boolean;
+  /** "resume/1": send hashes[i] from byte offsets[i] (missing entries: 0) */
+  offsets: number[];
 }
 
 /**
@@ -579,7 +586,7 @@ export const DigestChunk: MessageFns<DigestChunk> = {
 };
 
 function createBaseAssetHeader(): AssetHeader {
-  return { hash: "", size: 0, meta: undefined };
+  return { hash: "", size: 0, meta: undefined, offset: 0 };
 }
 
 export const AssetHeader: MessageFns<AssetHeader> = {
@@ -592,6 +599,9 @@ export const AssetHeader: MessageFns<AssetHeader> = {
     }
     if (message.meta !== undefined) {
       AssetMeta.encode(message.meta, writer.uint32(26).fork()).join();
+    }
+    if (message.offset !== 0) {
+      writer.uint32(32).uint64(message.offset);
     }
     return writer;
   },
@@ -631,6 +641,14 @@ export const AssetHeader: MessageFns<AssetHeader> = {
             }
 
             message.meta = AssetMeta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -853,7 +871,7 @@ export const Offer: MessageFns<Offer> = {
 };
 
 function createBaseWant(): Want {
-  return { hashes: [], last: false };
+  return { hashes: [], last: false, offsets: [] };
 }
 
 export const Want: MessageFns<Want> = {
@@ -863,6 +881,13 @@ export const Want: MessageFns<Want> = {
     }
     if (message.last !== false) {
       writer.uint32(16).bool(message.last);
+    }
+    if (message.offsets.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.offsets) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -895,6 +920,24 @@ export const Want: MessageFns<Want> = {
 
             message.last = reader.bool();
             continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.offsets.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.offsets.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
