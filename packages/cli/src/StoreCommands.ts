@@ -10,6 +10,7 @@ import { InvalidInput } from "@can-sync/core/CanStore"
 import type { CanStoreShape } from "@can-sync/core/CanStore"
 import { AssetHash, validateMeta, validatePatch } from "@can-sync/core/Domain"
 import type { AssetRecord, MetadataInvalid, MetaPatch } from "@can-sync/core/Domain"
+import * as AssetIndex from "@can-sync/store/AssetIndex"
 import * as EmbeddedStore from "@can-sync/store/EmbeddedStore"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -46,15 +47,52 @@ const parseHash = (input: string) =>
     Effect.mapError(() => new InvalidInput({ message: `not an asset hash (64 hex characters): ${input}` }))
   )
 
-/** Every record of the store, page by page in change order. */
-export const allRecords = (store: CanStoreShape): Stream.Stream<AssetRecord, unknown> =>
+/** Digests `ls` reads per page (and records it writes per write to stdout). */
+const LsPageSize = 5000
+
+/**
+ * Every record of the store, one page (in change order) per element: a million assets stream in
+ * pages of `LsPageSize`, never all in memory.
+ */
+export const recordPages = (store: CanStoreShape): Stream.Stream<ReadonlyArray<AssetRecord>, unknown> =>
   Stream.paginate(0, (since: number) =>
-    store.list({ since, limit: 5000 }).pipe(
-      Effect.map((page) => [page.digests, page.done ? Option.none<number>() : Option.some(page.next)] as const)
+    store.list({ since, limit: LsPageSize }).pipe(
+      Effect.map((page) => [[page.digests], page.done ? Option.none<number>() : Option.some(page.next)] as const)
     )).pipe(
-      Stream.mapEffect((digest) => store.stat(digest.hash).pipe(Effect.map(Option.toArray))),
-      Stream.flatMap((records) => Stream.fromIterable(records))
+      Stream.mapEffect((digests) =>
+        Effect.forEach(digests, (digest) => store.stat(digest.hash)).pipe(Effect.map((found) => found.flatMap(Option.toArray)))
+      )
     )
+
+/**
+ * The same pages read straight from the store's index (a second, read-only connection), one query
+ * per page: what `ls` reads, as `list` and a `stat` per asset cost ~26 µs an asset in lookups by hash.
+ */
+const indexPages = (dataDir: string): Stream.Stream<ReadonlyArray<AssetRecord>, unknown> =>
+  Stream.unwrap(Effect.map(AssetIndex.open(AssetIndex.pathIn(dataDir), { readOnly: true }), (index) =>
+    Stream.paginate(0, (since: number) =>
+      index.recordsAfter(since, LsPageSize).pipe(Effect.map((rows) => {
+        const last = rows.at(-1)
+        // Content set aside by verify is not listed, as `list` leaves it out.
+        const present = rows.filter((row) => !row.absent).map((row) => row.record)
+        return [[present], last === undefined || rows.length < LsPageSize ? Option.none<number>() : Option.some(last.record.seq)] as const
+      }))
+    )))
+
+/** Every record of the store, in change order. */
+export const allRecords = (store: CanStoreShape): Stream.Stream<AssetRecord, unknown> =>
+  recordPages(store).pipe(Stream.flatMap((records) => Stream.fromIterable(records)))
+
+/** Writes text to stdout as it comes, waiting when the pipe is full (a million lines never queue up in memory). */
+const toStdout = <E>(text: Stream.Stream<string, E>) =>
+  Stream.run(
+    Stream.encodeText(text),
+    NodeSink.fromWritable({
+      evaluate: () => process.stdout,
+      onError: (error) => new InvalidInput({ message: `cannot write to stdout: ${String(error)}` }),
+      endOnDone: false
+    })
+  )
 
 const tagsFlag = Flag.String("tag").pipe(Flag.withDescription("A tag (repeatable)"), Flag.atLeast(0))
 
@@ -142,11 +180,22 @@ const formatTime = (millis: number): string => {
 const formatRecord = (r: AssetRecord): string =>
   [r.hash, String(r.size), formatTime(r.meta.createdAt), ...formatMeta(r.meta)].join("  ")
 
+/**
+ * `ls`: one line per record, written a page at a time; `--json` is the same one-line JSON array as
+ * `JSON.stringify` of every record, written as it is read (at 200k assets it held ~0.5 GB before).
+ */
 export const ls = Command.make("ls", { data: existingDataFlag, json: jsonFlag }, ({ data, json }) =>
-  withStore(data, (store) =>
-    json
-      ? Stream.runCollect(allRecords(store)).pipe(Effect.flatMap((records) => Console.log(JSON.stringify(records))))
-      : Stream.runForEach(allRecords(store), (record) => Console.log(formatRecord(record))), readOnlyWhenUnwritable)
+  withStore(data, (store) => Effect.scoped(Effect.suspend(() => {
+    const pages = indexPages(store.dataDir).pipe(Stream.filter((records) => records.length > 0))
+    if (!json) return toStdout(Stream.map(pages, (records) => records.map((r) => `${formatRecord(r)}\n`).join("")))
+    let first = true
+    const body = Stream.map(pages, (records) => {
+      const text = (first ? "" : ",") + records.map((r) => JSON.stringify(r)).join(",")
+      first = false
+      return text
+    })
+    return toStdout(Stream.make("[").pipe(Stream.concat(body), Stream.concat(Stream.make("]\n"))))
+  })), readOnlyWhenUnwritable)
 ).pipe(Command.withDescription("List assets: one per line (hash, size, created, description, tags), or a JSON array"))
 
 export const cat = Command.make("cat", {

@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { randomBytes } from "node:crypto"
 import { statSync } from "node:fs"
+import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { pathToFileURL } from "node:url"
 import type { SQLOutputValue } from "node:sqlite"
@@ -185,6 +186,9 @@ export interface AssetIndex {
    */
   readonly ranges: Fingerprints.RangeSource<StoreUnavailable>
 }
+
+/** Where a data directory keeps its index (ContentFiles' layout names the same file). */
+export const pathIn = (dataDir: string): string => join(dataDir, "index.sqlite")
 
 /** A read-only open fails this way when the directory is read-only and the index has no `-shm` file. */
 const SqliteCantOpen = 14
