@@ -139,6 +139,20 @@ describe("partials of interrupted pushes", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("reading from an offset (the sending side of a resume)", () => {
+  it.live("readFrom streams the bytes from the offset on; an absent asset is AssetNotFound", () =>
+    Effect.gen(function*() {
+      const store = yield* openStore(yield* tempDir)
+      const data = randomBytes(300_000)
+      const { hash } = yield* store.ingest(chunked(data))
+      const tail = yield* Stream.runCollect(store.readFrom!(hash, 123_457))
+      expect(Buffer.concat(tail)).toEqual(data.subarray(123_457))
+      expect(yield* Stream.runCollect(store.readFrom!(hash, data.length))).toEqual([])
+      const missing = yield* Effect.flip(Stream.runCollect(store.readFrom!(sha256("absent"), 0)))
+      expect(missing._tag).toBe("AssetNotFound")
+    }).pipe(Effect.scoped))
+})
+
 describe("partial bounds", () => {
   /** A partial of `size` bytes of fresh content, left by a cut push. */
   const leavePartial = (store: EmbeddedStore.EmbeddedStoreShape, size: number) =>
