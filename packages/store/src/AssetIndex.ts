@@ -13,6 +13,7 @@ import * as Fingerprints from "@can-sync/core/Fingerprints"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import * as Semaphore from "effect/Semaphore"
 import { randomBytes } from "node:crypto"
 import { statSync } from "node:fs"
 import { join } from "node:path"
@@ -190,6 +191,9 @@ export interface AssetIndex {
 /** Where a data directory keeps its index (ContentFiles' layout names the same file). */
 export const pathIn = (dataDir: string): string => join(dataDir, "index.sqlite")
 
+/** Rows per statement while the range table is built (the event loop runs between pages). */
+const BuildPageSize = 20_000
+
 /** A read-only open fails this way when the directory is read-only and the index has no `-shm` file. */
 const SqliteCantOpen = 14
 
@@ -313,7 +317,9 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   const selectRangeItems = db.prepare(
     "SELECT hash, size, updated_at, origin FROM assets WHERE hash >= ? AND hash < ? AND absent = 0 ORDER BY hash"
   )
-  const selectAllItems = db.prepare("SELECT hash, size, updated_at, origin FROM assets WHERE absent = 0")
+  const selectItemsPage = db.prepare(
+    "SELECT rowid, hash, size, updated_at, origin, absent FROM assets WHERE rowid > ? ORDER BY rowid LIMIT ?"
+  )
   const selectChangedHashes = db.prepare("SELECT DISTINCT hash FROM changes WHERE seq > ? AND seq <= ?")
   const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets WHERE absent = 0")
 
@@ -340,14 +346,30 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     selectRangeItems.all(prefix, `${prefix}g`).map(itemOf)
   /** The bucket table and the newest change it reflects; built on first use. */
   let fingerprints: { readonly table: Fingerprints.Table; last: number } | undefined
-  const currentTable = (): Fingerprints.Table => {
+  /**
+   * Builds the table by one scan of the index in rowid order, a page per statement, giving the
+   * event loop back between pages: at a million assets the scan takes seconds, and an agent's
+   * sessions, timers and sockets keep running meanwhile. Rows read may already hold changes
+   * after `last`: those buckets are recounted by the next `catchUp`.
+   */
+  const build = Effect.gen(function*() {
+    const last = yield* run("fingerprint hash ranges", () => num(selectCurrentSeq.get() ?? {}, "seq"))
+    const table = Fingerprints.makeTable()
+    let after = 0
+    while (true) {
+      const rows = yield* run("fingerprint hash ranges", () => selectItemsPage.all(after, BuildPageSize))
+      for (const row of rows) if (num(row, "absent") === 0) table.add(itemOf(row))
+      if (rows.length < BuildPageSize) break
+      after = num(rows[rows.length - 1]!, "rowid")
+      yield* Effect.sleep(0)
+    }
+    fingerprints = { table, last }
+  })
+  /** Recounts the buckets of the hashes changed since the table's `last` (by this process or another). */
+  const catchUp = (): Fingerprints.Table | undefined => {
     const last = num(selectCurrentSeq.get() ?? {}, "seq")
-    // Rows read below may already hold changes after `last`: those buckets are recounted next time.
-    if (fingerprints === undefined || last < fingerprints.last) {
-      const table = Fingerprints.makeTable()
-      for (const row of selectAllItems.iterate()) table.add(itemOf(row))
-      fingerprints = { table, last }
-    } else if (last > fingerprints.last) {
+    if (fingerprints === undefined || last < fingerprints.last) return undefined // none yet, or a replaced index
+    if (last > fingerprints.last) {
       const buckets = new Set<string>()
       for (const row of selectChangedHashes.iterate(fingerprints.last, last)) {
         buckets.add(str(row, "hash").slice(0, Fingerprints.BUCKET_DIGITS))
@@ -357,6 +379,17 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     }
     return fingerprints.table
   }
+  /** One caller builds at a time: sessions starting together wait for the same build. */
+  const building = yield* Semaphore.make(1)
+  const currentTable: Effect.Effect<Fingerprints.Table, StoreUnavailable> = building.withPermits(1)(
+    Effect.gen(function*() {
+      while (true) {
+        const caught = yield* run("fingerprint hash ranges", catchUp)
+        if (caught !== undefined) return caught
+        yield* build
+      }
+    })
+  )
   const rangeItems = (prefixes: ReadonlyArray<string>) => run("list hash ranges", () => prefixes.map(prefixItems))
 
   const index: AssetIndex = {
@@ -438,7 +471,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
     ranges: {
       items: rangeItems,
       fingerprints: (prefixes) =>
-        run("fingerprint hash ranges", currentTable).pipe(
+        currentTable.pipe(
           Effect.flatMap((table) => Fingerprints.sourceOf(table, rangeItems).fingerprints(prefixes))
         )
     }
