@@ -122,6 +122,8 @@ export interface Limits {
   readonly peerAgent: string
   /** Both Hellos announce "ranges/1": reconcile by ranges (RangeRound frames), not DigestChunks. */
   readonly ranges: boolean
+  /** Both Hellos announce "resume/1": Wants may carry offsets, AssetHeaders say where content starts. */
+  readonly resume?: boolean | undefined
 }
 
 /** Frames the reader hands to the receiver, in link order. */
@@ -134,14 +136,16 @@ export type InboundFrame =
 
 /** Work for the sender: one wanted asset, or the end of the peer's reconcile wants. */
 export type SendJob =
-  | { readonly _tag: "Asset"; readonly hash: AssetHash }
+  /** `offset` (resume/1): the first content byte the peer asks for; 0 or absent: from the start. */
+  | { readonly _tag: "Asset"; readonly hash: AssetHash; readonly offset?: number | undefined }
   | { readonly _tag: "ReconcileWantsEnd" }
 
 /**
  * How a wanted asset's transfer ended: stored, refused by our store (hash, size), not held by the
- * peer, or held but not readable right now (the peer's store failed; worth asking again later).
+ * peer, or held but not readable right now (the peer's store failed; worth asking again later), or
+ * resumed and failed the hash check ("restart": the partial is gone, ask again from byte 0).
  */
-export type Outcome = "stored" | "refused" | "not-found" | "unavailable"
+export type Outcome = "stored" | "refused" | "not-found" | "unavailable" | "restart"
 
 /** Input of the fetcher (the side that asks the peer for what we lack). */
 export type WantInput =
