@@ -43,7 +43,7 @@ export const direction = (arrow: string, d: DirectionProgress, barWidth: number)
   const pct = `${Math.floor(d.percent)}%`.padStart(4)
   const eta = d.assetsToGo === 0 ? "done" : d.etaSeconds === undefined ? "ETA --:--" : `ETA ${duration(d.etaSeconds)}`
   const togo = d.assetsToGo === 0 ? "" : ` ${d.assetsToGo} left`
-  return `${arrow} ${barWidth > 0 ? `${bar(d.percent, barWidth)} ` : ""}${pct} ${rate(d.rateBytesPerSecond).padStart(10)} ${eta.padEnd(9)}${togo}`
+  return `${arrow} ${barWidth > 0 ? `${bar(d.percent, barWidth)} ` : ""}${pct} ${rate(d.rateBytesPerSecond).padStart(10)} ${eta.padEnd(9)}${togo}`.trimEnd()
 }
 
 /** A peer's state in a few words: "backoff 12s", "refused by peer", "live". */
@@ -117,36 +117,46 @@ export interface Screen {
 
 /**
  * The bottom of a terminal, owned by a redrawn block: `draw` replaces the block, `log` writes a
- * line above it (the block is erased, the line written, the block drawn again, in one write), so
- * neither eats the other. After the terminal narrows, the old block's lines may have been rewrapped
- * onto several rows each (terminals reflow); the erase counts those rows.
+ * line above it (the block is cleared, the line written, the block drawn again, in one write), so
+ * neither eats the other. Between writes the cursor waits at the block's first column and row, so
+ * clearing is "to the end of the screen" with no rows to count: right however the terminal
+ * rewrapped (or cut) the old block when it was resized.
  */
 export const makeRegion = (screen: Screen) => {
-  let drawn: ReadonlyArray<string> = []
+  let rows = 0
   let block: (columns: number) => ReadonlyArray<string> = () => []
-  const erase = () => {
-    if (drawn.length === 0) return ""
-    const columns = Math.max(1, screen.columns())
-    const rows = drawn.reduce((n, line) => n + Math.max(1, Math.ceil([...line].length / columns)), 0)
-    return `\r\x1b[${rows}A\x1b[J`
+  let measuring = false
+  const clear = () => (rows === 0 ? "" : "\r\x1b[J")
+  const columns = () => {
+    // reading the width may itself report a resize (and ask for a redraw): this paint is that redraw
+    measuring = true
+    try {
+      return screen.columns()
+    } finally {
+      measuring = false
+    }
   }
   const paint = () => {
-    drawn = block(screen.columns())
-    return drawn.length === 0 ? "" : `${drawn.join("\n")}\n`
+    const lines = block(columns())
+    rows = lines.length
+    return rows === 0 ? "" : `${lines.join("\n")}\n\x1b[${rows}A`
   }
   return {
     /** Replace the block with what `render` gives for the terminal's width (kept for redraws on resize). */
     draw: (render: (columns: number) => ReadonlyArray<string>) => {
       block = render
-      screen.write(erase() + paint())
+      screen.write(clear() + paint())
     },
     /** Redraw for the current width (after a resize). */
-    redraw: () => screen.write(erase() + paint()),
+    redraw: () => {
+      if (!measuring) screen.write(clear() + paint())
+    },
     /** A log line, above the block. */
-    log: (line: string) => screen.write(`${erase()}${line}\n${paint()}`),
-    /** Leave the block where it is (at exit); later writes go below it. */
-    release: () => {
-      drawn = []
+    log: (line: string) => screen.write(`${clear()}${line}\n${paint()}`),
+    /** Leave the block on the screen and the cursor below it (at exit). */
+    close: () => {
+      if (rows > 0) screen.write(`\x1b[${rows}B`)
+      rows = 0
       block = () => []
     }
   }

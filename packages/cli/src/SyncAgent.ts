@@ -77,8 +77,19 @@ const openStore = (data: string, canUrl: Option.Option<string>, token: Option.Op
  */
 const terminalRegion = (flags: SyncFlags): Progress.LiveRegion | undefined =>
   process.stderr.isTTY === true && !flags.json
-    ? Progress.makeRegion({ columns: () => process.stderr.columns ?? 80, write: (text) => process.stderr.write(text) })
+    ? Progress.makeRegion({ columns: terminalColumns, write: (text) => process.stderr.write(text) })
     : undefined
+
+/**
+ * The terminal's width now, asked of the terminal (Node's `_refreshSize`, an ioctl) rather than
+ * the value cached at the last SIGWINCH: a block drawn for the old width after a resize but before
+ * the signal is handled would wrap, and leave rows behind.
+ */
+const terminalColumns = (): number => {
+  const refresh: unknown = Reflect.get(process.stderr, "_refreshSize")
+  if (typeof refresh === "function") Reflect.apply(refresh, process.stderr, [])
+  return process.stderr.columns ?? 80
+}
 
 export const run = (flags: SyncFlags) => {
   const region = terminalRegion(flags)
@@ -92,7 +103,11 @@ export const run = (flags: SyncFlags) => {
     return yield* agent(flags, allowed, identity, region).pipe(
       Effect.provide(Telemetry.layerWith({ serviceVersion: version, attributes: { "service.instance.id": identity.peerId } }))
     )
-  }).pipe(Effect.provide(logging))
+  }).pipe(
+    Effect.provide(logging),
+    // the block stays on the screen; what follows (the shell's prompt) goes below it
+    Effect.ensuring(Effect.sync(() => region?.close()))
+  )
 }
 
 const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerIdentity, region: Progress.LiveRegion | undefined) =>

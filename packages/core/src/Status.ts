@@ -297,7 +297,8 @@ const stateOf = (
       return { state: received.assetsToGo > 0 || sent.assetsToGo > 0 ? "transferring" : "live", ...none }
     case "handshake":
     case "reconciling":
-      return { state: "reconciling", ...none }
+      // the first wants are served before the reconcile is over: once assets move, that is what to show
+      return { state: received.assetsToGo > 0 || sent.assetsToGo > 0 ? "transferring" : "reconciling", ...none }
     case "connecting":
       return { state: signaling.state === "registered" ? "connecting" : "waiting-for-signaling", ...none }
     case "backoff":
