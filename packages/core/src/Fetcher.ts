@@ -4,7 +4,8 @@
  * the shared InFlight registry, so an asset already arriving from another peer is not fetched
  * twice. `Want` with `last = true` closes a round: the reconcile's wants, then one per Offer.
  * Assets announced larger than `maxAssetBytes` are never asked for; propagation latency is
- * measured here, from the announcement to the asset stored.
+ * measured here, from the announcement to the asset stored. With "resume/1" negotiated, an asset
+ * the store holds a partial of is asked from the partial's end (Want.offsets).
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -153,6 +154,11 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
           const size = sizeOf.get(input.hash) ?? 0
           const announced = announcedAt.get(input.hash)
           outstanding.delete(input.hash)
+          // A resumed transfer failed the hash check and its partial is gone: ask again, from byte 0, now.
+          if (input.outcome === "restart") {
+            pending.push(input.hash)
+            return Effect.void
+          }
           sizeOf.delete(input.hash)
           // A retry is still the same announcement: its latency counts the retries.
           if (input.outcome === "unavailable") return retryLater(input.hash, size)
@@ -205,26 +211,50 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
     return markers
   }
 
+  /**
+   * Where to ask `hash` from: the end of the partial the store keeps of it, when both sides resume
+   * (a partial as long as the asset is asked from its end: the header alone, then the hash check).
+   */
+  const partial = s.store.partial
+  const askFrom = (hash: AssetHash, size: number): Effect.Effect<number> =>
+    limits.resume !== true || partial === undefined
+      ? Effect.succeed(0)
+      : partial(hash).pipe(
+        Effect.map((held) => (held <= size ? held : 0)),
+        Effect.catch((error) =>
+          Effect.logWarning(`could not read the partial of ${hash}; asking from byte 0: ${error.message}`).pipe(Effect.as(0))
+        )
+      )
+
   /** Request what fits in the window, then close any rounds that are complete. */
   const flush = Effect.gen(function*() {
     const request: Array<AssetHash> = []
+    const offsets: Array<number> = []
     let bytes = 0
     while (outstanding.size < s.config.wantWindow && pending.size() > 0) {
       const hash = pending.shift()!
       if (outstanding.has(hash)) continue
       const size = sizeOf.get(hash) ?? 0
       if (!(yield* shouldAsk(hash, size))) continue
+      const offset = yield* askFrom(hash, size)
+      yield* s.inFlight.askFrom(hash, s.owner, offset)
       outstanding.add(hash)
       request.push(hash)
-      bytes += size
+      offsets.push(offset)
+      bytes += size - offset
     }
     let markers = roundsToClose()
     if (request.length === 0 && markers === 0) return
     const chunks = request.length > 0 ? chunksOf(request, limits.digestChunkSize) : []
+    let at = 0
     for (let i = 0; i < chunks.length; i++) {
       const last = i === chunks.length - 1 && markers > 0
       if (last) markers--
-      yield* Queue.offer(s.outbox, Frame.make("Want", { hashes: chunks[i]!, last }))
+      const hashes = chunks[i]!
+      const from = offsets.slice(at, at + hashes.length)
+      at += hashes.length
+      // Offsets only when one is not 0: a Want without them means "all from the start", as before resume/1.
+      yield* Queue.offer(s.outbox, Frame.make("Want", { hashes, last, offsets: from.some((o) => o > 0) ? from : [] }))
     }
     for (; markers > 0; markers--) yield* Queue.offer(s.outbox, Frame.make("Want", { hashes: [], last: true }))
     if (request.length > 0) yield* bump(s.stats, { hashesWanted: request.length, bytesWanted: bytes })

@@ -17,7 +17,7 @@ import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
 import type { PeerLink } from "./PeerLink.ts"
 import { LinkClosed } from "./PeerLink.ts"
-import { bothSpeakRanges, features } from "./Handshake.ts"
+import { bothResume, bothSpeakRanges, features } from "./Handshake.ts"
 import type * as Proto from "./proto/sync.ts"
 import { asHashes } from "./ProtoDomain.ts"
 import type { SessionError } from "./SyncErrors.ts"
@@ -30,6 +30,7 @@ export const run = (s: ActorWiring, link: PeerLink) =>
   Effect.gen(function*() {
     let helloSeen = false
     let ranges = false // both Hellos announce range reconciliation
+    let resume = false // both Hellos announce resumable transfers: Want.offsets count
     let peerDigestsDone = false
     let peerReconcileWantsDone = false
     const violation = (frame: string, detail: string) => Effect.fail(new ProtocolViolation({ peer: s.peer, frame, detail }))
@@ -38,6 +39,7 @@ export const run = (s: ActorWiring, link: PeerLink) =>
      * Hashes the peer asks for; a `last` Want closes its reconcile wants, then answers our oldest
      * Offer. A hash already wanted and not yet answered is not queued again (it is answered once),
      * so a Want naming one asset a thousand times costs one transfer; the window counts distinct hashes.
+     * Its offsets (resume/1) say where each asset's content should start; without resume they are ignored.
      */
     const onWant = (want: Proto.Want): Route => {
       if (want.hashes.length > MAX_DIGESTS_PER_FRAME) {
@@ -45,16 +47,17 @@ export const run = (s: ActorWiring, link: PeerLink) =>
       }
       const hashes = asHashes(want.hashes)
       if (hashes === undefined) return violation("Want", "malformed hash")
+      if (want.offsets.length > hashes.length) return violation("Want", `${want.offsets.length} offsets for ${hashes.length} hashes`)
       const closesReconcile = want.last && !peerReconcileWantsDone
       if (want.last && !closesReconcile) {
         if (s.windows.ourOffers === 0) return violation("Want", "an answer (last = true) to no Offer")
         s.windows.ourOffers--
       }
       const jobs: Array<SendJob> = []
-      for (const hash of hashes) {
+      for (const [i, hash] of hashes.entries()) {
         if (s.windows.peerWants.has(hash)) continue
         s.windows.peerWants.add(hash)
-        jobs.push({ _tag: "Asset", hash })
+        jobs.push({ _tag: "Asset", hash, offset: resume ? (want.offsets[i] ?? 0) : 0 })
       }
       if (s.windows.peerWants.size > MAX_OUTSTANDING_WANTS) {
         return violation("Want", `${s.windows.peerWants.size} hashes wanted and unanswered, more than ${MAX_OUTSTANDING_WANTS}`)
@@ -93,6 +96,7 @@ export const run = (s: ActorWiring, link: PeerLink) =>
           if (helloSeen) return violation("Hello", "second Hello")
           helloSeen = true
           ranges = bothSpeakRanges(features(s.store), frame.message)
+          resume = bothResume(features(s.store), frame.message)
           return Deferred.succeed(s.hello, frame.message)
         case "RangeRound":
           if (!ranges) return violation("RangeRound", "range reconciliation was not negotiated")

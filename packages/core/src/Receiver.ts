@@ -2,8 +2,11 @@
  * Receiver: streams the peer's asset frames into `store.push` through a small bounded Queue, so
  * content goes straight to disk — never past the size the header announced nor `maxAssetBytes` —
  * and the store verifies its hash (a mismatch stores nothing and is answered with a non-fatal
- * Error). Merges the peer's metadata once it passes MetadataLimits (last writer wins, read repair
- * when ours is newer) and feeds received hashes to the pusher's echo Queue.
+ * Error). A resumed transfer (resume/1) continues the store's partial from the offset asked; if
+ * the whole asset then fails the hash check, the partial is gone, the peers that sent it are logged,
+ * and the asset is asked again from byte 0. Merges the peer's metadata once it passes
+ * MetadataLimits (last writer wins, read repair when ours is newer) and feeds received hashes to
+ * the pusher's echo Queue.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -162,13 +165,20 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
   if (header.size > s.config.maxAssetBytes) {
     return yield* violation(s, "AssetHeader", `${hash} announced as ${header.size} bytes, more than the maximum asset size of ${s.config.maxAssetBytes}`)
   }
-  yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, announcedBytes: header.size })
+  // Content starts at 0 or at the byte asked (resume/1); 0 while a resume was asked means from scratch.
+  const { offset } = header
+  const asked = yield* s.inFlight.askedFrom(hash, s.owner)
+  if ((offset !== 0 && offset !== asked) || offset > header.size) {
+    return yield* violation(s, "AssetHeader", `${hash} sent from byte ${offset}, but asked from byte ${asked} (of ${header.size})`)
+  }
+  const size = header.size - offset // the bytes that follow
+  yield* Effect.annotateCurrentSpan({ hash, direction: "received", peer: s.peer, announcedBytes: header.size, offset })
   const decoded = peerMeta(header.meta, yield* Clock.currentTimeMillis)
   if (decoded._tag === "Failure") {
     // Skip this asset only: read its frames without writing them, and tell the peer (via the fetcher).
     yield* metaSkipped(s.peer, hash, "received", decoded.failure)
-    const ending = yield* assetFrames(s, hash, header.size, () => Effect.void)
-    if (ending._tag === "Overrun") return yield* overrun(s, hash, header.size)
+    const ending = yield* assetFrames(s, hash, size, () => Effect.void)
+    if (ending._tag === "Overrun") return yield* overrun(s, hash, size)
     yield* s.inFlight.settle(hash, s.owner, false)
     yield* answered(s, hash, "refused", ErrorCode.METADATA_INVALID)
     return undefined
@@ -177,12 +187,14 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
   yield* Queue.offer(s.echo, hash) // sliding queue: never waits
   const chunks = yield* Queue.bounded<Uint8Array, Cause.Done | TransferAborted>(4)
   // The push ends early on a store-side refusal (too large); shutting the queue then drops later chunks.
-  const push = yield* s.store.push(hash, Stream.fromQueue(chunks), meta, s.peer).pipe(
+  // A store that keeps partials gets every push as resumable (what arrives is kept if it is cut).
+  const resumable = s.store.partial === undefined ? undefined : { resumeFrom: offset }
+  const push = yield* s.store.push(hash, Stream.fromQueue(chunks), meta, s.peer, resumable).pipe(
     Effect.result,
     Effect.ensuring(Queue.shutdown(chunks)),
     Effect.forkChild
   )
-  const ending = yield* assetFrames(s, hash, header.size, (data) => Queue.offer(chunks, data).pipe(Effect.asVoid))
+  const ending = yield* assetFrames(s, hash, size, (data) => Queue.offer(chunks, data).pipe(Effect.asVoid))
   switch (ending._tag) {
     case "End":
       yield* Queue.end(chunks)
@@ -191,10 +203,10 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
       yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: ending.code })))
       return { hash, meta, bytes: 0, push }
     case "Overrun":
-      // Not one byte past the announced size reaches the store; its partial file is gone before the session ends.
+      // Not one byte past the announced size reaches the store (what came before may stay as a partial: the whole hash still gates it).
       yield* Queue.failCause(chunks, Cause.fail(new TransferAborted({ hash, code: ErrorCode.PROTOCOL_VIOLATION })))
       yield* Fiber.join(push)
-      return yield* overrun(s, hash, header.size)
+      return yield* overrun(s, hash, size)
   }
 })
 
@@ -221,6 +233,20 @@ const finishAsset = Effect.fn("Receiver.commit")(function*(s: ActorWiring, recei
   }
   const error = result.failure
   yield* s.inFlight.settle(hash, s.owner, false)
+  if (error._tag === "HashMismatch" && (error.resumedFrom ?? 0) > 0) {
+    // The bytes kept from before may be the bad ones: the partial is gone; say who sent them, start again from 0.
+    yield* Metrics.recordError("resume_mismatch")
+    yield* bump(s.stats, { verificationFailures: 1 })
+    yield* Effect.logWarning("a resumed asset failed the hash check: its partial is discarded and it is fetched again from byte 0", {
+      peer: s.peer,
+      hash,
+      resumedFrom: error.resumedFrom,
+      sources: (error.sources ?? []).join(", "),
+      actual: error.actual
+    })
+    yield* Effect.annotateCurrentSpan({ outcome: "restart" })
+    return yield* answered(s, hash, "restart")
+  }
   switch (error._tag) {
     case "HashMismatch":
     case "AssetTooLarge":

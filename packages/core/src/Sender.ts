@@ -3,8 +3,10 @@
  * streamed from `store.read` (a large asset is never whole in memory; small ones, at most one
  * chunk each, are read a few assets ahead). A hash it cannot serve — absent, unreadable, or with
  * metadata the peer would refuse — is answered with a non-fatal Error naming it, so the peer's
- * window moves on; content is never sent past the size its header announced. Sends Done once the
- * reconcile wants are served.
+ * window moves on; content is never sent past the size its header announced. A want with an offset
+ * (resume/1) is served from that byte: the header says so, and the store reads from there
+ * (`readFrom`; else the bytes before it are read but not sent). Sends Done once the reconcile wants
+ * are served.
  */
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
@@ -28,8 +30,8 @@ const PREFETCH = 4
 
 /** A want, looked up: what to send for it. */
 type Prepared =
-  | { readonly _tag: "Small"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta; readonly data: Uint8Array }
-  | { readonly _tag: "Large"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta }
+  | { readonly _tag: "Small"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta; readonly offset: number; readonly data: Uint8Array }
+  | { readonly _tag: "Large"; readonly record: AssetRecord; readonly meta: Proto.AssetMeta; readonly offset: number }
   | { readonly _tag: "Unavailable"; readonly hash: AssetHash; readonly code: ErrorCode; readonly message: string }
   | { readonly _tag: "ReconcileWantsEnd" }
 
@@ -64,12 +66,16 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
       yield* metaSkipped(s.peer, hash, "sent", meta.failure)
       return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `its metadata cannot be sent: ${meta.failure.message}` } satisfies Prepared
     }
-    if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value, meta: meta.success } satisfies Prepared
+    const offset = job.offset ?? 0
+    if (offset > record.value.size) {
+      return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `asked from byte ${offset}, past its ${record.value.size} bytes` } satisfies Prepared
+    }
+    if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value, meta: meta.success, offset } satisfies Prepared
     const read = yield* s.store.read(hash).pipe(Stream.runCollect, Effect.result)
     if (read._tag === "Failure") {
       return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
-    return { _tag: "Small", record: record.value, meta: meta.success, data: concat(read.success) } satisfies Prepared
+    return { _tag: "Small", record: record.value, meta: meta.success, offset, data: concat(read.success) } satisfies Prepared
   })
 
 /**
@@ -94,12 +100,16 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
     return yield* notServed(s, asset.hash, asset.code, asset.message)
   }
   const { hash, size } = asset.record
-  yield* Effect.annotateCurrentSpan({ hash, direction: "sent", peer: s.peer })
-  yield* Queue.offer(s.outbox, Frame.make("AssetHeader", { hash, size, meta: asset.meta }))
+  const { offset } = asset
+  yield* Effect.annotateCurrentSpan({ hash, direction: "sent", peer: s.peer, offset })
+  yield* Queue.offer(s.outbox, Frame.make("AssetHeader", { hash, size, meta: asset.meta, offset }))
   let bytes = 0
-  const sendChunk = (chunk: Uint8Array) =>
+  let skip = offset // read, not sent: the peer holds them
+  const sendChunk = (whole: Uint8Array) =>
     Effect.gen(function*() {
-      if (bytes + chunk.length > size) return yield* new SizeChanged({ size, streamed: bytes + chunk.length })
+      const chunk = skip === 0 ? whole : whole.subarray(Math.min(skip, whole.length))
+      skip -= whole.length - chunk.length
+      if (offset + bytes + chunk.length > size) return yield* new SizeChanged({ size, streamed: offset + bytes + chunk.length })
       for (let offset = 0; offset < chunk.length; offset += limits.chunkBytes) {
         const data = chunk.subarray(offset, Math.min(chunk.length, offset + limits.chunkBytes))
         yield* Queue.offer(s.outbox, Frame.make("AssetChunk", { hash, data }))
@@ -107,10 +117,22 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
         yield* chunkMoved(s.stats, "sent", data.length)
       }
     })
+  // A resumed large asset is read from its offset when the store can (else from 0, skipping).
+  const readFrom = s.store.readFrom
+  const content = asset._tag === "Large" && offset > 0 && readFrom !== undefined
+    ? Stream.suspend(() => {
+      skip = 0
+      return readFrom(hash, offset)
+    })
+    : s.store.read(hash)
   const streamed = asset._tag === "Small"
     ? yield* sendChunk(asset.data).pipe(Effect.result)
-    : yield* s.store.read(hash).pipe(Stream.runForEach(sendChunk), Effect.result)
-  const failure = streamed._tag === "Failure" ? streamed.failure : bytes !== size ? new SizeChanged({ size, streamed: bytes }) : undefined
+    : yield* content.pipe(Stream.runForEach(sendChunk), Effect.result)
+  const failure = streamed._tag === "Failure"
+    ? streamed.failure
+    : offset + bytes !== size
+    ? new SizeChanged({ size, streamed: offset + bytes })
+    : undefined
   if (failure !== undefined) {
     // The peer drops the partial asset on this error; nothing half-written is ever stored.
     yield* Metrics.recordError("store_read")
