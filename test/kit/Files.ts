@@ -18,11 +18,16 @@ export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scop
     (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true, maxRetries: 3 }))
   )
 
-/** The size of the largest in-flight write in a store's `tmp/` (0 when none): how far a receive has got. */
+/**
+ * The size of the largest in-flight write in a store's `tmp/` or `partial/` (where a transfer from a
+ * peer is written, kept if it is cut) — 0 when none: how far a receive has got.
+ */
 export const largestInFlight = (dataDir: string): Effect.Effect<number> =>
   Effect.promise(async () => {
-    const dir = join(dataDir, "tmp")
-    const names = await readdir(dir).catch(() => [])
-    const sizes = await Promise.all(names.map((n) => stat(join(dir, n)).then((st) => st.size, () => 0)))
-    return Math.max(0, ...sizes)
+    const sizes = await Promise.all(["tmp", "partial"].map(async (sub) => {
+      const dir = join(dataDir, sub)
+      const names = (await readdir(dir).catch(() => [])).filter((n) => !n.endsWith(".json") && !n.endsWith(".tmp"))
+      return Promise.all(names.map((n) => stat(join(dir, n)).then((st) => st.size, () => 0)))
+    }))
+    return Math.max(0, ...sizes.flat())
   })
