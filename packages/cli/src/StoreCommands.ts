@@ -16,6 +16,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -266,6 +267,28 @@ const checkEdit = (store: CanStoreShape, hash: AssetHash, patch: MetaPatch) =>
     })).pipe(Effect.mapError(usage))
   })
 
+/** stderr is a terminal: progress is one line redrawn every second; otherwise a line every 30 s. */
+const ProgressEvery = { terminal: "1 second", log: "30 seconds" } as const
+
+/**
+ * Runs `work` while reporting `describe()` on stderr (stdout keeps only the command's own lines):
+ * on a terminal one line redrawn every second and cleared at the end; otherwise, for logs and
+ * pipes, a `can-sync verify: ...` line every 30 s, so a short run prints nothing extra.
+ */
+const withProgress = (describe: () => string) => <A, E, R>(work: Effect.Effect<A, E, R>) => {
+  const terminal = process.stderr.isTTY === true
+  const report = Effect.sync(() =>
+    void process.stderr.write(terminal ? `\r\x1b[Kverifying: ${describe()}` : `can-sync verify: ${describe()}\n`)
+  )
+  const every = terminal ? ProgressEvery.terminal : ProgressEvery.log
+  return Effect.scoped(Effect.gen(function*() {
+    // Finalizers run last first: the reporter stops, then the line is cleared.
+    if (terminal) yield* Effect.addFinalizer(() => Effect.sync(() => void process.stderr.write("\r\x1b[K")))
+    yield* Effect.forkScoped(Effect.sleep(every).pipe(Effect.andThen(report), Effect.repeat(Schedule.spaced(every))))
+    return yield* work
+  }))
+}
+
 /** A content file in no index entry is an orphan once it is this old (younger: an add in progress). */
 const OrphanAge = "10 minutes"
 
@@ -286,13 +309,14 @@ export const verify = Command.make("verify", { data: existingDataFlag, rebuildIn
       }
       let checked = 0
       let damaged = 0
+      const { assets } = yield* store.stats
       yield* Stream.runForEach(store.verify, (r) =>
         Effect.suspend(() => {
           checked++
           if (r.ok) return Effect.void
           damaged++
           return Console.log(`DAMAGED  ${r.hash}  ${r.problem ?? ""}`.trimEnd())
-        }))
+        })).pipe(withProgress(() => `${checked} of ${assets} assets checked, ${damaged} damaged`))
       yield* Console.log(`${checked} assets checked, ${damaged} damaged`)
       if (damaged > 0) {
         yield* Console.log(
