@@ -3,12 +3,15 @@
  * processes with embedded stores on /dev/shm (so disk fsyncs do not hide the transport), timed
  * from the first session to both stores holding everything. Large: one 256 MiB asset one way,
  * then one each way at once. Small: 10,000 assets of 1 KiB one way, then 10,000 each way.
- * Each with the library's default MTU and with `--mtu 4000`. Writes bench/results/sync.json.
+ * Each with the library's default MTU and with `--mtu 4000`. The large cases are set beside the bare
+ * library (bench/transport.ts, "raw", ICE on 127.0.0.1 as here) measured in the same run, at the
+ * same size. Writes bench/results/sync.json.
  */
 import { EmbeddedStore } from "@can-sync/store"
 import { Effect } from "effect"
-import { mkdirSync, writeFileSync } from "node:fs"
-import { cpus, loadavg } from "node:os"
+import { execFileSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { cpus, loadavg, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { content } from "../test/engine/harness.ts"
@@ -31,6 +34,16 @@ const fill = (dataDir: string, seed: number, assets: ReadonlyArray<number>) =>
 
 const now = () => performance.now()
 
+/** CPU seconds (user + system) a process has used so far, from /proc (0 where there is none). */
+const cpuSecondsOf = (pid: number): number => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0
+  }
+}
+
 interface Case {
   readonly name: string
   readonly a: ReadonlyArray<number>
@@ -52,19 +65,24 @@ const run = async (c: Case) => {
     const a = await s.agent("a", { data: dataA, signal: signal.url, peers: [idB], extraArgs: c.flags })
     const b = await s.agent("b", { data: dataB, signal: signal.url, peers: [idA], extraArgs: c.flags })
     let started: number | undefined
+    let cpuAtStart = 0
     const deadline = now() + 15 * 60_000
     const received = async (x: Agent, from: Agent) => {
       const p = await x.peer(from)
-      if (p !== undefined && started === undefined && p.state !== "connecting") started = now()
+      if (p !== undefined && started === undefined && p.state !== "connecting") {
+        started = now()
+        cpuAtStart = cpuSecondsOf(a.proc.child.pid) + cpuSecondsOf(b.proc.child.pid)
+      }
       return p?.assetsReceived ?? 0
     }
     while (true) {
       const [ra, rb] = await Promise.all([received(a, b), received(b, a)])
       if (ra >= c.b.length && rb >= c.a.length) break
       if (now() > deadline) throw new Error(`${c.name}: not converged in 15 minutes`)
-      await new Promise((r) => setTimeout(r, 20))
+      await new Promise((r) => setTimeout(r, 100)) // each poll is an HTTP request to both agents: poll gently
     }
     const seconds = (now() - (started ?? now())) / 1000
+    const cpu = cpuSecondsOf(a.proc.child.pid) + cpuSecondsOf(b.proc.child.pid) - cpuAtStart
     return {
       name: c.name,
       flags: c.flags.join(" ") || "defaults",
@@ -72,7 +90,9 @@ const run = async (c: Case) => {
       bytes,
       seconds: Math.round(seconds * 1000) / 1000,
       mbPerSecond: Math.round((bytes / 1e6 / seconds) * 10) / 10,
-      assetsPerSecond: Math.round(assets / seconds)
+      assetsPerSecond: Math.round(assets / seconds),
+      /** both agents' CPU from the first session to convergence, per MiB moved */
+      cpuMsPerMiB: Math.round((cpu * 1000) / (bytes / MiB) * 10) / 10
     }
   } finally {
     await s.close()
@@ -89,11 +109,51 @@ for (const flags of [[], ["--mtu", "4000"]]) {
     { name: "small, both ways", a: small, b: small, flags }
   )
 }
+/** `BENCH_SYNC_ONLY=REGEX`: only the cases whose "name (flags)" matches. */
+const only = process.env.BENCH_SYNC_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_SYNC_ONLY)
 const results = []
-for (const c of cases) {
+for (const c of cases.filter((c) => only === undefined || only.test(`${c.name} (${c.flags.join(" ") || "defaults"})`))) {
   const r = await run(c)
   console.error(`bench sync: ${r.name} (${r.flags}): ${r.mbPerSecond} MB/s, ${r.assetsPerSecond} assets/s`)
   results.push(r)
+}
+/** The bare library in this run: MB/s one way and each way at once, per MTU setting. */
+const bare = (() => {
+  if (!results.some((r) => r.name.startsWith("large"))) return undefined
+  const dir = mkdtempSync(join(tmpdir(), "can-sync-bench-bare-"))
+  try {
+    const file = join(dir, "transport.json")
+    execFileSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), "transport.ts"), "--only", "^raw, ICE on 127\\.0\\.0\\.1(, mtu 4000)?$", "--mib", String(LARGE / MiB), "--repeat", "1", "--out", file], { stdio: ["ignore", "ignore", "inherit"] })
+    const report = JSON.parse(readFileSync(file, "utf8")) as {
+      results: ReadonlyArray<{ name: string; direction: "oneway" | "bidir"; mbps: number; cpuMsPerMiB: number }>
+    }
+    const of = (name: string, direction: "oneway" | "bidir") => {
+      const r = report.results.find((x) => x.name === name && x.direction === direction)
+      return { mbPerSecond: r?.mbps ?? 0, cpuMsPerMiB: r?.cpuMsPerMiB ?? 0 }
+    }
+    return {
+      defaults: { oneway: of("raw, ICE on 127.0.0.1", "oneway"), bidir: of("raw, ICE on 127.0.0.1", "bidir") },
+      "--mtu 4000": { oneway: of("raw, ICE on 127.0.0.1, mtu 4000", "oneway"), bidir: of("raw, ICE on 127.0.0.1, mtu 4000", "bidir") }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})()
+/** Agents against the bare library, both counting the bytes of every direction (MB/s). */
+const againstBare = bare === undefined ? [] : results.filter((r) => r.name.startsWith("large")).map((r) => {
+  const raw = bare[r.flags as "defaults" | "--mtu 4000"][r.name === "large, one way" ? "oneway" : "bidir"]
+  return {
+    name: r.name,
+    flags: r.flags,
+    agentsMbPerSecond: r.mbPerSecond,
+    bareMbPerSecond: raw.mbPerSecond,
+    ratio: Math.round((r.mbPerSecond / raw.mbPerSecond) * 100) / 100,
+    agentsCpuMsPerMiB: r.cpuMsPerMiB,
+    bareCpuMsPerMiB: raw.cpuMsPerMiB
+  }
+})
+for (const x of againstBare) {
+  console.error(`bench sync: ${x.name} (${x.flags}): agents ${x.agentsMbPerSecond} MB/s (${x.agentsCpuMsPerMiB} ms CPU/MiB), bare library ${x.bareMbPerSecond} MB/s (${x.bareCpuMsPerMiB} ms CPU/MiB): ${x.ratio}×`)
 }
 const summary = {
   bench: "sync",
@@ -102,7 +162,8 @@ const summary = {
   cpus: cpus().length,
   loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   storage: "/dev/shm (embedded stores), two `can-sync sync` processes, ICE bound to 127.0.0.1",
-  results
+  results,
+  againstBare
 }
 const out = join(dirname(fileURLToPath(import.meta.url)), "results")
 mkdirSync(out, { recursive: true })

@@ -2,7 +2,7 @@
  * Transport throughput on loopback, two OS processes, in one run: plain TCP (the ceiling), a bare
  * node-datachannel channel (the raw library) and the full stack (Transport + PeerLink), one-way and
  * bidirectional, then the tuning knobs. Prints JSON, writes bench/results/transport.json.
- * Usage: node bench/transport.ts [--mib 256] [--quick] [--only REGEX] [--repeat N]
+ * Usage: node bench/transport.ts [--mib 256] [--quick] [--only REGEX] [--repeat N] [--out FILE]
  */
 import { Effect, Exit, Fiber, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
@@ -583,7 +583,8 @@ const main = async () => {
     },
     results
   }
-  const out = path.join(path.dirname(SELF), "results", "transport.json")
+  const outArg = args.indexOf("--out")
+  const out = outArg >= 0 ? path.resolve(args[outArg + 1]!) : path.join(path.dirname(SELF), "results", "transport.json")
   fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`)
   console.log(JSON.stringify(report))

@@ -6,6 +6,8 @@
  * Prints a table, writes bench/results/wan.json. Needs root (namespaces).
  * Usage: node bench/wan.ts [--mib 64] [--rtt 0,20,50,100] [--loss 0,0.001,0.01] [--repeat N] [--only REGEX] [--quick]
  *        node bench/wan.ts --agents   (the three cells of issue 10: 50 ms/0, 50 ms/0.1 %, 100 ms/1 %; tcp, raw, agents)
+ *        node bench/wan.ts --grid --cap 45   (issue 10's table: every RTT × loss; tcp, raw default, agents with defaults;
+ *                                             a run still going after 45 s counts what arrived by then)
  */
 import { Duration, Effect, Queue, Schedule } from "effect"
 import { execFileSync } from "node:child_process"
@@ -63,6 +65,8 @@ interface Cell {
   readonly rcvbufDrops: ReadonlyArray<number>
   /** agents: the lanes the receiving agent reported for its link, per run */
   readonly lanes?: ReadonlyArray<number | null>
+  /** runs cut at `--cap` (their rate counts the bytes that arrived within it) */
+  readonly cutAtCap?: number
   readonly failures?: ReadonlyArray<string>
 }
 
@@ -93,10 +97,18 @@ const rawPeer = (role: "send" | "receive", job: RawJob) => {
   }
   let got = 0
   let first = 0
+  let progress: ReturnType<typeof setInterval> | undefined
   const count = (m: string | ArrayBuffer | Buffer) => {
-    if (got === 0) first = performance.now()
+    if (got === 0) {
+      first = performance.now()
+      // what a run cut short by the cap still measured
+      progress = setInterval(() => say({ type: "progress", bytes: got, seconds: (performance.now() - first) / 1000 }), 1000)
+    }
     got += typeof m === "string" ? m.length : m.byteLength
-    if (got >= job.bytes) say({ type: "received", bytes: got, seconds: (performance.now() - first) / 1000 })
+    if (got >= job.bytes) {
+      clearInterval(progress)
+      say({ type: "received", bytes: got, seconds: (performance.now() - first) / 1000 })
+    }
   }
   const opened = () => {
     if (channels.length === job.peers) say({ type: "open" })
@@ -196,6 +208,19 @@ const udpRcvbufErrors = (ns: Netlab.Namespace) =>
 
 const timeLimit = (bytes: number) => Duration.seconds(30 + bytes / (200 * 1024)) // floor: 200 KB/s
 
+/**
+ * `--cap S`: a run that has not finished after S seconds of transfer ends there and counts the
+ * bytes that arrived by then (a "partial" run: its rate is what the path gave in those S seconds).
+ */
+const CAP_SECONDS = Number(process.argv.includes("--cap") ? process.argv[process.argv.indexOf("--cap") + 1] : 0) || undefined
+
+/** A run's outcome: seconds for `bytes`, or (cut by the cap) the bytes that arrived in `seconds`. */
+interface Timed {
+  readonly bytes: number
+  readonly seconds: number
+  readonly partial: boolean
+}
+
 const rawRun = (p: Netlab.Pair, job: RawJob) =>
   Effect.scoped(
     Effect.gen(function*() {
@@ -212,10 +237,27 @@ const rawRun = (p: Netlab.Pair, job: RawJob) =>
       yield* explained(awaitLine(atSender, "open", "30 seconds", "bare library: channels open at the sender"))
       yield* explained(awaitLine(atReceiver, "open", "30 seconds", "bare library: channels open at the receiver"))
       yield* sender.writeLine(JSON.stringify({ type: "go" }))
-      const done = yield* explained(awaitLine(atReceiver, "received", timeLimit(job.bytes), "bare library: all bytes at the receiver"))
+      let last: Line | undefined
+      const finished = Effect.gen(function*() {
+        for (;;) {
+          const line = yield* Queue.take(atReceiver)
+          if (line.type === "progress") last = line
+          if (line.type === "received") return line
+        }
+      })
+      const limit = CAP_SECONDS === undefined ? timeLimit(job.bytes) : Duration.seconds(CAP_SECONDS + 10)
+      const done = yield* explained(finished.pipe(
+        Effect.timeoutOrElse({
+          duration: limit,
+          orElse: () =>
+            last !== undefined && CAP_SECONDS !== undefined
+              ? Effect.succeed({ ...last, partial: true } as Line)
+              : Effect.fail(new Netlab.NetlabError({ step: "bare library: all bytes at the receiver", detail: `not within ${Duration.format(limit)}` }))
+        })
+      ))
       sender.child.stdin?.end()
       receiver.child.stdin?.end()
-      return done.seconds as number
+      return { bytes: done.bytes as number, seconds: done.seconds as number, partial: done.partial === true } satisfies Timed
     })
   )
 
@@ -226,7 +268,7 @@ const tcpRun = (p: Netlab.Pair, bytes: number) =>
       yield* sink.nextLine("10 seconds", "tcp-sink ready")
       yield* p.a.spawn([process.execPath, toolPath, "tcp-send", p.addressB, "7001", String(bytes)])
       const result = JSON.parse(yield* sink.nextLine(timeLimit(bytes), "the sink's count")) as { bytes: number; seconds: number }
-      return result.seconds
+      return { bytes, seconds: result.seconds, partial: false } satisfies Timed
     })
   )
 
@@ -245,6 +287,15 @@ const contentFile = (bytes: number) => {
     fs.closeSync(fd)
   }
   return file
+}
+
+/** Bytes of every file under a data directory but the index: content stored, staged or partial. */
+const contentBytes = (dir: string): number => {
+  let total = 0
+  for (const entry of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && !entry.name.startsWith("index.sqlite")) total += fs.statSync(path.join(entry.parentPath, entry.name)).size
+  }
+  return total
 }
 
 interface PeerEntry {
@@ -272,7 +323,7 @@ const until = <A>(what: string, probe: Effect.Effect<A | undefined>, within: Dur
  * Both agents live over the link (empty stores), then `can-sync add` of one asset of `bytes` at A;
  * timed from the add's end until B's /status counts it received. Seconds, and B's lanes.
  */
-const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number) =>
+const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number | undefined) =>
   Effect.scoped(
     Effect.gen(function*() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "can-sync-wan-agents-"))
@@ -286,16 +337,23 @@ const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number) =>
         // other lines first
       }
       const agent = (ns: Netlab.Namespace, data: string, peer: string, address: string) =>
-        ns.spawn(["env", `CAN_SYNC_LANES=${lanes}`, process.execPath, CLI, "sync", "--data", data, "--signal", `ws://${p.addressA}:7777`, "--peer", peer, "--bind-address", address, "--admin-port", "7070", "--json"])
+        ns.spawn(["env", ...(lanes === undefined ? [] : [`CAN_SYNC_LANES=${lanes}`]), process.execPath, CLI, "sync", "--data", data, "--signal", `ws://${p.addressA}:7777`, "--peer", peer, "--bind-address", address, "--admin-port", "7070", "--json"])
       yield* agent(p.b, dataB, idA, p.addressB)
       yield* agent(p.a, dataA, idB, p.addressA)
       yield* until("B live with A", Effect.map(statusOf(p.b), (s) => (s?.state === "live" ? s : undefined)), "90 seconds", "250 millis")
       // let the offerer measure the round trip and open its lanes (3 heartbeats, then the attempts)
-      if (lanes > 1) yield* Effect.sleep("5 seconds")
+      if (lanes !== 1) yield* Effect.sleep("5 seconds")
       cli("add", "--data", dataA, contentFile(bytes))
       const t0 = performance.now()
-      const done = yield* until("B to receive the asset", Effect.map(statusOf(p.b), (s) => (s !== undefined && s.assetsReceived >= 1 ? s : undefined)), timeLimit(bytes))
-      return { seconds: (performance.now() - t0) / 1000, lanes: done.path?.lanes ?? null }
+      const received = until("B to receive the asset", Effect.map(statusOf(p.b), (s) => (s !== undefined && s.assetsReceived >= 1 ? s : undefined)), CAP_SECONDS === undefined ? timeLimit(bytes) : Duration.seconds(CAP_SECONDS))
+      const done = yield* (CAP_SECONDS === undefined ? received : Effect.catch(received, () => Effect.succeed(undefined)))
+      if (done === undefined) {
+        // cut by the cap: the content bytes that reached B's data directory by now
+        const arrived = contentBytes(dataB)
+        const st = yield* statusOf(p.b)
+        return { timed: { bytes: arrived, seconds: (performance.now() - t0) / 1000, partial: true } satisfies Timed, lanes: st?.path?.lanes ?? null }
+      }
+      return { timed: { bytes, seconds: (performance.now() - t0) / 1000, partial: false } satisfies Timed, lanes: done.path?.lanes ?? null }
     })
   )
 
@@ -326,12 +384,14 @@ const VARIANTS: ReadonlyArray<Variant> = [
   { name: "raw htcp x4", kind: "raw", peers: 4, sctp: { congestionControlModule: HTCP } },
   { name: "raw buf4M htcp x4", kind: "raw", peers: 4, sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } },
   { name: "agents lanes=1", kind: "agents", lanes: 1 },
-  { name: "agents lanes<=8", kind: "agents", lanes: 8 }
+  { name: "agents", kind: "agents" }
 ]
 
 const QUICK = new Set(["tcp", "raw default", "raw buf4M htcp", "raw htcp x4"])
 /** `--agents`: what issue 10 asks to compare, in its three cells. */
-const AGENTS = new Set(["tcp", "raw default", "raw default x4", "agents lanes=1", "agents lanes<=8"])
+const AGENTS = new Set(["tcp", "raw default", "raw default x4", "agents lanes=1", "agents"])
+/** `--grid`: issue 10's table, every RTT × loss, the agents with their defaults beside TCP and the bare library. */
+const GRID = new Set(["tcp", "raw default", "agents"])
 
 const median = (xs: ReadonlyArray<number | null>): number | null => {
   const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
@@ -357,14 +417,15 @@ const main = Effect.gen(function*() {
   }
   const bytes = Number(arg("mib") ?? 64) * MiB
   const agentsMode = process.argv.includes("--agents")
+  const gridMode = process.argv.includes("--grid")
   const rtts = list(arg("rtt"), [0, 20, 50, 100])
   const losses = list(arg("loss"), [0, 0.001, 0.01])
-  const grid: ReadonlyArray<readonly [number, number]> = agentsMode && arg("rtt") === undefined
+  const grid: ReadonlyArray<readonly [number, number]> = agentsMode && !gridMode && arg("rtt") === undefined
     ? [[50, 0], [50, 0.001], [100, 0.01]]
     : rtts.flatMap((r) => losses.map((l) => [r, l] as const))
   const only = arg("only")
   const variants = VARIANTS.filter((v) =>
-    only !== undefined ? new RegExp(only).test(v.name) : agentsMode ? AGENTS.has(v.name) : process.argv.includes("--quick") ? QUICK.has(v.name) : v.kind !== "agents"
+    only !== undefined ? new RegExp(only).test(v.name) : gridMode ? GRID.has(v.name) : agentsMode ? AGENTS.has(v.name) : process.argv.includes("--quick") ? QUICK.has(v.name) : v.kind !== "agents"
   )
   const repeat = Number(arg("repeat") ?? 1)
   const cells: Array<Cell> = []
@@ -378,6 +439,7 @@ const main = Effect.gen(function*() {
       const failures = new Map<string, Array<string>>(variants.map((v) => [v.name, []]))
       const drops = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       const laneCounts = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
+      const partials = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       for (let r = 0; r < repeat; r++) {
         for (const v of variants) { // interleaved, so a burst of load elsewhere spreads over all variants
           const job: RawJob = { bytes, peers: v.peers ?? 1, messageBytes: 64 * 1024, highWater: 4 * MiB, ...(v.sctp === undefined ? {} : { sctp: v.sctp }) }
@@ -385,12 +447,16 @@ const main = Effect.gen(function*() {
           const outcome = yield* (v.kind === "tcp"
             ? tcpRun(p, bytes)
             : v.kind === "agents"
-            ? agentsRun(p, bytes, v.lanes ?? 1).pipe(Effect.tap((r) => Effect.sync(() => laneCounts.get(v.name)!.push(r.lanes))), Effect.map((r) => r.seconds))
+            ? agentsRun(p, bytes, v.lanes).pipe(Effect.tap((r) => Effect.sync(() => laneCounts.get(v.name)!.push(r.lanes))), Effect.map((r) => r.timed))
             : rawRun(p, job)).pipe(Effect.result)
           const dropped = (yield* udpRcvbufErrors(p.b)) - before
           drops.get(v.name)!.push(dropped)
-          console.error(`  ${v.name}: ${outcome._tag === "Success" ? `${(bytes / 1e6 / outcome.success).toFixed(1)} MB/s` : outcome.failure.message}, ${dropped} datagrams dropped by a full UDP receive buffer at B`)
-          if (outcome._tag === "Success") runs.get(v.name)!.push(bytes / 1e6 / outcome.success)
+          const rate = outcome._tag === "Success" ? outcome.success.bytes / 1e6 / outcome.success.seconds : undefined
+          console.error(`  ${v.name}: ${outcome._tag === "Success" ? `${rate!.toFixed(2)} MB/s${outcome.success.partial ? ` (cut at the cap: ${(outcome.success.bytes / MiB).toFixed(1)} MiB in ${outcome.success.seconds.toFixed(0)} s)` : ""}` : outcome.failure.message}, ${dropped} datagrams dropped by a full UDP receive buffer at B`)
+          if (outcome._tag === "Success") {
+            runs.get(v.name)!.push(rate!)
+            if (outcome.success.partial) partials.get(v.name)!.push(r)
+          }
           else {
             runs.get(v.name)!.push(null)
             failures.get(v.name)!.push(outcome.failure.message)
@@ -404,10 +470,11 @@ const main = Effect.gen(function*() {
         const failed = failures.get(v.name)!
         const rcvbufDrops = drops.get(v.name)!
         const lanes = laneCounts.get(v.name)!
-        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(lanes.length > 0 ? { lanes } : {}), ...(failed.length > 0 ? { failures: failed } : {}) })
+        const cut = partials.get(v.name)!
+        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(lanes.length > 0 ? { lanes } : {}), ...(cut.length > 0 ? { cutAtCap: cut.length } : {}), ...(failed.length > 0 ? { failures: failed } : {}) })
         const shown = all.map((x) => (x === null ? "fail" : x.toFixed(1))).join(" ")
         const ratio = mbps !== null && tcp !== null ? `  ${(mbps / tcp).toFixed(2)}× tcp` : ""
-        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${lanes.length > 0 ? `  lanes ${lanes.join("/")}` : ""}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
+        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${lanes.length > 0 ? `  lanes ${lanes.join("/")}` : ""}${cut.length > 0 ? `  (${cut.length} cut at ${CAP_SECONDS} s)` : ""}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
       }
     }
   }

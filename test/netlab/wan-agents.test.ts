@@ -88,7 +88,7 @@ describe.skipIf(!probe.ok)("agents across an emulated WAN (real processes, names
       // 50 ms: the offerer chose several lanes from the round trip; both ends count them
       for (const [x, peer] of [[a, idB], [b, idA]] as const) {
         const st = yield* peerWhere(s, x, peer, "live on several lanes", (q) => q.state === "live" && ((q as { path?: { lanes?: number } }).path?.lanes ?? 0) > 1, "60 seconds")
-        expect((st as { path?: { lanes?: number } }).path?.lanes).toBeLessThanOrEqual(8)
+        expect((st as { path?: { lanes?: number } }).path?.lanes).toBeLessThanOrEqual(16)
       }
       const lines = [...a.proc.messages(/^transport: link to .* now has \d+ lanes/), ...b.proc.messages(/^transport: link to .* now has \d+ lanes/)]
       expect(lines.length, a.proc.tail(40)).toBeGreaterThan(0)

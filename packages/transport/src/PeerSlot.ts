@@ -218,7 +218,7 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
         remotePeer: peer,
         sid: laneSid,
         rtc: config.rtc,
-        link: linkOptions,
+        link: Lanes.laneLinkOptions(linkOptions),
         inbox,
         signal: (kind, body) => signaling.send(peer, Signal.sign(identity, peer, kind, laneSid, body), laneSid),
         lanes: { max, laneOf: linkSid },

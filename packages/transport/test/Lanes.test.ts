@@ -72,6 +72,9 @@ describe("lanes: negotiation and count", () => {
     expect(Lanes.lanesFor(100, 8)).toBe(8)
     expect(Lanes.lanesFor(300, 8)).toBe(8)
     expect(Lanes.lanesFor(100, 3)).toBe(3)
+    expect(Lanes.lanesFor(50, 16)).toBe(9)
+    expect(Lanes.lanesFor(100, 16)).toBe(16)
+    expect(Lanes.lanesFor(300, 99)).toBe(Lanes.MAX_LANES)
   })
 })
 
