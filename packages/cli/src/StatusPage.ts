@@ -84,6 +84,7 @@ h2 { font-size: 15px; margin: 0 0 8px; }
 .bar.done > div { background: var(--ok); }
 .figures { grid-column: 2; font-size: 13px; color: var(--dim); }
 .error { color: var(--bad); font-size: 13px; margin-top: 6px; word-break: break-word; }
+.error.old { color: var(--dim); }
 ol { list-style: none; margin: 0; padding: 0; font-size: 13px; }
 ol li { padding: 3px 0; border-top: 1px solid var(--line); word-break: break-word; }
 ol li.e-error { color: var(--bad); }
@@ -134,7 +135,8 @@ function peer(p, now) {
   s.append(head);
   if (p.refused) s.append(el("div", "error", "refused by " + p.refused.by + ": " + p.refused.reason));
   s.append(direction("↓", p.received, "received"), direction("↑", p.sent, "sent"));
-  if (p.lastError) s.append(el("div", "error", "last error " + time(p.lastError.at) + ": " + p.lastError.message));
+  const connected = p.state === "live" || p.state === "transferring" || p.state === "reconciling";
+  if (p.lastError) s.append(el("div", connected ? "error old" : "error", (connected ? "earlier error " : "last error ") + time(p.lastError.at) + ": " + p.lastError.message));
   return s;
 }
 function draw(st) {

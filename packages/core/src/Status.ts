@@ -175,6 +175,8 @@ interface Counts {
   readonly bytesToGoEstimated: boolean
   readonly assetsDone: number
   readonly bytesDone: number
+  /** Bytes of the assets done (whole assets only): the recent events say how much each batch was. */
+  readonly assetBytesDone: number
 }
 
 /** Assets and bytes still to come from the peer, as far as the engine counts them. */
@@ -185,7 +187,8 @@ const receivedCounts = (s: PeerStats): Counts => {
     bytesToGo: assetsToGo === 0 ? 0 : Math.max(0, s.bytesWanted - s.chunkBytesReceived),
     bytesToGoEstimated: false,
     assetsDone: s.assetsReceived,
-    bytesDone: s.chunkBytesReceived
+    bytesDone: s.chunkBytesReceived,
+    assetBytesDone: s.bytesReceived
   }
 }
 
@@ -196,7 +199,14 @@ const sentCounts = (s: PeerStats): Counts => {
   const estimate = s.assetsSent === 0 ? 0 : Math.round(assetsToGo * (s.bytesSent / s.assetsSent)) - inFlight
   // sizes differ: an estimate the asset in flight already passed says nothing (unknown, not 0)
   const bytesToGo = assetsToGo === 0 ? 0 : estimate > 0 ? estimate : undefined
-  return { assetsToGo, bytesToGo, bytesToGoEstimated: assetsToGo > 0, assetsDone: s.assetsSent, bytesDone: s.chunkBytesSent }
+  return {
+    assetsToGo,
+    bytesToGo,
+    bytesToGoEstimated: assetsToGo > 0,
+    assetsDone: s.assetsSent,
+    bytesDone: s.chunkBytesSent,
+    assetBytesDone: s.bytesSent
+  }
 }
 
 /** A direction's smoothing state, kept by the tracker across ticks. */
@@ -204,6 +214,7 @@ interface Meter {
   at: number
   bytes: number
   assets: number
+  assetBytes: number
   rate: number
   /** Sum of weights so far: divides the rate so the first seconds are not biased towards 0. */
   weight: number
@@ -217,6 +228,7 @@ const newMeter = (now: number, c: Counts): Meter => ({
   at: now,
   bytes: c.bytesDone,
   assets: c.assetsDone,
+  assetBytes: c.assetBytesDone,
   rate: 0,
   weight: 0,
   baseBytes: c.bytesDone,
@@ -246,6 +258,7 @@ const advance = (m: Meter, c: Counts, now: number) => {
   m.at = now
   m.bytes = c.bytesDone
   m.assets = c.assetsDone
+  m.assetBytes = c.assetBytesDone
 }
 
 const progress = (c: Counts, m: Meter): DirectionProgress => {
@@ -258,7 +271,11 @@ const progress = (c: Counts, m: Meter): DirectionProgress => {
     ? (100 * bytesDone) / (bytesDone + c.bytesToGo)
     : (100 * assetsDone) / (assetsDone + c.assetsToGo)
   return {
-    ...c,
+    assetsToGo: c.assetsToGo,
+    bytesToGo: c.bytesToGo,
+    bytesToGoEstimated: c.bytesToGoEstimated,
+    assetsDone: c.assetsDone,
+    bytesDone: c.bytesDone,
     rateBytesPerSecond: Math.round(rate),
     etaSeconds: c.bytesToGo !== undefined && c.bytesToGo > 0 && rate >= 1 ? Math.ceil(c.bytesToGo / rate) : undefined,
     percent: Math.min(100, Math.max(0, Math.floor(percent * 10) / 10))
@@ -311,7 +328,17 @@ const stateOf = (
   }
 }
 
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+/** Bytes as people read them (SI units), for the events' text. */
+const size = (bytes: number): string => {
+  const units = ["B", "kB", "MB", "GB", "TB"]
+  let value = bytes
+  let unit = 0
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
+}
 
 /**
  * The stateful part of the model: rate meters, when each state began, and recent events. `update`
@@ -351,7 +378,7 @@ export const makeTracker = (now: number) => {
           meters.set(key, m)
         }
         const assetsBefore = m.assets
-        const bytesBefore = m.bytes
+        const bytesBefore = m.assetBytes
         if (tick) {
           advance(m, c, at)
           if (c.assetsDone > assetsBefore) {
@@ -360,7 +387,7 @@ export const makeTracker = (now: number) => {
               at,
               peer,
               kind: "transfer",
-              text: `${direction} ${n} asset${n === 1 ? "" : "s"} (${mb(Math.max(0, c.bytesDone - bytesBefore))})`
+              text: `${direction} ${n} asset${n === 1 ? "" : "s"} (${size(Math.max(0, c.assetBytesDone - bytesBefore))})`
             })
           }
         }
