@@ -32,6 +32,8 @@ export const ConnectFailedReason = Schema.TaggedUnion({
   PeerUnreachable: {},
   /** The peer is not on the allow-list (or is ourselves). */
   NotAllowed: {},
+  /** The peer refused us (a signed "refused" signal): we are not on its allow-list. */
+  RefusedByPeer: {},
   /** Another connect to the same peer is in progress. */
   Busy: {},
   /** The peer started a newer attempt (a new offer, or a knock after answering) while this one ran. */
@@ -53,6 +55,7 @@ export const describeConnectFailedReason = (reason: ConnectFailedReason): string
     SignalingUnavailable: ({ url }) => `not registered with the signaling server ${url}`,
     PeerUnreachable: () => "the peer is not connected to the signaling server",
     NotAllowed: () => "not on the allow-list",
+    RefusedByPeer: () => "the peer refused us: we are not on its allow-list",
     Busy: () => "another attempt with this peer is in progress",
     Superseded: () => "the peer started a newer attempt",
     BadDescription: ({ detail }) => `unusable description: ${detail}`,
@@ -78,6 +81,8 @@ export type AttemptInput =
   | { readonly _tag: "Undeliverable" }
   /** The peer started a newer attempt: give this one up. */
   | { readonly _tag: "Superseded" }
+  /** The peer refused this attempt: we are not on its allow-list. */
+  | { readonly _tag: "Refused" }
 
 export interface AttemptParams {
   readonly identity: PeerIdentity
@@ -331,6 +336,7 @@ const run = (
       forEachQueued(params.inbox, (input) => {
         if (input._tag === "Undeliverable") return fail(ConnectFailedReason.cases.PeerUnreachable.make({}))
         if (input._tag === "Superseded") return fail(ConnectFailedReason.cases.Superseded.make({}))
+        if (input._tag === "Refused") return fail(ConnectFailedReason.cases.RefusedByPeer.make({}))
         const signal = input.signal
         switch (signal.kind) {
           case "answer":

@@ -361,12 +361,29 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
     )
   }
 
+  /**
+   * The peer refused our offer or knock: we are not on its allow-list. The attempt it names fails
+   * at once (RefusedByPeer) instead of timing out, and the operator reads why.
+   */
+  const onRefused = (signal: VerifiedSignal): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const ours = (inFlight !== undefined && inFlight.sid === signal.sid) || (waiter !== undefined && waiter.sid === signal.sid)
+      if (!ours) return Effect.void
+      if (inFlight !== undefined && inFlight.sid === signal.sid) Queue.offerUnsafe(inFlight.inbox, { _tag: "Refused" })
+      if (waiter !== undefined && waiter.sid === signal.sid) {
+        Deferred.doneUnsafe(waiter.offer, Effect.fail(failed(peer, ConnectFailedReason.cases.RefusedByPeer.make({}))))
+      }
+      return Effect.logWarning(`transport: peer ${peer} refused us: we are not on its allow-list (add ${config.identity.peerId} to its --peer list)`)
+    })
+
   const onSignal = (signal: VerifiedSignal): Effect.Effect<void> => {
     switch (signal.kind) {
       case "offer":
         return onOffer(signal)
       case "knock":
         return onKnock(signal)
+      case "refused":
+        return onRefused(signal)
       case "answer":
       case "candidate":
         return Effect.sync(() => {

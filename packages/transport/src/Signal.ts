@@ -1,6 +1,7 @@
 /**
  * Signed signaling messages between peers: offers and answers (the SDP, which holds the DTLS
- * fingerprint), trickled ICE candidates and knocks ("please offer to me"). Each carries the
+ * fingerprint), trickled ICE candidates, knocks ("please offer to me") and refusals ("you are not
+ * on my allow-list", the answer to a stranger's offer or knock). Each carries the
  * sender's peer id and public key and an Ed25519 signature over kind, session, both ids and
  * body, so a signaling server in the middle can drop messages but not forge or alter them.
  */
@@ -10,7 +11,7 @@ import type { PeerId } from "@can-sync/core"
 import type { PeerIdentity } from "./Identity.ts"
 import { isPeerId, peerIdOf, verifySignature } from "./Identity.ts"
 
-export const SignalKind = Schema.Literals(["offer", "answer", "candidate", "knock"])
+export const SignalKind = Schema.Literals(["offer", "answer", "candidate", "knock", "refused"])
 export type SignalKind = typeof SignalKind.Type
 
 /** As it travels through the signaling server (opaque to it). */
@@ -23,7 +24,7 @@ export const SignedSignal = Schema.Struct({
   to: Schema.String,
   /** Sender's raw Ed25519 public key, base64. */
   publicKey: Schema.String,
-  /** SDP for offer/answer, JSON `{candidate, mid}` for a candidate, "" for a knock. */
+  /** SDP for offer/answer, JSON `{candidate, mid}` for a candidate, "" for a knock or a refusal. */
   body: Schema.String,
   /** Base64 Ed25519 signature over `signedBytes(kind, sid, from, to, body)`. */
   signature: Schema.String

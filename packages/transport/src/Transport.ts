@@ -19,6 +19,7 @@ import { makeIssuer } from "./AttemptIds.ts"
 import { ConnectFailed, ConnectFailedReason } from "./ConnectAttempt.ts"
 import * as IceServers from "./IceServers.ts"
 import { Identity, isPeerId } from "./Identity.ts"
+import type { PeerIdentity } from "./Identity.ts"
 import * as Lanes from "./Lanes.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
@@ -108,30 +109,35 @@ export const STRANGER_LINE_EVERY = Duration.seconds(6)
 /**
  * Anyone who can reach the signaling server can send us signals; each refusal is counted
  * (`cansync.errors`), but its WARN line goes through a token bucket, so a flood costs a few lines
- * a minute, and the next line says how many were held back.
+ * a minute, and the next line says how many were held back. Gives whether the line was written.
  */
 const strangerLog = () => {
   const everyMillis = Duration.toMillis(STRANGER_LINE_EVERY)
   let tokens: number = STRANGER_LINE_BURST
   let refilledAt: number | undefined
   let held = 0
-  return (line: string): Effect.Effect<void> =>
+  return (line: string): Effect.Effect<boolean> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       tokens = Math.min(STRANGER_LINE_BURST, tokens + (refilledAt === undefined ? 0 : (now - refilledAt) / everyMillis))
       refilledAt = now
       if (tokens < 1) {
         held++
-        return Effect.void
+        return Effect.succeed(false)
       }
       tokens -= 1
       const more = held === 0 ? "" : ` (and ${held} more refused since the last such line, not logged)`
       held = 0
-      return Effect.logWarning(`${line}${more}`)
+      return Effect.as(Effect.logWarning(`${line}${more}`), true)
     })
 }
 
-/** Route what the signaling server hands us to the slot of the peer it concerns. */
-const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) => {
+/**
+ * Route what the signaling server hands us to the slot of the peer it concerns. A stranger's offer
+ * or knock is refused, and (within the same token bucket as the log line, so a flood is not
+ * amplified) told so by a signed "refused" signal: its operator then reads why it cannot connect.
+ */
+const router = (identity: PeerIdentity, signaling: Signaling.SignalingClient, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) => {
+  const self = identity.peerId
   const stranger = strangerLog()
   return (inbound: Signaling.Inbound): Effect.Effect<void> => {
     if (inbound._tag === "Undeliverable") {
@@ -146,9 +152,15 @@ const router = (self: PeerId, slots: ReadonlyMap<PeerId, PeerSlot.PeerSlot>) => 
     const signal = verified.success
     const slot = slots.get(signal.from)
     if (slot !== undefined) return Effect.annotateLogs(slot.onSignal(signal), { peer: signal.from })
-    return signal.kind === "offer" || signal.kind === "knock"
-      ? Effect.andThen(stranger(`transport: refused connection from ${signal.from}: not on the allow-list`), Metrics.recordError("not_allowed"))
-      : Effect.void
+    if (signal.kind !== "offer" && signal.kind !== "knock") return Effect.void
+    return Metrics.recordError("not_allowed").pipe(
+      Effect.andThen(stranger(`transport: refused connection from ${signal.from}: not on the allow-list`)),
+      Effect.flatMap((logged) =>
+        logged
+          ? signaling.send(signal.from, Signal.sign(identity, signal.from as PeerId, "refused", signal.sid, "")).pipe(Effect.ignore)
+          : Effect.void
+      )
+    )
   }
 }
 
@@ -193,7 +205,7 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   const slots = new Map<PeerId, PeerSlot.PeerSlot>()
   for (const peer of allowed) slots.set(peer, yield* PeerSlot.make(peer, slotConfig))
 
-  const route = router(self, slots)
+  const route = router(identity, signaling, slots)
   yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(signaling.inbound), route)).pipe(Effect.ignore))
 
   yield* Effect.logInfo(`transport: ${self} up; allow-list: ${allowed.size === 0 ? "(empty)" : [...allowed].join(", ")}`)

@@ -213,7 +213,7 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
       }).pipe(Effect.scoped))
   }
 
-  it.live("refuses a peer that is not on the allow-list, with a clear log line, and exchanges nothing", () =>
+  it.live("refuses a peer that is not on the allow-list, with a clear log line, tells it so, and exchanges nothing", () =>
     Effect.gen(function*() {
       const server = yield* Signaling.serve({ port: 0 })
       const a = Identity.generate()
@@ -231,6 +231,9 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
       const refusal = `transport: refused connection from ${stranger.identity.peerId}: not on the allow-list`
       // refused once, and again when the stranger retries: it never gets anywhere
       yield* waitUntil("two refusals", () => logs.lines.filter((l) => l === refusal).length >= 2, 30_000)
+      // the stranger hears why (a signed "refused" signal), not just a timeout
+      const told = `transport: peer ${a.peerId} refused us: we are not on its allow-list (add ${stranger.identity.peerId} to its --peer list)`
+      yield* peer.waitFor("the stranger to log that it was refused", (e) => e.event === "log" && e.message === told, "20 seconds")
       expect(peer.events.some((e) => e.event === "link")).toBe(false)
       expect(logs.lines.some((l) => l.startsWith("transport: connected to"))).toBe(false)
     }).pipe(Effect.scoped))
