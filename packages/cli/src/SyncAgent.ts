@@ -162,7 +162,7 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
       peers: allowed,
       sessions: manager.sessions,
       links: transport.paths,
-      signaling: Ref.get(registered).pipe(Effect.map((up): Status.SignalingView => ({ url: flags.signal, state: up ? "registered" : "connecting" }))),
+      signaling: transport.signaling,
       store: Option.match(stats, {
         onNone: () => Effect.succeed(undefined),
         onSome: (read) => read.pipe(Effect.map((s) => ({ assets: s.assets, bytes: s.bytes })), Effect.catch(() => Effect.succeed(undefined)))
