@@ -24,6 +24,7 @@ import * as Lanes from "./Lanes.ts"
 import * as Native from "./Native.ts"
 import type { RtcOptions } from "./Native.ts"
 import * as PeerSlot from "./PeerSlot.ts"
+import * as RateLimit from "./RateLimit.ts"
 import * as Signal from "./Signal.ts"
 import * as Signaling from "./Signaling.ts"
 import * as WebRtcLink from "./WebRtcLink.ts"
@@ -56,6 +57,8 @@ export interface TransportConfig {
    * (a number, 1 to 16), else DEFAULT_MAX_LANES.
    */
   readonly lanes?: PeerSlot.LaneConfig | undefined
+  /** Bandwidth limits, bytes per second, for the agent and for each peer (RateLimit.ts). None by default. */
+  readonly rates?: RateLimit.RateLimits | undefined
 }
 
 /** Lanes per link at most when nothing says otherwise. */
@@ -205,6 +208,7 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   const slots = new Map<PeerId, PeerSlot.PeerSlot>()
   for (const peer of allowed) slots.set(peer, yield* PeerSlot.make(peer, slotConfig))
 
+  const rates = RateLimit.make(config.rates ?? {})
   const route = router(identity, signaling, slots)
   yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(signaling.inbound), route)).pipe(Effect.ignore))
 
@@ -219,7 +223,7 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
       const slot = slots.get(peer)
       return slot === undefined
         ? Effect.fail(new ConnectFailed({ peer, reason: ConnectFailedReason.cases.NotAllowed.make({}) }))
-        : slot.connect
+        : Effect.map(slot.connect, rates.limit)
     },
     wake: (peer) => slots.get(peer)?.wake ?? Effect.never,
     registered: signaling.registered,

@@ -127,6 +127,44 @@ describe("Transport (two OS processes, real signaling, real WebRTC on loopback)"
       expect(peer.events.filter((e) => e.event === "link").length).toBe(1)
     }).pipe(Effect.scoped))
 
+  it.live("bandwidth limits: our receive limit holds a flooding peer to it through credit, and our send limit holds what we send", () =>
+    Effect.gen(function*() {
+      const total = 24 * 1024 * 1024 // more than one receive window (16 MiB), so the peer must wait for credit
+      const frameBytes = 64 * 1024
+      const rate = 8_000_000
+      const server = yield* Signaling.serve({ port: 0 })
+      const a = Identity.generate()
+      const b = yield* identityDir("b")
+      const peer = yield* spawnPeer("b", { dataDir: b.dir, signalingUrl: server.url, peers: [a.peerId], mode: "flood", floodBytes: total, frameBytes })
+      const transport = yield* localTransport(a, {
+        signalingUrl: server.url,
+        peers: [b.identity.peerId],
+        rates: { receivePerPeer: rate, send: rate }
+      })
+      const link = yield* nextLink(transport)
+      let first: number | undefined
+      let bytes = 0
+      yield* link.frames.pipe(
+        Stream.take(total / frameBytes),
+        Stream.runForEach((frame) => Effect.sync(() => {
+          first ??= performance.now()
+          bytes += frame.length
+        })),
+        Effect.timeout("90 seconds")
+      )
+      const seconds = (performance.now() - first!) / 1000
+      expect(bytes).toBe(total)
+      // at most the burst (0.8 MB) came early: a one-sided bound, which a loaded machine only helps
+      expect(seconds).toBeGreaterThanOrEqual((total - 0.1 * rate - frameBytes) / rate)
+      const flooded = yield* peer.waitFor("the flooding peer to finish", (e) => e.event === "flooded")
+      expect((flooded.stats as { creditWaitMillis: number }).creditWaitMillis).toBeGreaterThan(0) // held back by our credit
+      // sending: 12 MiB at 8 MB/s
+      const sendTotal = 12 * 1024 * 1024
+      const t0 = performance.now()
+      for (let n = 0; n * frameBytes < sendTotal; n++) yield* link.send(pattern(frameBytes, n))
+      expect((performance.now() - t0) / 1000).toBeGreaterThanOrEqual((sendTotal - 0.1 * rate - frameBytes) / rate)
+    }).pipe(Effect.scoped))
+
   it.live("a slow consumer holds at most one receive window, and the fast sender waits for credit", () =>
     Effect.gen(function*() {
       const window = 1024 * 1024
