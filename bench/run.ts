@@ -1,7 +1,8 @@
 /**
  * `pnpm bench`: runs every benchmark one after the other (they measure the same 2 cores, so never
  * at once), each as its own process writing `bench/results/<name>.json`, then gathers them into
- * `bench/results/all.json`. `pnpm bench store engine` runs a subset; `pnpm bench wan` the WAN matrix.
+ * `bench/results/all.json`. `pnpm bench store engine` runs a subset; `pnpm bench wan` the WAN matrix;
+ * `pnpm bench million` a million assets (bench/million.ts: ~4 GB fixture in $TMPDIR, kept for the next run).
  */
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -11,7 +12,8 @@ import { fileURLToPath } from "node:url"
 const here = dirname(fileURLToPath(import.meta.url))
 const all = ["store", "engine", "transport", "sync", "reconnect", "nat", "reconcile"]
 // `wan` (bench/wan.ts: TCP and the bare library through the network lab's emulated link) runs only
-// when named: its full RTT × loss matrix takes hours on 2 cores.
+// when named: its full RTT × loss matrix takes hours on 2 cores. So does `million` (bench/million.ts:
+// building the 1M-asset fixture takes ~7 minutes and `verify` of it tens of minutes on 2 cores).
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
 const results: Record<string, unknown> = {}
 let failed = false
@@ -34,7 +36,7 @@ for (const name of chosen) {
 }
 // A subset run refreshes its own entries and keeps the others' latest results.
 const gathered: Record<string, unknown> = {}
-for (const name of [...all, "wan"]) {
+for (const name of [...all, "wan", "million"]) {
   const file = join(here, "results", `${name}.json`)
   if (name in results) gathered[name] = results[name]
   else if (existsSync(file)) gathered[name] = JSON.parse(readFileSync(file, "utf8"))
