@@ -50,7 +50,7 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
       const [a, b] = [s.path("a"), s.path("b")]
       const mine = yield* s.smallFiles("mine", "page/a", 3)
       const theirs = yield* s.smallFiles("theirs", "page/b", 5)
-      const big = yield* s.largeFile("big", "page/big", 24 * 1024 * 1024)
+      const big = yield* s.largeFile("big", "page/big", 6 * 1024 * 1024)
       const [signal, , idB] = yield* all([
         s.signal(),
         s.id(a),
@@ -93,8 +93,8 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
       expect(converged.text).toContain("connected")
       expect(seen.has("live")).toBe(true)
       const recent = yield* Effect.promise(() => page.textContent("#recent"))
-      expect(recent).toMatch(/received \d+ assets? \([\d.]+ MB\)/)
-      expect(recent).toMatch(/sent \d+ assets? \([\d.]+ MB\)/)
+      expect(recent).toMatch(/received \d+ assets? \([\d.]+ [kMG]?B\)/)
+      expect(recent).toMatch(/sent \d+ assets? \([\d.]+ [kMG]?B\)/)
       const total = yield* Effect.promise(() => page.textContent("#total"))
       expect(total).toContain("up to date")
       yield* Effect.promise(() => page.screenshot({ fullPage: true })).pipe(Effect.flatMap((png) => Effect.promise(() => Artifacts.save("status-page.png", png))))

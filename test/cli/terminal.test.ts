@@ -46,8 +46,8 @@ describe.skipIf(tmuxMissing)("the terminal display of can-sync sync (under tmux)
       const s = yield* Scenario.make("terminal")
       const [a, b] = [s.path("a"), s.path("b")]
       const files = yield* s.smallFiles("files", "terminal", 6)
-      const big = yield* s.largeFile("big", "terminal/big", 32 * 1024 * 1024)
-      const ours = yield* s.largeFile("ours", "terminal/ours", 12 * 1024 * 1024)
+      const big = yield* s.largeFile("big", "terminal/big", 16 * 1024 * 1024)
+      const ours = yield* s.largeFile("ours", "terminal/ours", 4 * 1024 * 1024)
       const [signal, idA, idB] = yield* all([s.signal(), s.id(a), s.id(b), s.add(b, [...files.map((f) => f.path), big.path]), s.add(a, [ours.path])])
       const [shortA, shortB] = [idA.slice(0, 12), idB.slice(0, 12)]
       const tty = yield* terminal(100, 30, [
@@ -93,7 +93,7 @@ describe.skipIf(tmuxMissing)("the terminal display of can-sync sync (under tmux)
       // a hundred redraws and a dozen log lines later, the whole scrollback holds one block: none was left behind
       expect(headers(done)).toBe(1)
       const live = block(done)!
-      expect(live[0]).toMatch(new RegExp(`^can-sync \\S+ {2}${shortA} {2}store ${files.length + 2} assets 4\\d\\.\\d MB$`))
+      expect(live[0]).toMatch(new RegExp(`^can-sync \\S+ {2}${shortA} {2}store ${files.length + 2} assets 2\\d\\.\\d MB$`))
       expect(live[1]).toBe("total  1 peer(s)")
       expect(live.slice(2, 7), live.join("\n")).toEqual([
         expect.stringMatching(/^ {2}↓ \[#{30}\] 100% +[\d.]+ [kMG]?B\/s done$/),
