@@ -397,7 +397,9 @@ export const makeTracker = (now: number) => {
       const previous = states.get(peer)
       const errorAt = session?.lastErrorAt
       if (tick) {
-        if (previous !== undefined && previous.state !== state) {
+        // retries of a peer that is away (connecting, backoff, connecting, ...) are not news
+        const away = (x: PeerState) => x === "connecting" || x === "backoff" || x === "waiting-for-signaling"
+        if (previous !== undefined && previous.state !== state && !(away(previous.state) && away(state))) {
           record({ at, peer, kind: "state", text: refused === undefined ? state : `refused by ${refused.by}: ${refused.reason}` })
         }
         // each new error once (a peer offline for an hour fails the same way at every retry)
