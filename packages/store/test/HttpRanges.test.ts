@@ -10,6 +10,8 @@ import * as Fingerprints from "@can-sync/core/Fingerprints"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import * as Api from "../src/CanHttpApi.ts"
 import * as HttpService from "../src/HttpService.ts"
 import * as HttpStore from "../src/HttpStore.ts"
@@ -155,5 +157,55 @@ describe("range reconciliation through the CAN HTTP service", () => {
       assert.isUndefined(client.ranges)
       const reply = yield* post(`${service.url}${Api.Routes.rangeFingerprints}`, JSON.stringify({ prefixes: [""] }))
       assert.strictEqual(reply.status, 404)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a service that answers range requests wrongly fails the client's calls with StoreUnavailable, never wrong items", () =>
+    Effect.gen(function*() {
+      const hash = (prefix: string) => prefix + "0".repeat(64 - prefix.length)
+      const item = (h: string) => ({ hash: h, size: 1, updatedAt: 1, origin: "x" })
+      // A fake service: honest /sync/info and probe, then one kind of wrong answer per prefix asked.
+      const lies: Record<string, unknown> = {
+        a: { lists: [[item(hash("b"))]] }, // an item outside its prefix
+        c: { lists: [[item(hash("c1")), item(hash("c0"))]] }, // out of hash order
+        d: { lists: [[], []] }, // more lists than prefixes
+        e: { lists: [Array.from({ length: Api.RangeLimits.maxItems + 1 }, (_, i) => item(hash(`e${i.toString(16).padStart(4, "0")}`)))] },
+        f: { lists: [[{ hash: "not a hash", size: 1, updatedAt: 1, origin: "x" }]] }
+      }
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<ReturnType<typeof createServer>>((resolve) => {
+            const s = createServer((req, res) => {
+              let body = ""
+              req.on("data", (chunk: Buffer) => (body += chunk.toString()))
+              req.on("end", () => {
+                res.setHeader("content-type", "application/json")
+                if (req.url === Api.Routes.info) return res.end(JSON.stringify({ storeId: "liar", seq: 0 }))
+                const prefixes = (JSON.parse(body) as { prefixes: ReadonlyArray<string> }).prefixes
+                if (req.url === Api.Routes.rangeFingerprints) {
+                  // the probe is honest; real requests get one fingerprint too few
+                  return res.end(JSON.stringify({ fingerprints: prefixes.slice(1).map(() => ({ count: 0, sum: "0".repeat(32) })) }))
+                }
+                res.end(JSON.stringify(lies[prefixes[0]!] ?? { lists: [] }))
+              })
+            })
+            s.listen(0, "127.0.0.1", () => resolve(s))
+          })
+        ),
+        (s) => Effect.promise(() => new Promise<void>((done) => s.close(() => done())))
+      )
+      const { port } = server.address() as AddressInfo
+      const client = yield* HttpStore.make({ baseUrl: `http://127.0.0.1:${port}`, token })
+      const ranges = client.ranges
+      assert.isDefined(ranges)
+      if (ranges === undefined) return
+      const refused = yield* Effect.flip(ranges.fingerprints(["0", "1"]))
+      assert.strictEqual(refused._tag, "StoreUnavailable")
+      for (const prefix of Object.keys(lies)) {
+        const failure = yield* Effect.flip(ranges.items([prefix]))
+        assert.strictEqual(failure._tag, "StoreUnavailable", prefix)
+      }
+      // "No list" for a whole hash cannot be split further: refused, not looped on.
+      const deep = yield* Effect.flip(ranges.items([hash("9")]))
+      assert.strictEqual(deep._tag, "StoreUnavailable")
     }).pipe(Effect.scoped), 60_000)
 })
