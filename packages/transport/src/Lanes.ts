@@ -159,7 +159,13 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
     return best
   }
 
-  const laneWithRoom = (bytes: number) =>
+  const laneWithRoom = (bytes: number): Effect.Effect<Lane, LinkClosed> => {
+    // the common case, decided at once: a lane has room now
+    const now = closedWith === undefined ? pick(bytes) : undefined
+    return now !== undefined ? Effect.succeed(now) : waitForLane(bytes)
+  }
+
+  const waitForLane = (bytes: number) =>
     Effect.callback<Lane, LinkClosed>((resume) => {
       const attempt = () => {
         if (closedWith !== undefined) {
@@ -190,6 +196,7 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
     }))
 
   // ---- receiving: one reader per lane; a frame waits (one per lane) until every earlier one went out
+  // (an in-order frame with room downstream goes straight through)
 
   let nextSeq = 0
   const held = new Map<number, { readonly frame: Uint8Array; readonly delivered: Deferred.Deferred<void> }>()
@@ -221,6 +228,12 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
         const seq = readSeq(frame)
         if (seq <= last || seq < nextSeq || held.has(seq)) return yield* violation(`striped frame ${seq} out of order (next ${nextSeq})`)
         last = seq
+        // in order with nothing held and room downstream (always so on one lane): straight through.
+        // A delivery waiting on a full queue leaves no room, so this never passes it.
+        if (seq === nextSeq && held.size === 0 && Queue.offerUnsafe(out, frame.subarray(SEQ_BYTES))) {
+          nextSeq++
+          continue
+        }
         const delivered = Deferred.makeUnsafe<void>()
         held.set(seq, { frame: frame.subarray(SEQ_BYTES), delivered })
         yield* deliver
