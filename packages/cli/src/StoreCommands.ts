@@ -323,7 +323,10 @@ export const verify = Command.make("verify", { data: existingDataFlag, rebuildIn
           "damaged content is set aside (quarantine/) and no longer offered; a sync with a peer that holds it fetches a good copy"
         )
       }
-      const swept = yield* Effect.result(store.sweepOrphans(OrphanAge))
+      // At a million assets the sweep reads every content file's name (minutes): say what runs.
+      const swept = yield* Effect.result(store.sweepOrphans(OrphanAge)).pipe(
+        withProgress(() => `${checked} assets checked, ${damaged} damaged; looking for unindexed content files in objects/`)
+      )
       if (Result.isSuccess(swept) && swept.success.quarantined > 0) {
         const { quarantined, bytes } = swept.success
         yield* Console.log(
