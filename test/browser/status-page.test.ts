@@ -28,6 +28,11 @@ interface PeerCard {
   readonly sent: { readonly percent: number; readonly assetsDone: number; readonly assetsToGo: number } | undefined
 }
 
+/** The parts of `/status` checked here. */
+interface StatusJson {
+  readonly peers: ReadonlyArray<{ readonly peer: string; readonly received: { readonly bytesDone: number } }>
+}
+
 const card = (page: Page, peer: string) =>
   Effect.promise(() =>
     page.evaluate((id): PeerCard | undefined => {
@@ -58,12 +63,14 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
         s.add(a, mine.map((f) => f.path)),
         s.add(b, [...theirs.map((f) => f.path), big.path])
       ])
-      const agentA = yield* s.agent("A", { data: a, signal: signal.url, peers: [idB] })
-
-      const browser = yield* Effect.acquireRelease(
-        Effect.promise(() => chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 })),
-        (browser) => Effect.promise(() => browser.close())
-      )
+      // Chromium starts while A does
+      const [agentA, browser] = yield* Effect.all([
+        s.agent("A", { data: a, signal: signal.url, peers: [idB] }),
+        Effect.acquireRelease(
+          Effect.promise(() => chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 })),
+          (browser) => Effect.promise(() => browser.close())
+        )
+      ], { concurrency: 2 })
       const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1000, height: 1000 } }))
       const foreign: Array<string> = []
       page.on("request", (request) => {
@@ -76,6 +83,9 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
         Effect.map((c) => (c !== undefined && c.text.includes("never connected") ? c : notYet(c)))
       ), "30 seconds", { interval: "200 millis" })
       expect(["connecting", "backoff", "waiting-for-signaling"]).toContain(waiting.state)
+      const statusJson = Effect.tryPromise(() => fetch(`${agentA.adminUrl}/status`).then((r) => r.json() as Promise<StatusJson>))
+      const before = (yield* statusJson).peers.find((p) => p.peer === idB)
+      expect(before).toMatchObject({ sessions: 0, connection: "never-connected", received: { assetsToGo: 0, bytesDone: 0 } })
       expect(yield* Effect.promise(() => page.textContent("#signaling"))).toBe("registered")
 
       // B starts; the page follows A and B converging, without a reload.
@@ -92,6 +102,18 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
       ), "90 seconds", { interval: "200 millis" })
       expect(converged.text).toContain("connected")
       expect(seen.has("live")).toBe(true)
+      // /status says the same: today's fields kept, the model's beside them
+      const after = yield* statusJson
+      expect(after).toMatchObject({ version: expect.any(String), signaling: { state: "registered" }, totals: { received: { assetsToGo: 0 } } })
+      expect(after.peers.find((p) => p.peer === idB)).toMatchObject({
+        state: "live",
+        phase: "live",
+        connection: "connected",
+        assetsReceived: theirs.length + 1,
+        received: { assetsDone: theirs.length + 1, bytesDone: expect.any(Number), percent: 100 },
+        sent: { assetsDone: mine.length, percent: 100 }
+      })
+      expect(after.peers[0]!.received.bytesDone).toBeGreaterThanOrEqual(big.size)
       const recent = yield* Effect.promise(() => page.textContent("#recent"))
       expect(recent).toMatch(/received \d+ assets? \([\d.]+ [kMG]?B\)/)
       expect(recent).toMatch(/sent \d+ assets? \([\d.]+ [kMG]?B\)/)
