@@ -36,6 +36,7 @@ export const classifyFailure = (error: unknown): FailureKind => {
     case "ConnectFailed": {
       const reason = typeof error === "object" && error !== null && "reason" in error ? tagOf(error.reason) : undefined
       if (reason === "NotAllowed" || reason === "AuthFailed") return "refused-by-us"
+      if (reason === "RefusedByPeer") return "refused-by-peer" // its signed "refused": we are not on its allow-list
       if (reason === "SignalingUnavailable") return "no-signaling"
       return "other"
     }

@@ -83,6 +83,7 @@ describe("Status", () => {
     expect(Status.classifyFailure({ _tag: "ConnectFailed", reason: { _tag: "SignalingUnavailable" } })).toBe("no-signaling")
     expect(Status.classifyFailure({ _tag: "ConnectFailed", reason: { _tag: "Timeout" } })).toBe("other")
     expect(Status.classifyFailure({ _tag: "RemoteFailure", code: 1 })).toBe("refused-by-peer")
+    expect(Status.classifyFailure({ _tag: "ConnectFailed", reason: { _tag: "RefusedByPeer" } })).toBe("refused-by-peer")
     expect(Status.classifyFailure({ _tag: "ProtocolVersionMismatch" })).toBe("refused-by-us")
   })
 
