@@ -37,8 +37,8 @@ export const contribution = (item: Pick<RangeItem, "hash" | "updatedAt" | "origi
   if (input.buffer === scratch.buffer) scratchView.setFloat64(32, item.updatedAt, false)
   else new DataView(input.buffer).setFloat64(32, item.updatedAt, false)
   input.set(origin, 40)
-  // latin1 text is one char per byte, and ~5x faster than a Buffer per call (1M items: 1.0 s, not 5.3)
-  const text = digest("sha256", input, "latin1")
+  // latin1 ("binary") text is one char per byte, and ~5x faster than a Buffer per call (1M items: 1.0 s, not 5.3)
+  const text = digest("sha256", input, "binary")
   const out = new Uint8Array(SUM_BYTES)
   for (let i = 0; i < SUM_BYTES; i++) out[i] = text.charCodeAt(i)
   return out

@@ -135,6 +135,9 @@ export const MaxPageSize = 10_000
 const DefaultPageSize = 1000
 /** Changes read per query while following events (bounds memory per subscriber). */
 const EventPageSize = 256
+/** Assets `verify` checks at once (each holds a write-buffer pair, 2 MiB). */
+const VerifyConcurrency = 8
+
 /** Assets rehashed per index page in `verify`. */
 const VerifyPageSize = 256
 
@@ -562,7 +565,7 @@ const verify = (parts: Parts): EmbeddedStoreShape["verify"] =>
                 Effect.flatMap((now) => parts.index.markAbsent(record.hash, LocalOrigin, now)),
                 Effect.as({ hash: record.hash, ok: false, problem })
               )
-          }))))
+          }))), { concurrency: VerifyConcurrency }) // in index order still; a file at a time left the disk idle between small files
     )
 
 const sweepOrphans = (parts: Parts) =>
