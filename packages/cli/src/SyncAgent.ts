@@ -131,6 +131,12 @@ const agent = (flags: SyncFlags, allowed: ReadonlyArray<PeerId>, identity: PeerI
         portRange: Option.getOrUndefined(flags.icePorts),
         bindAddress: Option.getOrUndefined(flags.bindAddress),
         mtu: Option.getOrUndefined(flags.mtu)
+      },
+      rates: {
+        send: Option.getOrUndefined(flags.maxSendRate),
+        receive: Option.getOrUndefined(flags.maxRecvRate),
+        sendPerPeer: Option.getOrUndefined(flags.maxSendRatePerPeer),
+        receivePerPeer: Option.getOrUndefined(flags.maxRecvRatePerPeer)
       }
     }).pipe(Effect.provideService(Identity, identity))
     const registered = yield* Ref.make(false)

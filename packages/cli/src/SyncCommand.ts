@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import { CliError, Command, Flag } from "effect/cli"
 import * as IceServers from "@can-sync/transport/IceServers"
+import * as RateLimit from "@can-sync/transport/RateLimit"
 import * as Result from "effect/Result"
 import { dataFlag, duration, jsonFlag, optionalFileFlag, port, tokenFlag, url, within } from "./SharedFlags.ts"
 
@@ -33,9 +34,26 @@ export interface SyncFlags {
   readonly icePorts: Option.Option<{ readonly begin: number; readonly end: number }>
   readonly bindAddress: Option.Option<string>
   readonly mtu: Option.Option<number>
+  /** Bandwidth limits, bytes per second: all peers together, and each peer. */
+  readonly maxSendRate: Option.Option<number>
+  readonly maxRecvRate: Option.Option<number>
+  readonly maxSendRatePerPeer: Option.Option<number>
+  readonly maxRecvRatePerPeer: Option.Option<number>
   readonly adminHost: string
   readonly adminPort: Option.Option<number>
   readonly json: boolean
+}
+
+/** A bandwidth limit: 10MB/s, 512KiB/s, 1000000 (bytes per second), optionally from the environment. */
+const rateFlag = (name: string, description: string, env?: string) => {
+  const flag = Flag.String(name).pipe(Flag.withDescription(description))
+  return (env === undefined ? flag : flag.pipe(Flag.withFallbackConfig(Config.String(env)))).pipe(
+    Flag.filterMap(
+      (text) => Option.fromUndefinedOr(RateLimit.parseRate(text)),
+      () => "a rate such as 10MB/s, 512KiB/s or 1000000 (bytes per second)"
+    ),
+    Flag.optional
+  )
 }
 
 /** The flags of `sync`, each checked as it parses. */
@@ -101,6 +119,10 @@ export const syncFlags = {
     within(1200, 65535),
     Flag.optional
   ),
+  maxSendRate: rateFlag("max-send-rate", "The most this agent sends, all peers together, e.g. 10MB/s (env CAN_SYNC_MAX_SEND_RATE)", "CAN_SYNC_MAX_SEND_RATE"),
+  maxRecvRate: rateFlag("max-recv-rate", "The most this agent receives, all peers together, e.g. 10MB/s (env CAN_SYNC_MAX_RECV_RATE)", "CAN_SYNC_MAX_RECV_RATE"),
+  maxSendRatePerPeer: rateFlag("max-send-rate-per-peer", "The most this agent sends to each peer, e.g. 2MB/s"),
+  maxRecvRatePerPeer: rateFlag("max-recv-rate-per-peer", "The most this agent receives from each peer, e.g. 2MB/s (the peer is held back through credit)"),
   adminHost: Flag.String("admin-host").pipe(Flag.withDescription("Address of the admin endpoints"), Flag.withDefault("127.0.0.1")),
   adminPort: Flag.Int("admin-port").pipe(
     Flag.withDescription("Serve /healthz and /readyz on this port (env CAN_SYNC_ADMIN_PORT)"),

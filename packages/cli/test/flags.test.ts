@@ -58,6 +58,19 @@ describe("sync's flags", () => {
       expect((yield* refusal(syncFlags.mtu, { mtu: ["576"] })).message).toContain("1200 to 65535")
     }))
 
+  it.effect("bandwidth limits take a rate (10MB/s, 512KiB/s, bytes per second), the agent-wide ones also from the environment", () =>
+    Effect.gen(function*() {
+      expect(yield* parse(syncFlags.maxSendRate, { "max-send-rate": ["10MB/s"] })).toEqual(Option.some(10_000_000))
+      expect(yield* parse(syncFlags.maxRecvRate, {}, { CAN_SYNC_MAX_RECV_RATE: "512KiB/s" })).toEqual(Option.some(524_288))
+      expect(yield* parse(syncFlags.maxSendRatePerPeer, { "max-send-rate-per-peer": ["1000000"] })).toEqual(Option.some(1_000_000))
+      expect(yield* parse(syncFlags.maxRecvRatePerPeer, {})).toEqual(Option.none())
+      const refused = yield* refusal(syncFlags.maxSendRate, { "max-send-rate": ["fast"] })
+      expect(refused.tag).toBe("InvalidValue")
+      expect(refused.message).toContain("--max-send-rate")
+      expect(refused.message).toContain("10MB/s")
+      expect((yield* refusal(syncFlags.maxSendRate, {}, { CAN_SYNC_MAX_SEND_RATE: "0" })).tag).toBe("InvalidValue")
+    }))
+
   it.effect("--peers-file and CAN_SYNC_PEERS_FILE must name a readable file", () =>
     Effect.gen(function*() {
       const dir = mkdtempSync(join(tmpdir(), "can-sync-flags-"))
