@@ -47,6 +47,7 @@ const directions = ["sent", "received"] as const
 export const knownErrorKinds = [
   "auth",
   "not_allowed",
+  "resume_mismatch",
   "connect",
   "link",
   "heartbeat",

@@ -17,6 +17,7 @@ import type { PeerStats, SessionState } from "./ActorWiring.ts"
 import { emptyStats } from "./ActorWiring.ts"
 import type { PeerId } from "./Domain.ts"
 import type { Role } from "./PeerLink.ts"
+import type { SessionInfo } from "./PeerManager.ts"
 
 /** A peer's counters before its first session (for renderers of peers never reached). */
 export { emptyStats }
@@ -53,18 +54,8 @@ export const classifyFailure = (error: unknown): FailureKind => {
   }
 }
 
-/** What the engine's PeerManager knows of one dialed peer (PeerManager.SessionInfo). */
-export interface SessionView {
-  readonly peer: PeerId
-  readonly role: Role | undefined
-  readonly state: SessionState
-  readonly restarts: number
-  readonly lastError: string | undefined
-  readonly lastErrorAt: number | undefined
-  readonly lastFailure?: FailureKind | undefined
-  readonly nextRetryAt: number | undefined
-  readonly stats: PeerStats
-}
+/** What the engine's PeerManager knows of one dialed peer. */
+export type SessionView = SessionInfo
 
 /** The transport's view of a peer's newest link. */
 export interface LinkView {
