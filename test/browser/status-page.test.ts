@@ -86,7 +86,10 @@ describe.skipIf(chromiumMissing)("the status page (GET / on the admin port, head
       const statusJson = Effect.tryPromise(() => fetch(`${agentA.adminUrl}/status`).then((r) => r.json() as Promise<StatusJson>))
       const before = (yield* statusJson).peers.find((p) => p.peer === idB)
       expect(before).toMatchObject({ sessions: 0, connection: "never-connected", received: { assetsToGo: 0, bytesDone: 0 } })
-      expect(yield* Effect.promise(() => page.textContent("#signaling"))).toBe("registered")
+      // the page follows the agent's registration (it may still be connecting when the page loads)
+      yield* s.wait("the page to show signaling registered", Effect.promise(() => page.textContent("#signaling")).pipe(
+        Effect.map((text) => (text === "registered" ? text : notYet(`signaling: ${text}`)))
+      ), "30 seconds", { interval: "200 millis" })
 
       // B starts; the page follows A and B converging, without a reload.
       yield* s.agent("B", { data: b, signal: signal.url, peers: [agentA] })
