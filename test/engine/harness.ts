@@ -217,3 +217,29 @@ export const awaitLive = (peer: Peer, others: ReadonlyArray<Peer>, deadline: Dur
   }).pipe(Effect.timeout(deadline))
 
 export const asHash = (h: string) => h as AssetHash
+
+/** A wait in an engine test did not end in time; says what it waited for. */
+export class Deadline extends Data.TaggedError("Deadline")<{ readonly waitingFor: string }> {
+  override get message() {
+    return `timed out waiting for ${this.waitingFor}`
+  }
+}
+
+/** Poll `check` until it holds; fail after `deadline` saying what was awaited. */
+export const until = <E>(check: Effect.Effect<boolean, E>, waitingFor: string, deadline: Duration.Input = "20 seconds") =>
+  Effect.gen(function*() {
+    while (!(yield* check)) yield* Effect.sleep("10 millis")
+  }).pipe(Effect.timeoutOrElse({ duration: deadline, orElse: () => Effect.fail(new Deadline({ waitingFor })) }))
+
+/** Frame type bytes the range tests count. */
+export const RANGE_ROUND = 0x0f
+export const DIGEST_CHUNK = 0x02
+
+/** Frames of each type sent on a link, counted by a tap (`connect(a, b, { tap })`). */
+export const frameCounter = () => {
+  const counts = new Map<number, number>()
+  return {
+    tap: (_from: unknown, _to: unknown, frame: Uint8Array) => counts.set(frame[0]!, (counts.get(frame[0]!) ?? 0) + 1),
+    count: (type: number) => counts.get(type) ?? 0
+  }
+}

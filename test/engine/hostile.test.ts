@@ -8,23 +8,12 @@ import { describe, expect, it } from "@effect/vitest"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import { MetadataLimits, Proto } from "@can-sync/core"
-import { Data, Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import { readdir } from "node:fs/promises"
 import { join } from "node:path"
-import { asHash, awaitLive, connect, content, hashSet, ingestMany, makePeer } from "./harness.ts"
+import { asHash, awaitLive, connect, content, hashSet, ingestMany, makePeer, until, Deadline } from "./harness.ts"
 import { digest, engineSide, fakeHashes, hello, meta, sha } from "./rawPeer.ts"
 
-class Deadline extends Data.TaggedError("Deadline")<{ readonly waitingFor: string }> {
-  override get message() {
-    return `timed out waiting for ${this.waitingFor}`
-  }
-}
-
-/** Poll `check` until it holds; fail after 20 s saying what was awaited. */
-const until = <E>(check: Effect.Effect<boolean, E>, waitingFor: string) =>
-  Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep("10 millis")
-  }).pipe(Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.fail(new Deadline({ waitingFor })) }))
 
 /** The engine's session failure (the actor's fiber yields it), within 20 s. */
 const ended = <A, E>(actor: Fiber.Fiber<A, E>) =>

@@ -12,11 +12,9 @@ import * as HttpStore from "@can-sync/store/HttpStore"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Peer } from "./harness.ts"
-import { awaitConverged, connect, engineConfig, ingestMany, peerId, tempStore } from "./harness.ts"
+import { awaitConverged, connect, DIGEST_CHUNK, engineConfig, frameCounter, ingestMany, peerId, RANGE_ROUND, tempStore } from "./harness.ts"
 
 const token = "http-ranges-token"
-const RANGE_ROUND = 0x0f
-const DIGEST_CHUNK = 0x02
 
 /** A peer whose engine reaches its embedded store through the CAN HTTP service (ranges hidden from the service when `ranges` is false). */
 const servicePeer = (name: string, ranges: boolean) =>
@@ -38,13 +36,6 @@ const embeddedPeer = (name: string) =>
     return { id, store, manager: yield* PeerManager.make(engineConfig(id), store) } satisfies Peer
   })
 
-const frameCounter = () => {
-  const counts = new Map<number, number>()
-  return {
-    tap: (_from: unknown, _to: unknown, frame: Uint8Array) => counts.set(frame[0]!, (counts.get(frame[0]!) ?? 0) + 1),
-    count: (type: number) => counts.get(type) ?? 0
-  }
-}
 
 describe("range reconciliation with a store behind the CAN HTTP service", () => {
   it.live("client → service ranges against an embedded peer: differences both ways and an edit made apart, no DigestChunk", () =>

@@ -9,7 +9,7 @@ import * as PeerManager from "@can-sync/core/PeerManager"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Peer } from "./harness.ts"
-import { awaitConverged, connect, engineConfig, ingestMany, peerId, storeAt, tempDir, tempStore } from "./harness.ts"
+import { awaitConverged, connect, DIGEST_CHUNK, engineConfig, frameCounter, ingestMany, peerId, RANGE_ROUND, storeAt, tempDir, tempStore } from "./harness.ts"
 
 /** A peer whose engine sees its embedded store (in `dir`, or a fresh one) with its range fingerprints, or with them hidden. */
 const rangePeer = (name: string, ranges: boolean, dir?: string) =>
@@ -21,17 +21,7 @@ const rangePeer = (name: string, ranges: boolean, dir?: string) =>
     return { id, store, manager } satisfies Peer
   })
 
-const RANGE_ROUND = 0x0f
-const DIGEST_CHUNK = 0x02
 
-/** Frames of each type sent on the link, counted by a tap. */
-const frameCounter = () => {
-  const counts = new Map<number, number>()
-  return {
-    tap: (_from: unknown, _to: unknown, frame: Uint8Array) => counts.set(frame[0]!, (counts.get(frame[0]!) ?? 0) + 1),
-    count: (type: number) => counts.get(type) ?? 0
-  }
-}
 
 describe("range reconciliation between two engines", () => {
   it.live("both sides with ranges: missing assets both ways and a metadata edit made apart are found, without any DigestChunk", () =>

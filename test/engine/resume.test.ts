@@ -12,11 +12,11 @@ import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
 import type { AssetHash, CanStoreShape, PeerLink, Proto } from "@can-sync/core"
 import { AssetMeta } from "@can-sync/core"
-import { Data, Effect, Exit, Fiber, Logger, Result, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Logger, Result, Scope, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { open } from "node:fs/promises"
 import { join } from "node:path"
-import { awaitConverged, content, engineConfig, makePeer, peerAt, peerId, storeAt, tempDir } from "./harness.ts"
+import { awaitConverged, content, engineConfig, makePeer, peerAt, peerId, storeAt, tempDir, until as waitUntil, Deadline } from "./harness.ts"
 import type { Peer } from "./harness.ts"
 import { digest, engineSide, hello, meta as rawMeta } from "./rawPeer.ts"
 
@@ -31,17 +31,9 @@ const CUT_AFTER = 40
  */
 const SLACK = 4 * CHUNK
 
-class Deadline extends Data.TaggedError("Deadline")<{ readonly waitingFor: string }> {
-  override get message() {
-    return `timed out waiting for ${this.waitingFor}`
-  }
-}
+/** Waits here allow 30 s (a loaded machine moves these chunks slowly). */
+const until = <E>(check: Effect.Effect<boolean, E>, waitingFor: string) => waitUntil(check, waitingFor, "30 seconds")
 
-/** Poll `check` until it holds; fail after 30 s saying what was awaited. */
-const until = <E>(check: Effect.Effect<boolean, E>, waitingFor: string) =>
-  Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep("10 millis")
-  }).pipe(Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.fail(new Deadline({ waitingFor })) }))
 
 /**
  * What one peer sends over its links, decoded: content bytes, AssetHeaders, Wants. While `stalled`,
