@@ -367,12 +367,11 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
    */
   const onRefused = (signal: VerifiedSignal): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const ours = (inFlight !== undefined && inFlight.sid === signal.sid) || (waiter !== undefined && waiter.sid === signal.sid)
-      if (!ours) return Effect.void
-      if (inFlight !== undefined && inFlight.sid === signal.sid) Queue.offerUnsafe(inFlight.inbox, { _tag: "Refused" })
-      if (waiter !== undefined && waiter.sid === signal.sid) {
-        Deferred.doneUnsafe(waiter.offer, Effect.fail(failed(peer, ConnectFailedReason.cases.RefusedByPeer.make({}))))
-      }
+      const attempt = inFlight?.sid === signal.sid ? inFlight : undefined
+      const knock = waiter?.sid === signal.sid ? waiter : undefined
+      if (attempt === undefined && knock === undefined) return Effect.void
+      if (attempt !== undefined) Queue.offerUnsafe(attempt.inbox, { _tag: "Refused" })
+      if (knock !== undefined) Deferred.doneUnsafe(knock.offer, Effect.fail(failed(peer, ConnectFailedReason.cases.RefusedByPeer.make({}))))
       return Effect.logWarning(`transport: peer ${peer} refused us: we are not on its allow-list (add ${config.identity.peerId} to its --peer list)`)
     })
 
