@@ -3,8 +3,9 @@
  * its contribution is the first 16 bytes of SHA-256(hash ‖ updatedAt ‖ origin), and a range's
  * fingerprint is (count, sum of contributions mod 2^128). A `Table` keeps that pair for each of the
  * 2^16 four-hex-digit hash prefixes and is updated by every insert and metadata change (no scan per
- * connect); deeper prefixes are fingerprinted from the few items they hold (`sourceOf`).
- * Stores use it (it hashes with node:crypto); the engine reads only the pure `RangeSource.ts`.
+ * connect), and encoded as bytes a store keeps beside its index (`encode` / `decodeTable`), so
+ * opening a big store does not scan it; deeper prefixes are fingerprinted from the few items they
+ * hold (`sourceOf`). Stores use it (it hashes with node:crypto); the engine reads only the pure `RangeSource.ts`.
  */
 import { hash as digest } from "node:crypto"
 import * as Effect from "effect/Effect"
@@ -107,12 +108,34 @@ export interface Table {
   readonly size: () => number
   /** The fingerprint of a prefix of at most BUCKET_DIGITS hex digits (a sum over whole buckets). */
   readonly fingerprint: (prefix: string) => Fingerprint
+  /** The whole table as `EncodedTableBytes` bytes (`decodeTable` reads them back): what a store persists. */
+  readonly encode: () => Uint8Array
 }
 
-export const makeTable = (): Table => {
+/**
+ * The version of what an encoded table means: the contribution's definition, the bucket geometry
+ * and the byte layout. A store keeps it beside the bytes and rebuilds a table of another version.
+ */
+export const TableFormat = 1
+/** An encoded table: each bucket's count (u32), then each bucket's sum (4 u32 limbs), all little-endian. */
+export const EncodedTableBytes = BUCKETS * 4 + BUCKETS * SUM_BYTES
+
+export const makeTable = (): Table => fromArrays(new Uint32Array(BUCKETS), new Uint32Array(BUCKETS * 4))
+
+/** The table `encode` wrote; undefined when the bytes are not one (another length). */
+export const decodeTable = (bytes: Uint8Array): Table | undefined => {
+  if (bytes.length !== EncodedTableBytes) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const counts = new Uint32Array(BUCKETS)
   const sums = new Uint32Array(BUCKETS * 4)
+  for (let b = 0; b < BUCKETS; b++) counts[b] = view.getUint32(4 * b, true)
+  for (let i = 0; i < BUCKETS * 4; i++) sums[i] = view.getUint32(4 * BUCKETS + 4 * i, true)
+  return fromArrays(counts, sums)
+}
+
+const fromArrays = (counts: Uint32Array, sums: Uint32Array): Table => {
   let total = 0
+  for (let b = 0; b < BUCKETS; b++) total += counts[b]!
   const add: Table["add"] = (item) => {
     const b = bucketOf(item.hash)
     counts[b]!++
@@ -141,6 +164,13 @@ export const makeTable = (): Table => {
       for (const item of items) add(item)
     },
     size: () => total,
+    encode: () => {
+      const bytes = new Uint8Array(EncodedTableBytes)
+      const view = new DataView(bytes.buffer)
+      for (let b = 0; b < BUCKETS; b++) view.setUint32(4 * b, counts[b]!, true)
+      for (let i = 0; i < BUCKETS * 4; i++) view.setUint32(4 * BUCKETS + 4 * i, sums[i]!, true)
+      return bytes
+    },
     fingerprint: (prefix) => {
       const span = 16 ** (BUCKET_DIGITS - prefix.length)
       let first = 0

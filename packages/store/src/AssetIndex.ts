@@ -3,8 +3,10 @@
  * asset with its metadata (and whether its content is absent) and one row per change, numbered by `seq`. Several processes share it (the
  * agent and CLI commands), so every read-modify-write is one `BEGIN IMMEDIATE` transaction, run
  * synchronously so no other fiber can interleave on the connection. It also answers range
- * reconciliation (`ranges`): a fingerprint table per hash bucket, recounted from the rows of the
- * buckets the change table says were written since, by this process or any other.
+ * reconciliation (`ranges`): a fingerprint table per hash bucket, saved in the index with the
+ * change it reflects (`range_table`) and recounted from the rows of the buckets the change table
+ * says were written since, by this process or any other; a scan of every row only builds it when
+ * none is saved or it is far behind.
  */
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, StoreEvent } from "@can-sync/core"
 import type { StoreUnavailable } from "@can-sync/core"
@@ -19,14 +21,22 @@ import { statSync } from "node:fs"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { pathToFileURL } from "node:url"
-import type { SQLOutputValue } from "node:sqlite"
+import type { SQLOutputValue, StatementSync } from "node:sqlite"
 import { unavailable } from "./StoreFailure.ts"
 
 /** How long a statement waits for another process's write lock before failing. */
 export const BusyTimeoutMillis = 5000
 
-/** 1: the tables below; 2: `assets.absent` (content set aside by verify, awaiting a good copy). */
-const SchemaVersion = 2
+/**
+ * 1: the tables below; 2: `assets.absent` (content set aside by verify, awaiting a good copy);
+ * 3: `range_table` (`RangeTableSchema`).
+ */
+const SchemaVersion = 3
+/**
+ * Read-only opens need at least this version: a version-2 index lacks only the saved range
+ * table, which such an open builds in memory instead (and cannot save).
+ */
+const ReadableVersion = 2
 
 const Schema = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -54,6 +64,20 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 `
 
+/**
+ * The range fingerprint table (`Fingerprints.encode`, format `Fingerprints.TableFormat`) as of
+ * change `seq`: every change up to `seq` is in it, later ones are recounted from the change table.
+ * Rewritten whole (1.25 MiB), after a scan and every `SaveEveryChanges` changes and at close.
+ */
+const RangeTableSchema = `
+CREATE TABLE IF NOT EXISTS range_table (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  format INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  state BLOB NOT NULL
+);
+`
+
 type Row = Record<string, SQLOutputValue>
 
 /**
@@ -62,8 +86,8 @@ type Row = Record<string, SQLOutputValue>
  * failing every query that meets its row ("Value is too large to be represented as a JavaScript
  * number"); a non-finite REAL reads as 0.
  */
-const num = (row: Row, key: string): number => {
-  const value = row[key]
+const num = (row: Row, key: string): number => numOf(row[key])
+const numOf = (value: SQLOutputValue | undefined): number => {
   if (typeof value === "bigint") {
     return value > BigInt(Number.MAX_SAFE_INTEGER)
       ? Number.MAX_SAFE_INTEGER
@@ -77,13 +101,25 @@ const num = (row: Row, key: string): number => {
  * A metadata timestamp, clamped into [0, MetadataLimits.maxTimestamp]: a row written before the
  * bounds existed (2^53, 1.5e300) reads as a valid version, so it syncs and can be edited past.
  */
-const timestamp = (row: Row, key: string): number =>
-  Math.min(MetadataLimits.maxTimestamp, Math.max(0, Math.trunc(num(row, key))))
+const timestamp = (row: Row, key: string): number => timestampOf(row[key])
+const timestampOf = (value: SQLOutputValue | undefined): number =>
+  Math.min(MetadataLimits.maxTimestamp, Math.max(0, Math.trunc(numOf(value))))
 
-const str = (row: Row, key: string): string => {
-  const value = row[key]
-  return typeof value === "string" ? value : ""
+const str = (row: Row, key: string): string => strOf(row[key])
+const strOf = (value: SQLOutputValue | undefined): string => typeof value === "string" ? value : ""
+
+/**
+ * Statements that read many rows return each as an array of its columns (`setReturnArrays`): a
+ * million rows read as objects left an agent ~57 MiB larger for good (outside the V8 heap), and
+ * 1.1 s slower; as arrays, 2 MiB (H-M2's measurement; a Node without the method reads objects).
+ */
+const asArrays = (statement: StatementSync): StatementSync => {
+  if (typeof statement.setReturnArrays === "function") statement.setReturnArrays(true)
+  return statement
 }
+/** The columns of a row read by an `asArrays` statement (or, on an older Node, as an object), in order. */
+const cells = (row: unknown): ReadonlyArray<SQLOutputValue> =>
+  Array.isArray(row) ? row : Object.values(row as Row)
 const parseTags = (text: string): ReadonlyArray<string> => {
   try {
     const parsed: unknown = JSON.parse(text)
@@ -197,6 +233,14 @@ export const pathIn = (dataDir: string): string => join(dataDir, "index.sqlite")
  * left a process 100-180 MB larger after a million rows (1,000- and 20,000-row pages).
  */
 const BuildPageSize = 2_000
+/**
+ * A table that would recount more buckets than this from the change table (a saved table far
+ * behind, or another process's bulk import) is built again by a scan: one read of each row
+ * instead of a query per bucket.
+ */
+const RecountLimit = Fingerprints.BUCKETS / 4
+/** The table in memory is saved in the index once it is this many changes past the saved one (also after a scan, and at close). */
+const SaveEveryChanges = 10_000
 /** The build gives the event loop back after this long (timers, sockets and sessions run meanwhile). */
 const BuildSliceMillis = 50
 
@@ -282,7 +326,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   const readStoreId = () => str(db.prepare("SELECT value FROM meta WHERE key = 'storeId'").get() ?? {}, "value")
   const readOnlyStoreId = () => {
     const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
-    if (version < SchemaVersion) {
+    if (version < ReadableVersion) {
       throw new Error(`the index is in an older format (version ${version}); open the store once with write access to upgrade it`)
     }
     return readStoreId()
@@ -292,6 +336,7 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
       const version = num(db.prepare("PRAGMA user_version").get() ?? {}, "user_version")
       if (version < 1) db.exec(Schema)
       if (version < 2) db.exec("ALTER TABLE assets ADD COLUMN absent INTEGER NOT NULL DEFAULT 0")
+      if (version < 3) db.exec(RangeTableSchema)
       if (version < SchemaVersion) db.exec(`PRAGMA user_version = ${SchemaVersion}`)
       db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('storeId', ?)").run(randomBytes(16).toString("hex"))
       return readStoreId()
@@ -323,10 +368,20 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   const selectRangeItems = db.prepare(
     "SELECT hash, size, updated_at, origin FROM assets WHERE hash >= ? AND hash < ? AND absent = 0 ORDER BY hash"
   )
-  const selectItemsPage = db.prepare(
-    "SELECT rowid, hash, size, updated_at, origin, absent FROM assets WHERE rowid > ? ORDER BY rowid LIMIT ?"
-  )
-  const selectChangedHashes = db.prepare("SELECT DISTINCT hash FROM changes WHERE seq > ? AND seq <= ?")
+  const selectItemsPage = asArrays(db.prepare(
+    "SELECT rowid, hash, updated_at, origin, absent FROM assets WHERE rowid > ? ORDER BY rowid LIMIT ?"
+  ))
+  const selectBucketItems = asArrays(db.prepare(
+    "SELECT hash, updated_at, origin FROM assets WHERE hash >= ? AND hash < ? AND absent = 0"
+  ))
+  const selectChangedBuckets = asArrays(db.prepare(
+    `SELECT DISTINCT substr(hash, 1, ${Fingerprints.BUCKET_DIGITS}) FROM changes WHERE seq > ? AND seq <= ?`
+  ))
+  // A read-only open of a version-2 index has no saved table (and saves none).
+  const savedTable = readOnly && db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'range_table'").get() === undefined
+    ? undefined
+    : db.prepare("SELECT format, seq, state FROM range_table WHERE id = 1")
+  const saveTable = readOnly ? undefined : db.prepare("INSERT OR REPLACE INTO range_table (id, format, seq, state) VALUES (1, ?, ?, ?)")
   const selectStats = db.prepare("SELECT COUNT(*) AS assets, COALESCE(SUM(size), 0) AS bytes FROM assets WHERE absent = 0")
 
   const insertOne = (asset: NewAsset, origin: string, at: number): boolean => {
@@ -350,13 +405,44 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
   // Hashes are lowercase hex, so every hash starting with `prefix` sorts in [prefix, prefix + "g").
   const prefixItems = (prefix: string): ReadonlyArray<Fingerprints.RangeItem> =>
     selectRangeItems.all(prefix, `${prefix}g`).map(itemOf)
-  /** The bucket table and the newest change it reflects; built on first use. */
-  let fingerprints: { readonly table: Fingerprints.Table; last: number } | undefined
+  /**
+   * The bucket table, the newest change it reflects (every change up to `last` is in it) and the
+   * newest change of the table saved in the index; loaded or built on first use.
+   */
+  let fingerprints: { readonly table: Fingerprints.Table; last: number; saved: number } | undefined
+  /** The table saved in the index, if there is one this version reads. */
+  const loadSaved = (): typeof fingerprints => {
+    const row = savedTable?.get()
+    if (row === undefined || num(row, "format") !== Fingerprints.TableFormat || !(row.state instanceof Uint8Array)) return undefined
+    const table = Fingerprints.decodeTable(row.state)
+    const seq = num(row, "seq")
+    return table === undefined ? undefined : { table, last: seq, saved: seq }
+  }
+  /**
+   * Saves the table in the index when it moved since it was saved. Only a cache of the rows: when
+   * the write fails (another process holds the write lock past the timeout) it is tried again later.
+   */
+  const save = (): void => {
+    if (saveTable === undefined || fingerprints === undefined || fingerprints.last === fingerprints.saved) return
+    try {
+      saveTable.run(Fingerprints.TableFormat, fingerprints.last, fingerprints.table.encode())
+      fingerprints.saved = fingerprints.last
+    } catch {
+      // kept in memory; the next save writes it
+    }
+  }
+  /** The items of one bucket (what `reset` counts), read as arrays. */
+  function* bucketItems(bucket: string): Generator<Pick<Fingerprints.RangeItem, "hash" | "updatedAt" | "origin">> {
+    for (const row of selectBucketItems.iterate(bucket, `${bucket}g`)) {
+      const [hash, updatedAt, origin] = cells(row)
+      yield { hash: strOf(hash), updatedAt: timestampOf(updatedAt), origin: strOf(origin) }
+    }
+  }
   /**
    * Builds the table by one scan of the index in rowid order, a page per statement, giving the
    * event loop back every `BuildSliceMillis`: at a million assets the scan takes seconds, and an agent's
    * sessions, timers and sockets keep running meanwhile. Rows read may already hold changes
-   * after `last`: those buckets are recounted by the next `catchUp`.
+   * after `last`: those buckets are recounted by the next `catchUp`. Saved once built.
    */
   const build = Effect.gen(function*() {
     const last = yield* run("fingerprint hash ranges", () => num(selectCurrentSeq.get() ?? {}, "seq"))
@@ -368,9 +454,10 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
       const read = yield* run("fingerprint hash ranges", () => {
         let rows = 0
         for (const row of selectItemsPage.iterate(after, BuildPageSize)) {
+          const [rowid, hash, updatedAt, origin, absent] = cells(row)
           rows++
-          after = num(row, "rowid")
-          if (num(row, "absent") === 0) table.add(itemOf(row))
+          after = numOf(rowid)
+          if (numOf(absent) === 0) table.add({ hash: strOf(hash), updatedAt: timestampOf(updatedAt), origin: strOf(origin) })
         }
         return rows
       })
@@ -380,33 +467,46 @@ export const open = Effect.fn("AssetIndex.open")(function*(path: string, options
         ran = performance.now()
       }
     }
-    fingerprints = { table, last }
+    fingerprints = { table, last, saved: -1 }
+    save()
   })
-  /** Recounts the buckets of the hashes changed since the table's `last` (by this process or another). */
-  const catchUp = (): Fingerprints.Table | undefined => {
+  /**
+   * Recounts the buckets of the hashes changed since the table's `last` (by this process or
+   * another); false when the table cannot catch up (a replaced index, or more than `RecountLimit`
+   * buckets to recount) and is to be built again.
+   */
+  const catchUp = (state: NonNullable<typeof fingerprints>): boolean => {
     const last = num(selectCurrentSeq.get() ?? {}, "seq")
-    if (fingerprints === undefined || last < fingerprints.last) return undefined // none yet, or a replaced index
-    if (last > fingerprints.last) {
-      const buckets = new Set<string>()
-      for (const row of selectChangedHashes.iterate(fingerprints.last, last)) {
-        buckets.add(str(row, "hash").slice(0, Fingerprints.BUCKET_DIGITS))
+    if (last < state.last) return false
+    if (last > state.last) {
+      const buckets: Array<string> = []
+      for (const row of selectChangedBuckets.iterate(state.last, last)) {
+        buckets.push(strOf(cells(row)[0]))
+        if (buckets.length > RecountLimit) return false
       }
-      for (const bucket of buckets) fingerprints.table.reset(bucket, prefixItems(bucket))
-      fingerprints.last = last
+      for (const bucket of buckets) state.table.reset(bucket, bucketItems(bucket))
+      state.last = last
     }
-    return fingerprints.table
+    return true
   }
   /** One caller builds at a time: sessions starting together wait for the same build. */
   const building = yield* Semaphore.make(1)
   const currentTable: Effect.Effect<Fingerprints.Table, StoreUnavailable> = building.withPermits(1)(
     Effect.gen(function*() {
-      while (true) {
-        const caught = yield* run("fingerprint hash ranges", catchUp)
-        if (caught !== undefined) return caught
+      for (let attempt = 0;; attempt++) {
+        const table = yield* run("fingerprint hash ranges", () => {
+          if (fingerprints === undefined && attempt === 0) fingerprints = loadSaved()
+          if (fingerprints === undefined || !catchUp(fingerprints)) return undefined
+          if (fingerprints.last - fingerprints.saved >= SaveEveryChanges) save()
+          return fingerprints.table
+        })
+        if (table !== undefined) return table
         yield* build
       }
     })
   )
+  // Closing saves the table the changes since moved (finalizers run last first: the index is still open).
+  yield* Effect.addFinalizer(() => Effect.sync(() => db.isOpen && save()))
   /**
    * The last totals counted and the newest change then: counting is a scan of every row (~0.2-0.45 s
    * at a million assets, on an agent's event loop at each /status and metrics sample).
