@@ -16,6 +16,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -336,8 +337,25 @@ export const verify = Command.make("verify", { data: existingDataFlag, rebuildIn
       if (Result.isSuccess(swept) && swept.success.removed > 0) {
         yield* Console.log(`${swept.success.removed} damaged unindexed content file(s) removed`)
       }
+      // Partial transfers (interrupted pushes kept to resume): those past the bounds are dropped;
+      // a line only when there are any, so a store without them prints what it always did (the
+      // sweep's own log line would only repeat it on stderr).
+      const partials = yield* Effect.result(Effect.all([store.sweepPartials, store.partials])).pipe(
+        Effect.provideService(References.MinimumLogLevel, "Warn")
+      )
+      if (Result.isSuccess(partials)) {
+        const [dropped, kept] = partials.success
+        const bytes = (list: ReadonlyArray<{ readonly bytes: number }>) => list.reduce((n, p) => n + p.bytes, 0)
+        if (kept.length > 0 || dropped.length > 0) {
+          yield* Console.log(
+            `${kept.length} partial transfer(s) kept to resume (${bytes(kept)} bytes)` +
+              (dropped.length > 0 ? `, ${dropped.length} past the bounds (count, bytes, age) dropped (${bytes(dropped)} bytes)` : "")
+          )
+        }
+      }
       // damage is the verdict that matters: a failing sweep does not hide it
       if (damaged > 0) return yield* Effect.fail(new CliFailure(`${damaged} damaged asset(s)`))
       if (Result.isFailure(swept)) return yield* Effect.fail(swept.failure)
+      if (Result.isFailure(partials)) return yield* Effect.fail(partials.failure)
     }), { rebuildIndex })
 ).pipe(Command.withDescription("Rehash every asset (exits non-zero if any is damaged or missing; such content is set aside for a peer's copy to replace); set aside unindexed content in quarantine/; --rebuild-index indexes it again"))

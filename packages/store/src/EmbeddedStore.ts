@@ -89,7 +89,11 @@ export interface EmbeddedStoreShape extends CanStoreShape {
   readonly rebuildIndex: Effect.Effect<IndexRebuild, StoreError>
   /** The partials interrupted transfers left (resumed by the next transfer of the same asset). */
   readonly partials: Effect.Effect<ReadonlyArray<Partials.PartialInfo>, StoreError>
-  /** Drops partials past the bounds (count, bytes, age), oldest first; done at open (with `lock`) and after each interrupted push. */
+  /**
+   * Drops partials past the bounds (count, bytes, age), oldest first; done by the long-running
+   * writer (`lock`) at open and every `PartialSweepInterval` while open, after each interrupted
+   * push, and by `can-sync verify`. Nothing in a read-only store.
+   */
   readonly sweepPartials: Effect.Effect<ReadonlyArray<Partials.PartialInfo>, StoreError>
 }
 
@@ -140,6 +144,9 @@ const VerifyConcurrency = 8
 
 /** Assets rehashed per index page in `verify`. */
 const VerifyPageSize = 256
+
+/** How often the long-running writer (`lock`) sweeps the partials to their bounds while the store is open. */
+export const PartialSweepInterval = Duration.hours(1)
 
 const sameTags = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
   a.length === b.length && a.every((tag, i) => tag === b[i])
@@ -686,7 +693,18 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       partials: Partials.list(parts.layout),
       sweepPartials: sweepPartials(parts)
     }
-    // The long-running writer (the agent, serve) sweeps at open; other processes leave its partials alone.
-    if (options.lock === true) yield* sweepPartials(parts)
+    // The long-running writer (the agent, serve) sweeps at open and then hourly (an agent left
+    // running for weeks still drops partials past their age); one-shot commands leave its partials
+    // alone, except `verify`, which sweeps on purpose.
+    if (options.lock === true && !parts.readOnly) {
+      yield* sweepPartials(parts)
+      const sweep = sweepPartials(parts).pipe(
+        Effect.catch((error) => Effect.logWarning(`sweeping partial transfers failed: ${error.message}`))
+      )
+      // At 1, 2, 3... intervals after the open's sweep.
+      yield* Effect.forkScoped(
+        Effect.sleep(PartialSweepInterval).pipe(Effect.andThen(Effect.repeat(sweep, Schedule.spaced(PartialSweepInterval))))
+      )
+    }
     return store
   }).pipe(Effect.withSpan("EmbeddedStore.make"))

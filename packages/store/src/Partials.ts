@@ -163,9 +163,11 @@ export const stage = <E>(
     const digest = ContentFiles.hashing(maxBytes)
     yield* rehash(handle, pair[0], from, digest)
     yield* Effect.tryPromise({ try: () => handle.truncate(from), catch: unavailable("truncate partial") })
-    // The checkpoint says no more than the file now holds (a crash before the next one resumes from here).
+    // The checkpoint says no more than the file now holds (a crash before the next one resumes from
+    // here), and a resume dates it now: a partial being written is never among the oldest, which a
+    // sweep by another process (`can-sync verify`, which cannot see this push) drops first.
     if (from === 0) yield* removeFile(checkpointPath(layout, hash))
-    else if (before.bytes > from) yield* checkpoint(layout, hash, handle, from, withRange(before.sources, from, peer, from))
+    else yield* checkpoint(layout, hash, handle, from, withRange(before.sources, from, peer, from))
     let position = from // bytes handed to writes
     let written = from // bytes whose write completed
     let checkpointed = from
