@@ -6,8 +6,10 @@
  * `add` at a time), then measures `ls`, `ls --json` and `verify` as real CLI processes (time, peak
  * RSS, progress), range reconciliation over the real stores' `ranges` (and through the CAN HTTP
  * service) for d = 0 / 10 / 1,000 differences, and two `can-sync sync` agents over the same N
- * assets (time to a live session, idle RSS). Writes bench/results/million.json. The fixture is
- * kept in `--dir` (default $TMPDIR/can-sync-million) and reused by later runs of the same N.
+ * assets (time to a live session, idle RSS; whether each store's index held a saved range table
+ * — `--drop-range-table` removes them first, for an agent's first open of a store without one).
+ * Writes bench/results/million.json. The fixture is kept in `--dir` (default
+ * $TMPDIR/can-sync-million) and reused by later runs of the same N.
  */
 import { LocalOrigin } from "@can-sync/core/Domain"
 import * as Fingerprints from "@can-sync/core/Fingerprints"
@@ -224,7 +226,21 @@ const rangesBench = (dirs: { readonly a: string; readonly d: ReadonlyArray<reado
 // Two agents over the same N assets: time to a live session, idle RSS
 // ---------------------------------------------------------------------------------------------
 
+/** Whether the index in `dir` holds a saved range table (`--drop-range-table` deletes it first). */
+const savedRangeTable = (dir: string, drop: boolean): boolean => {
+  const db = new DatabaseSync(join(dir, "index.sqlite"))
+  try {
+    const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'range_table'").get() !== undefined
+    if (exists && drop) db.exec("DELETE FROM range_table")
+    return exists && db.prepare("SELECT 1 FROM range_table").get() !== undefined
+  } finally {
+    db.close()
+  }
+}
+
 const agentsBench = async (dataA: string, dataB: string) => {
+  const drop = process.argv.includes("--drop-range-table")
+  const rangeTableSaved = [savedRangeTable(dataA, drop), savedRangeTable(dataB, drop)]
   const s = await Scenario.create("million")
   try {
     const idA = await s.id(dataA)
@@ -249,8 +265,8 @@ const agentsBench = async (dataA: string, dataB: string) => {
     clearInterval(poll)
     const idle = pids.map((pid) => mb(status(pid, "VmRSS")))
     const hwm = pids.map((pid) => mb(status(pid, "VmHWM")))
-    log(`agents: live after ${liveSeconds} s; idle RSS ${idle.join(" / ")} MiB, peak ${hwm.join(" / ")} MiB`)
-    return { liveSeconds, statusTimeouts, idleRssMiB: idle, peakRssMiB: hwm, sampledPeakRssMiB: mb(peak), peerStats: pa }
+    log(`agents: range table saved at start ${rangeTableSaved.join(" / ")}; live after ${liveSeconds} s; idle RSS ${idle.join(" / ")} MiB, peak ${hwm.join(" / ")} MiB`)
+    return { rangeTableSaved, liveSeconds, statusTimeouts, idleRssMiB: idle, peakRssMiB: hwm, sampledPeakRssMiB: mb(peak), peerStats: pa }
   } finally {
     await s.close()
   }
@@ -304,7 +320,9 @@ if (only.includes("ranges")) {
 }
 if (only.includes("agents")) {
   if (!existsSync(join(dirs.b, "index.sqlite"))) copyStore(dirs.a, dirs.b, true)
-  result.agents = measured(await agentsBench(dirs.a, dirs.b))
+  // A store's first open by an agent (no saved range table: one scan builds it) is kept apart from later ones.
+  const agents = await agentsBench(dirs.a, dirs.b)
+  result[agents.rangeTableSaved.includes(true) ? "agents" : "agentsFirstOpen"] = measured(agents)
 }
 mkdirSync(out, { recursive: true })
 writeFileSync(outFile, JSON.stringify(result, null, 2) + "\n")
