@@ -11,6 +11,7 @@ import type { AssetTooLarge, CanStoreShape, IngestOptions, PushOptions, StoreErr
 import { isAssetHash, LocalOrigin, metaWins, nextVersion, validateMeta, validatePatch } from "@can-sync/core/Domain"
 import type { AssetHash, AssetMeta, MetadataInvalid, MetaPatch, StoreEvent } from "@can-sync/core/Domain"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -183,9 +184,15 @@ interface Parts {
   readonly watch: { followers: number; polls: number; followerReads: number }
   readonly readOnly: boolean
   readonly partialBounds: Partials.Bounds
-  /** Hashes a resumable push of this process is writing now (one writer per partial; the sweep leaves them). */
-  readonly activePartials: Set<string>
+  /**
+   * Hashes a resumable push of this process is writing now (one writer per partial; the sweep
+   * leaves them), each with a signal that its push ended and what arrived is checkpointed.
+   */
+  readonly activePartials: Map<string, Deferred.Deferred<void>>
 }
+
+/** How long `partial` waits for a push of the same hash that is still ending (then it says 0). */
+const PartialSettleTimeout = Duration.seconds(2)
 
 const notify = (parts: Parts) => PubSub.publish(parts.written, undefined)
 
@@ -273,7 +280,7 @@ const openParts = (options: EmbeddedStoreOptions) =>
       watch,
       readOnly,
       partialBounds: options.partials ?? Partials.DefaultBounds,
-      activePartials: new Set()
+      activePartials: new Map()
     }
     return parts
   })
@@ -381,11 +388,17 @@ const ingestContent = <E>(parts: Parts, content: Content<E>, ingestOptions: Inge
 const resumable = <E>(parts: Parts, hash: AssetHash, content: Stream.Stream<Uint8Array, E>, from: number, origin: string): Content<E> => ({
   digest: from === 0 ? ContentFiles.digest(content, parts.maxAssetBytes) : undefined,
   stage: Effect.acquireRelease(
-    Effect.sync(() => void parts.activePartials.add(hash)),
-    (_, exit) =>
-      Effect.sync(() => void parts.activePartials.delete(hash)).pipe(
-        Effect.andThen(exit._tag === "Success" ? Effect.void : sweepPartials(parts).pipe(Effect.ignore))
-      )
+    Effect.sync(() => {
+      const ended = Deferred.makeUnsafe<void>()
+      parts.activePartials.set(hash, ended)
+      return ended
+    }),
+    // Runs after the partial's own finalizer (it checkpoints what arrived): then it can be resumed.
+    (ended, exit) =>
+      Effect.sync(() => {
+        parts.activePartials.delete(hash)
+        Deferred.doneUnsafe(ended, Effect.void)
+      }).pipe(Effect.andThen(exit._tag === "Success" ? Effect.void : sweepPartials(parts).pipe(Effect.ignore)))
   ).pipe(Effect.andThen(Partials.stage(parts.layout, parts.buffers, hash, content, parts.maxAssetBytes, from, origin)))
 })
 
@@ -688,6 +701,10 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       ranges: index.ranges,
       partial: Effect.fn("EmbeddedStore.partial")(function*(hash: AssetHash) {
         const valid = yield* validHash(hash, "hash")
+        // A push cut off a moment ago (its link dropped, the peer redials at once) is still saving
+        // what arrived: wait for it, briefly, rather than ask for the whole asset again.
+        const ending = parts.activePartials.get(valid)
+        if (ending !== undefined) yield* Deferred.await(ending).pipe(Effect.timeout(PartialSettleTimeout), Effect.ignore)
         return parts.readOnly || parts.activePartials.has(valid) ? 0 : yield* Partials.held(parts.layout, valid)
       }),
       partials: Partials.list(parts.layout),

@@ -203,10 +203,11 @@ export const stage = <E>(
         Effect.andThen(Effect.suspend(() => {
           const at = position
           position += bytes.byteLength
-          return Effect.forkChild(Effect.tryPromise({
+          // Uninterruptible: a push cut off mid-write still counts the write (the finalizer keeps it).
+          return Effect.forkChild(Effect.uninterruptible(Effect.tryPromise({
             try: () => ContentFiles.writeFully(handle, bytes, at),
             catch: unavailable("write partial")
-          }).pipe(Effect.andThen(Effect.sync(() => void (written = at + bytes.byteLength)))))
+          }).pipe(Effect.andThen(Effect.sync(() => void (written = at + bytes.byteLength))))))
         })),
         Effect.map((fiber) => {
           inFlight = fiber
@@ -266,7 +267,7 @@ export const sweep = (
   layout: ContentFiles.Layout,
   bounds: Bounds,
   now: number,
-  busy: ReadonlySet<string> = new Set()
+  busy: { readonly has: (hash: string) => boolean } = new Set()
 ): Effect.Effect<ReadonlyArray<PartialInfo>, StoreUnavailable> =>
   Effect.gen(function*() {
     const all = (yield* list(layout)).filter((p) => !busy.has(p.hash)).sort((a, b) => b.updatedAt - a.updatedAt)
