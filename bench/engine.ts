@@ -58,7 +58,7 @@ const link = (a: Agent, b: Agent, bytesByKind: Map<string, number>) =>
       const tag = kind._tag === "Success" ? kind.success._tag : "invalid"
       bytesByKind.set(tag, (bytesByKind.get(tag) ?? 0) + frame.length)
     }
-    const counted = (link: PeerLink): PeerLink => ({ ...link, send: (f) => Effect.sync(() => count(f)).pipe(Effect.andThen(link.send(f))) })
+    const counted = (link: PeerLink): PeerLink => ({ ...link, send: (f) => Effect.sync(() => count(Frame.join(f))).pipe(Effect.andThen(link.send(f))) })
     const net = yield* InMemoryLink.network()
     yield* a.manager.dial(b.id, net.connect(a.id, b.id).pipe(Effect.map(counted)))
     yield* b.manager.dial(a.id, net.connect(b.id, a.id).pipe(Effect.map(counted)))

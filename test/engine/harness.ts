@@ -6,6 +6,7 @@
  */
 import * as Backoff from "@can-sync/core/Backoff"
 import * as EngineConfig from "@can-sync/core/EngineConfig"
+import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
 import type { AssetHash, CanStoreShape, PeerId, PeerLink, StoreUnavailable } from "@can-sync/core"
@@ -186,7 +187,7 @@ export const peerAt = (name: string, dir: string, overrides?: Partial<EngineConf
 export type Tap = (from: PeerId, to: PeerId, frame: Uint8Array) => void
 
 const tapped = (link: PeerLink, from: PeerId, tap: Tap | undefined): PeerLink =>
-  tap === undefined ? link : { ...link, send: (frame) => Effect.sync(() => tap(from, link.remotePeer, frame)).pipe(Effect.andThen(link.send(frame))) }
+  tap === undefined ? link : { ...link, send: (frame) => Effect.sync(() => tap(from, link.remotePeer, Frame.join(frame))).pipe(Effect.andThen(link.send(frame))) }
 
 /** `self` dials `peer` over `net`: one in-memory link per attempt, met by the peer's own dial. */
 export const dialOver = (net: InMemoryLink.Network, self: Peer, peer: Peer, tap?: Tap) =>

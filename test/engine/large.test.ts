@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
-import type { AssetHash, PeerLink } from "@can-sync/core"
+import type { AssetHash, EncodedFrame, PeerLink } from "@can-sync/core"
 import { Effect, Exit, Ref, Result, Scope, Stream } from "effect"
 import { readdir } from "node:fs/promises"
 import { join } from "node:path"
@@ -69,8 +69,8 @@ describe("large assets", () => {
       const stall = yield* Ref.make(true)
       const stalling = (link: PeerLink): PeerLink => ({
         ...link,
-        send: (bytes: Uint8Array) => {
-          const f = Frame.decode(bytes)
+        send: (bytes: EncodedFrame) => {
+          const f = Frame.decode(Frame.join(bytes))
           const isChunk = Result.isSuccess(f) && f.success._tag === "AssetChunk"
           return Effect.gen(function*() {
             if (!isChunk) return yield* link.send(bytes)

@@ -10,7 +10,7 @@ import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
-import type { AssetHash, CanStoreShape, PeerLink, Proto } from "@can-sync/core"
+import type { AssetHash, CanStoreShape, EncodedFrame, PeerLink, Proto } from "@can-sync/core"
 import { AssetMeta } from "@can-sync/core"
 import { Effect, Exit, Fiber, Logger, Result, Scope, Stream } from "effect"
 import { createHash } from "node:crypto"
@@ -23,8 +23,8 @@ import { digest, engineSide, hello, meta as rawMeta } from "./rawPeer.ts"
 const MiB = 1024 * 1024
 const CHUNK = EngineConfig.make({ localPeerId: peerId("x") }).chunkBytes
 const SIZE = 8 * MiB
-/** Chunks that cross before the link is cut: 2.5 MiB, more than a partial's 1 MiB minimum. */
-const CUT_AFTER = 40
+/** Chunks that cross before the link is cut: about 2.5 MiB, more than a partial's 1 MiB minimum. */
+const CUT_AFTER = Math.ceil(2.5 * MiB / CHUNK)
 /**
  * Sent but never kept when a link is cut: at most the receiver's queue of chunks between its
  * session and the store push (4), which the interruption drops.
@@ -53,9 +53,9 @@ const sendsOf = () => {
     seen.link = link
     return {
       ...link,
-      send: (bytes: Uint8Array) =>
+      send: (encoded: EncodedFrame) =>
         Effect.suspend(() => {
-          const decoded = Frame.decode(bytes)
+          const decoded = Frame.decode(Frame.join(encoded))
           if (Result.isSuccess(decoded)) {
             const frame = decoded.success
             if (frame._tag === "AssetChunk") {
@@ -66,7 +66,7 @@ const sendsOf = () => {
             if (frame._tag === "AssetHeader") seen.headers.push({ hash: frame.message.hash, offset: frame.message.offset })
             if (frame._tag === "Want" && frame.message.hashes.length > 0) seen.wants.push(frame.message)
           }
-          return link.send(bytes)
+          return link.send(encoded)
         })
     }
   }

@@ -102,7 +102,7 @@ describe("EngineConfig", () => {
     expect(c.wantWindow).toBe(EngineConfig.MAX_OUTSTANDING_WANTS)
     expect(c.offerWindow).toBe(1)
     expect(c.digestChunkSize).toBe(EngineConfig.MAX_DIGESTS_PER_FRAME)
-    expect(c.chunkBytes).toBe(64 * 1024)
+    expect(c.chunkBytes).toBe(128 * 1024)
     expect(c.pollInterval.toString()).toContain("5")
   })
 })

@@ -10,6 +10,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire"
 import * as Proto from "./proto/sync.ts"
+import type { EncodedFrame } from "./PeerLink.ts"
 
 export const HEADER_BYTES = 5
 /** Default largest frame accepted: well above a content chunk or a digest chunk. */
@@ -134,36 +135,64 @@ const writeVarint = (out: Uint8Array, offset: number, n: number): number => {
 }
 
 /**
- * The hot path: an AssetChunk written straight into its frame, so the content is copied once
- * (ts-proto's writer copies it into its own buffer, then again into the frame). Same bytes as the
- * generated encoder: field 1 (hash, length-delimited), field 2 (data, length-delimited).
+ * The hot path: an AssetChunk's frame as two parts, its header and fields up to the content, then
+ * the content itself, so the content is never copied into a frame of its own (the link writes both
+ * parts straight into its messages). Same bytes as the generated encoder: field 1 (hash,
+ * length-delimited), field 2 (data, length-delimited).
  */
-const encodeAssetChunk = (message: { readonly hash: string; readonly data: Uint8Array }): Uint8Array => {
+const assetChunkParts = (message: { readonly hash: string; readonly data: Uint8Array }): ReadonlyArray<Uint8Array> => {
   const hash = textEncoder.encode(message.hash)
   const hashField = hash.length > 0 ? 1 + varintLength(hash.length) + hash.length : 0
   const dataField = message.data.length > 0 ? 1 + varintLength(message.data.length) + message.data.length : 0
   const length = hashField + dataField
-  const out = new Uint8Array(HEADER_BYTES + length)
-  out[0] = kinds.AssetChunk[0]
-  new DataView(out.buffer).setUint32(1, length, false)
+  const head = new Uint8Array(HEADER_BYTES + length - message.data.length)
+  head[0] = kinds.AssetChunk[0]
+  new DataView(head.buffer).setUint32(1, length, false)
   let offset = HEADER_BYTES
   if (hash.length > 0) {
-    out[offset++] = (1 << 3) | 2
-    offset = writeVarint(out, offset, hash.length)
-    out.set(hash, offset)
+    head[offset++] = (1 << 3) | 2
+    offset = writeVarint(head, offset, hash.length)
+    head.set(hash, offset)
     offset += hash.length
   }
-  if (message.data.length > 0) {
-    out[offset++] = (2 << 3) | 2
-    offset = writeVarint(out, offset, message.data.length)
-    out.set(message.data, offset)
+  if (message.data.length === 0) return [head]
+  head[offset++] = (2 << 3) | 2
+  writeVarint(head, offset, message.data.length)
+  return [head, message.data]
+}
+
+/** An encoded frame in one buffer (its parts joined). */
+export const join = (frame: EncodedFrame): Uint8Array => {
+  if (frame instanceof Uint8Array) return frame
+  const parts = frame
+  if (parts.length === 1) return parts[0]!
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
   }
   return out
 }
 
+/** The bytes of an encoded frame, all parts counted. */
+export const byteLength = (frame: EncodedFrame): number => {
+  if (frame instanceof Uint8Array) return frame.length
+  let bytes = 0
+  for (const part of frame) bytes += part.length
+  return bytes
+}
+
+/**
+ * Encode one frame as the parts a link sends in order (PeerLink.send): one buffer, or for an
+ * AssetChunk its header and its content uncopied.
+ */
+export const encodeParts = (frame: Frame): ReadonlyArray<Uint8Array> =>
+  frame._tag === "AssetChunk" ? assetChunkParts(frame.message) : [encode(frame)]
+
 /** Encode one frame: header and payload in a single buffer. */
 export const encode = (frame: Frame): Uint8Array => {
-  if (frame._tag === "AssetChunk") return encodeAssetChunk(frame.message)
+  if (frame._tag === "AssetChunk") return join(assetChunkParts(frame.message))
   const [type, codec] = kinds[frame._tag] as readonly [number, Codec<unknown>]
   const payload = codec.encode(frame.message).finish()
   const out = new Uint8Array(HEADER_BYTES + payload.length)

@@ -15,8 +15,9 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import type { PeerId } from "./Domain.ts"
+import * as Frame from "./Frame.ts"
 import { LinkClosed } from "./PeerLink.ts"
-import type { PeerLink, Role } from "./PeerLink.ts"
+import type { EncodedFrame, PeerLink, Role } from "./PeerLink.ts"
 
 export interface PairOptions {
   /** Frames buffered per direction before `send` suspends (default 16). */
@@ -48,8 +49,9 @@ export const makePair = Effect.fnUntraced(function*(a: PeerId, b: PeerId, capaci
     })
   const end = (self: PeerId, remote: PeerId, outbound: Queue.Queue<Uint8Array, Cause.Done>, inbound: Queue.Queue<Uint8Array, Cause.Done>, role: Role): PeerLink => {
     const error = () => new LinkClosed({ peer: remote, reason: { _tag: closedBy === self ? "ClosedLocally" : "ClosedByPeer" } })
-    const send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
+    const send = (encoded: EncodedFrame): Effect.Effect<void, LinkClosed> =>
       Effect.suspend(() => {
+        const frame = Frame.join(encoded)
         if (Deferred.isDoneUnsafe(closed)) return Effect.fail(error())
         if (Queue.offerUnsafe(outbound, frame)) return Effect.void
         // Full: wait for room, or for the link to close while waiting (then the offer is withdrawn).

@@ -46,7 +46,7 @@ export interface RunOptions {
 /** writer: outbox → encode → link, suspending while the link's buffer is full. */
 const writer = (s: ActorWiring.ActorWiring, link: PeerLink) =>
   Stream.fromQueue(s.outbox).pipe(
-    Stream.runForEach((frame) => link.send(Frame.encode(frame))),
+    Stream.runForEach((frame) => link.send(Frame.encodeParts(frame))),
     Effect.withSpan("PeerActor.writer")
   )
 

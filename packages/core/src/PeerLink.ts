@@ -61,13 +61,19 @@ export class LinkClosed extends Schema.TaggedError<LinkClosed>()("LinkClosed", {
 /** Which side opened a connection: the dialer asked for it (WebRTC: sent the offer), the acceptor answered. */
 export type Role = "dialer" | "acceptor"
 
+/**
+ * One encoded frame: a buffer, or parts that follow each other on the wire (`Frame.encodeParts`
+ * gives an AssetChunk's content as its own part, so it is never copied into a frame of its own).
+ */
+export type EncodedFrame = Uint8Array | ReadonlyArray<Uint8Array>
+
 export interface PeerLink {
   /** The authenticated id of the peer at the other end. */
   readonly remotePeer: PeerId
   /** Which side this one was in opening the link, when the carrier knows (for status and logs). */
   readonly role?: Role | undefined
   /** Send one encoded frame; suspends while the link's send buffer is full (backpressure). */
-  readonly send: (frame: Uint8Array) => Effect.Effect<void, LinkClosed>
+  readonly send: (frame: EncodedFrame) => Effect.Effect<void, LinkClosed>
   /** Encoded frames from the peer, one element per frame; ends (or fails) when the link closes. */
   readonly frames: Stream.Stream<Uint8Array, LinkClosed>
   /** Completes when the link has closed, for whatever reason. */

@@ -9,17 +9,19 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option, Stream } from "effect"
 import { readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
+import { ReadChunkSize } from "../src/ContentFiles.ts"
 import * as EmbeddedStore from "../src/EmbeddedStore.ts"
 import * as HttpService from "../src/HttpService.ts"
 import { sha256, tempDir } from "./fixtures/stores.ts"
 
-/** Deterministic bytes: 300 KiB spans several 64 KiB read chunks. */
-const content = Buffer.from(Array.from({ length: 300 * 1024 }, (_, i) => (i * 7919) % 251))
+/** Deterministic bytes spanning three read chunks (ContentFiles.ReadChunkSize). */
+const content = Buffer.from(Array.from({ length: 3 * ReadChunkSize }, (_, i) => (i * 7919) % 251))
 
 /** The same size, one byte different in the middle. */
 const corrupted = (() => {
   const copy = Buffer.from(content)
-  copy[150 * 1024] = copy[150 * 1024]! ^ 0xff
+  const middle = Math.floor(copy.length / 2)
+  copy[middle] = copy[middle]! ^ 0xff
   return copy
 })()
 

@@ -8,6 +8,7 @@
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import { Proto } from "@can-sync/core"
+import type { EncodedFrame } from "@can-sync/core"
 
 export const MORE = 0x00
 export const LAST = 0x01
@@ -26,17 +27,33 @@ export class FramingViolation extends Schema.TaggedError<FramingViolation>()("Fr
 
 /**
  * Write the message carrying `frame[offset ..]` into `target` (whose length is the message limit,
- * kind byte included); gives the message's length and the offset of the next piece
- * (`frame.length` when this one is the last). The sender reuses one target for every message.
+ * kind byte included); gives the message's length and the offset of the next piece (the frame's
+ * length when this one is the last). The sender reuses one target for every message. The frame
+ * may be given as parts that follow each other (a sequence number, a header, a chunk's content):
+ * they are joined here, in the message, never in a buffer of their own.
  */
 export const writePiece = (
   target: Uint8Array,
-  frame: Uint8Array,
+  frame: EncodedFrame,
   offset: number
 ): { readonly length: number; readonly next: number } => {
-  const end = Math.min(frame.length, offset + target.length - KIND_BYTES)
-  target[0] = end === frame.length ? LAST : MORE
-  target.set(frame.subarray(offset, end), KIND_BYTES)
+  const parts = frame instanceof Uint8Array ? [frame] : frame
+  let total = 0
+  for (const part of parts) total += part.length
+  const end = Math.min(total, offset + target.length - KIND_BYTES)
+  target[0] = end === total ? LAST : MORE
+  let at = KIND_BYTES
+  let start = 0 // where the current part begins in the frame
+  for (const part of parts) {
+    const from = Math.max(offset, start)
+    const to = Math.min(end, start + part.length)
+    if (to > from) {
+      target.set(part.subarray(from - start, to - start), at)
+      at += to - from
+    }
+    start += part.length
+    if (start >= end) break
+  }
   return { length: KIND_BYTES + end - offset, next: end }
 }
 

@@ -15,7 +15,7 @@ import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import type { Context, Scope } from "effect"
 import { LinkClosed, LinkCloseReason } from "@can-sync/core"
-import type { PeerId, PeerLink, Role } from "@can-sync/core"
+import type { EncodedFrame, PeerId, PeerLink, Role } from "@can-sync/core"
 import { bindingBytes } from "./Binding.ts"
 import type { ChannelBinding, LinkAuth, SdpRole } from "./Binding.ts"
 import * as Framing from "./ChannelFraming.ts"
@@ -65,7 +65,8 @@ export interface LinkOptions {
  * waited for credit 35-60% of the time in bidirectional transfers; 16 MiB behind 2 MiB, ~0-2%.
  */
 export const defaultLinkOptions: LinkOptions = {
-  maxMessageBytes: 64 * 1024 + 1024,
+  // the largest message every WebRTC stack takes (Chrome's max-message-size): an engine chunk frame in one message
+  maxMessageBytes: 256 * 1024,
   maxFrameBytes: 4 * 1024 * 1024,
   receiveWindowBytes: 16 * 1024 * 1024,
   highWaterBytes: 2 * 1024 * 1024,
@@ -127,6 +128,8 @@ export interface LinkStats {
 
 /** What a striped link (Lanes.ts) needs of each lane beyond the PeerLink. */
 export interface LanePort {
+  /** Send one frame given as parts (the striped link's sequence number in front, not copied in). */
+  readonly send: (frame: ReadonlyArray<Uint8Array>) => Effect.Effect<void, LinkClosed>
   /** The next frame, pulled (credit goes back to the peer as the consumer takes, as with `frames`). */
   readonly take: Effect.Effect<Uint8Array, LinkClosed | Cause.Done>
   /** The bytes the channel buffers now if a frame of `bytes` can be written at once; else undefined. */
@@ -489,9 +492,10 @@ class ChannelLink {
     this.counters.creditGrantedBytes += bytes
   }
 
-  readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> => this.sender.send(frame)
+  readonly send = (frame: EncodedFrame): Effect.Effect<void, LinkClosed> => this.sender.send(frame)
 
   readonly lane: LanePort = {
+    send: (frame) => this.sender.send(frame),
     take: this.take,
     room: (bytes) => this.sender.room(bytes),
     onProgress: (listener) => {

@@ -6,8 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Semaphore from "effect/Semaphore"
-import { LinkCloseReason } from "@can-sync/core"
-import type { LinkClosed } from "@can-sync/core"
+import { Frame, LinkCloseReason } from "@can-sync/core"
+import type { EncodedFrame, LinkClosed } from "@can-sync/core"
 import * as Framing from "./ChannelFraming.ts"
 import type { ControlFrame } from "./ChannelFraming.ts"
 import { SendCredit } from "./FlowControl.ts"
@@ -127,19 +127,20 @@ export class ChannelSender {
     return this.write(Framing.control(frame))
   }
 
-  /** Send one engine frame, in order with the others; fails once the link is closed. */
-  readonly send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
+  /** Send one engine frame (given as parts that follow each other), in order with the others; fails once the link is closed. */
+  readonly send = (frame: EncodedFrame): Effect.Effect<void, LinkClosed> =>
     this.lock.withPermit(
       Effect.suspend(() => {
         if (!this.host.isAuthenticated()) return Effect.fail(this.host.closedError())
         const limit = this.options.maxFrameBytes
-        if (frame.length > limit) {
+        const bytes = Frame.byteLength(frame)
+        if (bytes > limit) {
           this.host.fail(LinkCloseReason.cases.LinkProtocolViolation.make({
-            detail: `we tried to send a frame of ${frame.length} bytes, over the link limit of ${limit}`
+            detail: `we tried to send a frame of ${bytes} bytes, over the link limit of ${limit}`
           }))
           return Effect.fail(this.host.closedError())
         }
-        return Effect.andThen(this.waitCredit(frame.length), this.sendPieces(frame, 0))
+        return Effect.andThen(this.waitCredit(bytes), this.sendPieces(frame, bytes, 0))
       })
     )
 
@@ -148,7 +149,7 @@ export class ChannelSender {
     return this.waitUntil("credit", () => this.credit.tryUse(bytes))
   }
 
-  private sendPieces(frame: Uint8Array, from: number): Effect.Effect<void, LinkClosed> {
+  private sendPieces(frame: EncodedFrame, total: number, from: number): Effect.Effect<void, LinkClosed> {
     return Effect.suspend(() => {
       let offset = from
       do {
@@ -158,15 +159,15 @@ export class ChannelSender {
           const resumeAt = offset
           return Effect.andThen(
             this.waitUntil("buffer", () => channel.bufferedAmount() <= this.options.highWaterBytes),
-            this.sendPieces(frame, resumeAt)
+            this.sendPieces(frame, total, resumeAt)
           )
         }
         const piece = Framing.writePiece(this.scratch, frame, offset)
         if (!this.write(this.scratch.subarray(0, piece.length))) return Effect.fail(this.host.closedError())
         offset = piece.next
-      } while (offset < frame.length)
+      } while (offset < total)
       this.framesSent++
-      this.bytesSent += frame.length
+      this.bytesSent += total
       return Effect.void
     })
   }

@@ -13,7 +13,8 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import { LinkClosed, LinkCloseReason } from "@can-sync/core"
+import { Frame, LinkClosed, LinkCloseReason } from "@can-sync/core"
+import type { EncodedFrame } from "@can-sync/core"
 import type { SdpRole } from "./Binding.ts"
 import type { LanePort, LinkStats, WebRtcLink } from "./ChannelLink.ts"
 
@@ -185,13 +186,12 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
       })
     })
 
-  const send = (frame: Uint8Array): Effect.Effect<void, LinkClosed> =>
+  const send = (frame: EncodedFrame): Effect.Effect<void, LinkClosed> =>
     sendLock.withPermit(Effect.suspend(() => {
-      const framed = new Uint8Array(SEQ_BYTES + frame.length)
-      framed.set(frame, SEQ_BYTES)
-      return Effect.flatMap(laneWithRoom(framed.length), (lane) => {
-        writeSeq(framed, nextSendSeq++)
-        return lane.send(framed).pipe(Effect.mapError(() => closedError()))
+      const seq = new Uint8Array(SEQ_BYTES)
+      return Effect.flatMap(laneWithRoom(SEQ_BYTES + Frame.byteLength(frame)), (lane) => {
+        writeSeq(seq, nextSendSeq++)
+        return lane.lane.send(frame instanceof Uint8Array ? [seq, frame] : [seq, ...frame]).pipe(Effect.mapError(() => closedError()))
       })
     }))
 

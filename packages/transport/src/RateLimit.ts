@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import { Frame } from "@can-sync/core"
 import type { WebRtcLink } from "./ChannelLink.ts"
 
 /** Bytes per second; an absent field is no limit. */
@@ -90,7 +91,9 @@ export const make = (limits: RateLimits) => {
     if (send.length === 0 && receive.length === 0) return link
     return {
       ...link,
-      send: send.length === 0 ? link.send : (frame) => Effect.andThen(takeAll(send, frame.length), link.send(frame)),
+      send: send.length === 0
+        ? link.send
+        : (frame) => Effect.andThen(takeAll(send, Frame.byteLength(frame)), link.send(frame)),
       frames: receive.length === 0 ? link.frames : link.frames.pipe(Stream.mapEffect((frame) => Effect.as(takeAll(receive, frame.length), frame)))
     }
   }
