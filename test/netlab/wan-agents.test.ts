@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { DEFAULT_MAX_LANES } from "@can-sync/transport/Transport"
 import { hashesOf, Scenario, union } from "../e2e/Scenario.ts"
 import { notYet } from "../kit/Eventually.ts"
 import { largestInFlight } from "../kit/Files.ts"
@@ -88,7 +89,7 @@ describe.skipIf(!probe.ok)("agents across an emulated WAN (real processes, names
       // 50 ms: the offerer chose several lanes from the round trip; both ends count them
       for (const [x, peer] of [[a, idB], [b, idA]] as const) {
         const st = yield* peerWhere(s, x, peer, "live on several lanes", (q) => q.state === "live" && ((q as { path?: { lanes?: number } }).path?.lanes ?? 0) > 1, "60 seconds")
-        expect((st as { path?: { lanes?: number } }).path?.lanes).toBeLessThanOrEqual(16)
+        expect((st as { path?: { lanes?: number } }).path?.lanes).toBeLessThanOrEqual(DEFAULT_MAX_LANES)
       }
       const lines = [...a.proc.messages(/^transport: link to .* now has \d+ lanes/), ...b.proc.messages(/^transport: link to .* now has \d+ lanes/)]
       expect(lines.length, a.proc.tail(40)).toBeGreaterThan(0)

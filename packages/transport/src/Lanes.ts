@@ -19,10 +19,11 @@ import type { SdpRole } from "./Binding.ts"
 import type { LanePort, LinkStats, WebRtcLink } from "./ChannelLink.ts"
 
 /**
- * The most lanes one link may have. Under loss each lane carries about MSS / (RTT · √p): at 100 ms
- * and 1 % loss 16 lanes moved 1.8 MB/s where 8 moved 1.1 (bench/wan.ts, same link and load).
+ * The most lanes one link may have. Under loss each lane carries about MSS / (RTT · √p), so the
+ * aggregate grows with the count (bench/wan.ts, 2026-12-03: at 100 ms and 1 % loss 32 lanes moved
+ * 2.4-2.7 MB/s where 16 moved 1.1-2.1; at 50 ms and 1 % loss 18 moved 4.7 where 9 moved 2.5).
  */
-export const MAX_LANES = 16
+export const MAX_LANES = 32
 
 // ---- negotiation: marks in the signed SDPs -----------------------------------------------------
 
@@ -58,20 +59,21 @@ export const laneOf = (sdp: string): string | undefined => LANE_OF.exec(sdp)?.[1
 
 /**
  * Lanes for a path of this round trip: one on a LAN or loopback (a single association is not
- * window-limited there, and every lane costs a connection), then one per 6 ms of round trip, at
- * most `max` (so 4 at 20 ms, 9 at 50 ms, 16 from 96 ms): one association carries about window / RTT,
+ * window-limited there, and every lane costs a connection), then one per 3 ms of round trip, at
+ * most `max` (so 7 at 20 ms, 17 at 50 ms, 32 from 94 ms): one association carries about window / RTT,
  * and under loss about MSS / (RTT · √p), so a long path wants many (bench/wan.ts: at 50 ms and
  * 0.1 % loss five lanes moved 4.5× one).
  */
 export const lanesFor = (rttMillis: number, max: number): number =>
-  rttMillis < 5 ? 1 : Math.max(1, Math.min(max, MAX_LANES, Math.ceil(rttMillis / 6)))
+  rttMillis < 5 ? 1 : Math.max(1, Math.min(max, MAX_LANES, Math.ceil(rttMillis / 3)))
 
 // ---- the striped link ----------------------------------------------------------------------------
 
 /**
  * The receive window of every lane after the first: the least that still takes the largest frame
- * twice (ChannelLink.checkOptions), so 16 lanes hold at most 16 + 15 × 8 MiB at the receiver. A
- * lane on a long path carries a few MB/s, far below what this window allows.
+ * twice (ChannelLink.checkOptions), so 32 lanes hold at most 16 + 31 × 8 MiB at the receiver (only
+ * when its store stops taking frames; `CAN_SYNC_LANES` lowers the bound). A lane on a long path
+ * carries a few MB/s, far below what this window allows.
  */
 export const laneLinkOptions = <O extends { readonly maxFrameBytes: number; readonly receiveWindowBytes: number }>(primary: O): O => ({
   ...primary,

@@ -54,7 +54,7 @@ export interface TransportConfig {
   /**
    * Parallel connections per peer link (Lanes.ts): at most `max` (1: one connection, as before),
    * chosen from the measured round trip unless `count` fixes it. Default: `CAN_SYNC_LANES`
-   * (a number, 1 to 16), else DEFAULT_MAX_LANES.
+   * (a number, 1 to 32), else DEFAULT_MAX_LANES.
    */
   readonly lanes?: PeerSlot.LaneConfig | undefined
   /** Bandwidth limits, bytes per second, for the agent and for each peer (RateLimit.ts). None by default. */
@@ -64,7 +64,7 @@ export interface TransportConfig {
 /** Lanes per link at most when nothing says otherwise. */
 export const DEFAULT_MAX_LANES = Lanes.MAX_LANES
 
-/** `CAN_SYNC_LANES` (1 to 16), else the default. */
+/** `CAN_SYNC_LANES` (1 to 32), else the default. */
 const lanesFromEnv = (): PeerSlot.LaneConfig => {
   const wanted = Number(process.env.CAN_SYNC_LANES ?? "")
   return { max: Number.isInteger(wanted) && wanted >= 1 && wanted <= Lanes.MAX_LANES ? wanted : DEFAULT_MAX_LANES }
