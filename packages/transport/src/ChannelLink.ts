@@ -132,7 +132,10 @@ export interface LanePort {
   readonly send: (frame: ReadonlyArray<Uint8Array>) => Effect.Effect<void, LinkClosed>
   /** The next frame, pulled (credit goes back to the peer as the consumer takes, as with `frames`). */
   readonly take: Effect.Effect<Uint8Array, LinkClosed | Cause.Done>
-  /** The bytes the channel buffers now if a frame of `bytes` can be written at once; else undefined. */
+  /**
+   * If a frame of `bytes` can be written at once, this lane's load (bytes it buffers plus bytes
+   * sent and not yet taken by the peer); else undefined.
+   */
   readonly room: (bytes: number) => number | undefined
   /** One listener, told whenever credit arrives, the channel drains or the link closes. */
   readonly onProgress: (listener: () => void) => void

@@ -90,14 +90,16 @@ export class ChannelSender {
 
   /**
    * If a frame of `bytes` would be written at once (authenticated, credit for it, the channel
-   * below its high-water mark), the bytes the channel buffers now; else undefined.
+   * below its high-water mark), how loaded this channel is: the bytes it buffers plus those sent
+   * and not yet taken by the peer (a lane still in slow start, or slowed by loss, holds more of
+   * them); else undefined.
    */
   room(bytes: number): number | undefined {
     const channel = this.host.channel()
     if (channel === undefined || this.host.isClosed() || !this.host.isAuthenticated()) return undefined
     if (this.credit.bytes < bytes) return undefined
     const buffered = channel.bufferedAmount()
-    return buffered <= this.options.highWaterBytes ? buffered : undefined
+    return buffered <= this.options.highWaterBytes ? buffered + this.credit.inFlight : undefined
   }
 
   /** Write one message now (a full channel buffers it: that is not a failure); false if the link is gone. */

@@ -74,19 +74,30 @@ export class ReceiveWindow {
  */
 export class SendCredit {
   private available = 0
+  private unreturned = 0
 
   get bytes(): number {
     return this.available
   }
 
+  /**
+   * Bytes sent that the peer has not yet given back as credit (its consumer has not taken them):
+   * on a slow path they stay out longer.
+   */
+  get inFlight(): number {
+    return this.unreturned
+  }
+
   grant(bytes: number): void {
     this.available += bytes
+    this.unreturned = Math.max(0, this.unreturned - bytes) // the first grant (the whole window) returns nothing
   }
 
   /** Use credit for a frame of `bytes` if there is enough; false means wait for a grant. */
   tryUse(bytes: number): boolean {
     if (this.available < bytes) return false
     this.available -= bytes
+    this.unreturned += bytes
     return true
   }
 }
