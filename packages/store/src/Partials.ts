@@ -11,7 +11,6 @@ import type { AssetHash } from "@can-sync/core/Domain"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -173,10 +172,13 @@ export const stage = <E>(
     let checkpointed = from
     let arrived = false
     const sources = () => withRange(before.sources, from, peer, written)
-    let inFlight: Fiber.Fiber<void, StoreUnavailable> | undefined
+    // The write in flight is a plain promise, started at once: a push cut off (interrupted) mid-write
+    // still completes and counts it, so the finalizer keeps what really reached the file.
+    let inFlight: Promise<void> | undefined
+    let writeFailure: unknown = undefined
     let chunks: ReturnType<typeof ContentFiles.gatherer> | undefined
     /** Waits for the write in flight, whatever its outcome (`written` counts it only if it completed). */
-    const drain = Effect.suspend(() => (inFlight === undefined ? Effect.void : Fiber.await(inFlight).pipe(Effect.asVoid)))
+    const drain = Effect.suspend(() => (inFlight === undefined ? Effect.void : Effect.promise(() => inFlight!)))
     // Cut off: what arrived (the write in flight, the bytes gathered) is written and checkpointed.
     // Runs before the handle closes (finalizers run in reverse).
     yield* Effect.addFinalizer((exit) => {
@@ -191,27 +193,28 @@ export const stage = <E>(
     })
     const settle = Effect.suspend(() => {
       const pending = inFlight
-      inFlight = undefined
-      return pending === undefined ? Effect.void : Fiber.join(pending)
+      return pending === undefined ? Effect.void : Effect.promise(() => pending).pipe(Effect.andThen(Effect.suspend(() => {
+        if (inFlight === pending) inFlight = undefined
+        return writeFailure === undefined ? Effect.void : Effect.fail(unavailable("write partial")(writeFailure))
+      })))
     }).pipe(Effect.andThen(Effect.suspend(() =>
       written - checkpointed >= CheckpointBytes
         ? checkpoint(layout, hash, handle, written, sources()).pipe(Effect.andThen(Effect.sync(() => void (checkpointed = written))))
         : Effect.void
     )))
+    // Uninterruptible (it waits only for the previous write): a buffer handed over is always written,
+    // even by a push cut off at that moment, so the finalizer never loses a full buffer.
     const write = (bytes: Uint8Array): Effect.Effect<void, StoreUnavailable> =>
       settle.pipe(
-        Effect.andThen(Effect.suspend(() => {
+        Effect.andThen(Effect.sync(() => {
           const at = position
           position += bytes.byteLength
-          // Uninterruptible: a push cut off mid-write still counts the write (the finalizer keeps it).
-          return Effect.forkChild(Effect.uninterruptible(Effect.tryPromise({
-            try: () => ContentFiles.writeFully(handle, bytes, at),
-            catch: unavailable("write partial")
-          }).pipe(Effect.andThen(Effect.sync(() => void (written = at + bytes.byteLength))))))
+          inFlight = ContentFiles.writeFully(handle, bytes, at).then(
+            () => void (written = at + bytes.byteLength),
+            (error: unknown) => void (writeFailure = error)
+          )
         })),
-        Effect.map((fiber) => {
-          inFlight = fiber
-        })
+        Effect.uninterruptible
       )
     const gathered = ContentFiles.gatherer(pair, write)
     chunks = gathered
