@@ -75,6 +75,8 @@ export interface PushOptions {
    * start), which the store re-hashes first. The whole-asset hash check still gates the store.
    */
   readonly resumeFrom?: number | undefined
+  /** The size the sender announced: a store may keep no partial of an asset too small to be worth resuming. */
+  readonly size?: number | undefined
 }
 
 export interface MetaUpdateResult {

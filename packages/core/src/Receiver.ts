@@ -188,7 +188,7 @@ export const receiveAsset = Effect.fn("Receiver.asset")(function*(s: ActorWiring
   const chunks = yield* Queue.bounded<Uint8Array, Cause.Done | TransferAborted>(4)
   // The push ends early on a store-side refusal (too large); shutting the queue then drops later chunks.
   // A store that keeps partials gets every push as resumable (what arrives is kept if it is cut).
-  const resumable = s.store.partial === undefined ? undefined : { resumeFrom: offset }
+  const resumable = s.store.partial === undefined ? undefined : { resumeFrom: offset, size }
   const push = yield* s.store.push(hash, Stream.fromQueue(chunks), meta, s.peer, resumable).pipe(
     Effect.result,
     Effect.ensuring(Queue.shutdown(chunks)),

@@ -421,8 +421,10 @@ const push = (parts: Parts) =>
     if (from !== undefined && (!Number.isSafeInteger(from) || from < 0)) {
       return yield* new InvalidInput({ message: `resumeFrom must be a non-negative integer, got ${from}` })
     }
-    // One writer per partial: a second push of the same hash meanwhile (or a read-only store) is not resumable.
-    const incoming = from === undefined || parts.readOnly || parts.activePartials.has(valid)
+    // One writer per partial: a second push of the same hash meanwhile (or a read-only store) is not
+    // resumable; nor is a fresh one smaller than a partial worth keeping (it costs a few file operations).
+    const small = from === 0 && pushOptions?.size !== undefined && pushOptions.size < Partials.MinPartialBytes
+    const incoming = from === undefined || small || parts.readOnly || parts.activePartials.has(valid)
       ? (from ?? 0) > 0
         ? undefined
         : streamed(parts, content)
