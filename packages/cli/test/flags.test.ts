@@ -8,7 +8,7 @@ import { NodeServices } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { Flag } from "effect/cli"
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { existingDataFlag } from "../src/SharedFlags.ts"
@@ -23,6 +23,12 @@ const parse = <A>(flag: Flag.Flag<A>, flags: Record<string, ReadonlyArray<string
 
 const refusal = <A>(flag: Flag.Flag<A>, flags: Record<string, ReadonlyArray<string>>, env: Record<string, string> = {}) =>
   Effect.flip(parse(flag, flags, env)).pipe(Effect.map((error) => ({ tag: error._tag, message: error.message })))
+
+/** A scratch directory, removed with the test's scope. */
+const scratchDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "can-sync-flags-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
 
 describe("sync's flags", () => {
   it.effect("--signal takes a ws:// or wss:// URL, from the flag or CAN_SYNC_SIGNAL", () =>
@@ -73,7 +79,7 @@ describe("sync's flags", () => {
 
   it.effect("--peers-file and CAN_SYNC_PEERS_FILE must name a readable file", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "can-sync-flags-"))
+      const dir = yield* scratchDir
       const file = join(dir, "peers")
       writeFileSync(file, "# none yet\n")
       expect(yield* parse(syncFlags.peersFile, { "peers-file": [file] })).toEqual(Option.some(file))
@@ -81,7 +87,7 @@ describe("sync's flags", () => {
       expect((yield* refusal(syncFlags.peersFile, { "peers-file": [join(dir, "missing")] })).message).toContain("--peers-file")
       expect((yield* refusal(syncFlags.peersFile, {}, { CAN_SYNC_PEERS_FILE: join(dir, "missing") })).message).toContain("readable file")
       expect((yield* refusal(syncFlags.peersFile, { "peers-file": [dir] })).tag).toBe("InvalidValue") // a directory
-    }))
+    }).pipe(Effect.scoped))
 
   it.effect("--token and CAN_SYNC_TOKEN arrive redacted; --can-url must be http(s)", () =>
     Effect.gen(function*() {
@@ -96,7 +102,7 @@ describe("sync's flags", () => {
 
   it.effect("--data of a read-only command must hold a store; a typo is refused, not created", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "can-sync-flags-"))
+      const dir = yield* scratchDir
       mkdirSync(join(dir, "store", "objects"), { recursive: true })
       expect(yield* parse(existingDataFlag, { data: [join(dir, "store")] })).toBe(join(dir, "store"))
       expect(yield* parse(existingDataFlag, {}, { CAN_SYNC_DATA: join(dir, "store") })).toBe(join(dir, "store"))
@@ -106,5 +112,5 @@ describe("sync's flags", () => {
       expect(typo.message).toContain("check --data or CAN_SYNC_DATA")
       expect(existsSync(join(dir, "stroe"))).toBe(false)
       expect((yield* refusal(existingDataFlag, { data: [dir] })).tag).toBe("InvalidValue") // a directory, but no store in it
-    }))
+    }).pipe(Effect.scoped))
 })
