@@ -9,7 +9,7 @@ import * as EngineConfig from "@can-sync/core/EngineConfig"
 import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerManager from "@can-sync/core/PeerManager"
-import type { AssetHash, CanStoreShape, PeerId, PeerLink, StoreUnavailable } from "@can-sync/core"
+import type { AssetHash, CanStoreShape, PeerId, PeerLink, PeerStats, StoreUnavailable } from "@can-sync/core"
 import { EmbeddedStore } from "@can-sync/store"
 import { Data, Effect, Stream } from "effect"
 import type { Duration, Scope } from "effect"
@@ -231,6 +231,15 @@ export const until = <E>(check: Effect.Effect<boolean, E>, waitingFor: string, d
   Effect.gen(function*() {
     while (!(yield* check)) yield* Effect.sleep("10 millis")
   }).pipe(Effect.timeoutOrElse({ duration: deadline, orElse: () => Effect.fail(new Deadline({ waitingFor })) }))
+
+/**
+ * `peer`'s counters for `other` once `settled` holds: a session counts an asset a moment after the
+ * store holds it (when the store's push has returned), so stores converge first.
+ */
+export const settledStats = (peer: Peer, other: Peer, settled: (stats: PeerStats) => boolean) =>
+  until(peer.manager.stats(other.id).pipe(Effect.map(settled)), `${peer.id}'s counters for ${other.id} to settle`).pipe(
+    Effect.andThen(peer.manager.stats(other.id))
+  )
 
 /** Frame type bytes the range tests count. */
 export const RANGE_ROUND = 0x0f

@@ -22,6 +22,7 @@ import {
   ingestMany,
   makePeer,
   peerId,
+  settledStats,
   snapshot,
   tempStore
 } from "./harness.ts"
@@ -55,8 +56,8 @@ describe("live sync", () => {
       yield* awaitLive(a, [b])
       yield* Effect.all([ingestMany(a.store, 21, 150), ingestMany(b.store, 22, 150)], { concurrency: 2 })
       expect(yield* awaitConverged([a.store, b.store], "30 seconds", { expectSize: 300 })).toBe(300)
-      const ab = yield* a.manager.stats(b.id)
-      const ba = yield* b.manager.stats(a.id)
+      const ab = yield* settledStats(a, b, (s) => s.assetsSent + s.assetsReceived >= 300)
+      const ba = yield* settledStats(b, a, (s) => s.assetsSent + s.assetsReceived >= 300)
       expect(ab.assetsSent).toBe(150)
       expect(ba.assetsSent).toBe(150)
       expect(ab.redundantReceives + ba.redundantReceives).toBe(0)

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { awaitConverged, connect, hashSet, ingestMany, makePeer } from "./harness.ts"
+import { awaitConverged, connect, hashSet, ingestMany, makePeer, settledStats } from "./harness.ts"
 
 describe("reconcile between two peers", () => {
   it.live("disjoint stores end with the union, each asset sent once", () =>
@@ -15,7 +15,7 @@ describe("reconcile between two peers", () => {
       yield* ingestMany(b.store, 2, 25)
       yield* connect(a, b)
       expect(yield* awaitConverged([a.store, b.store], "30 seconds")).toBe(65)
-      const ab = yield* a.manager.stats(b.id)
+      const ab = yield* settledStats(a, b, (s) => s.assetsSent + s.assetsReceived >= 65)
       expect(ab.assetsSent).toBe(40)
       expect(ab.assetsReceived).toBe(25)
       expect(ab.redundantReceives).toBe(0)
@@ -31,7 +31,7 @@ describe("reconcile between two peers", () => {
       yield* ingestMany(b.store, 9, 5) // only b
       yield* connect(a, b)
       expect(yield* awaitConverged([a.store, b.store], "30 seconds")).toBe(45)
-      const ab = yield* a.manager.stats(b.id)
+      const ab = yield* settledStats(a, b, (s) => s.assetsSent + s.assetsReceived >= 15)
       expect(ab.assetsSent).toBe(10)
       expect(ab.assetsReceived).toBe(5)
       expect(ab.hashesWanted).toBe(5)
@@ -46,7 +46,7 @@ describe("reconcile between two peers", () => {
       yield* connect(b, a) // the empty side dials
       expect(yield* awaitConverged([a.store, b.store], "30 seconds")).toBe(120)
       expect(yield* hashSet(b.store)).toEqual(new Set(hashes))
-      const ba = yield* b.manager.stats(a.id)
+      const ba = yield* settledStats(b, a, (s) => s.assetsReceived >= 120)
       expect(ba.assetsSent).toBe(0)
       expect(ba.assetsReceived).toBe(120)
       expect(ba.bytesWanted).toBe(ba.bytesReceived) // progress: announced sizes match what arrived
@@ -70,8 +70,8 @@ describe("reconcile between two peers", () => {
       yield* Effect.all([ingestMany(a.store, 11, 5000, 64), ingestMany(b.store, 12, 5000, 64)], { concurrency: 2 })
       yield* connect(a, b, { capacity: 4 })
       expect(yield* awaitConverged([a.store, b.store], "150 seconds", { expectSize: 10_000 })).toBe(10_000)
-      const ab = yield* a.manager.stats(b.id)
-      const ba = yield* b.manager.stats(a.id)
+      const ab = yield* settledStats(a, b, (s) => s.assetsSent + s.assetsReceived >= 10_000)
+      const ba = yield* settledStats(b, a, (s) => s.assetsSent + s.assetsReceived >= 10_000)
       expect([ab.assetsSent, ab.assetsReceived, ba.assetsSent, ba.assetsReceived]).toEqual([5000, 5000, 5000, 5000])
       expect(ab.redundantReceives + ba.redundantReceives).toBe(0)
       expect(ab.sessions).toBe(1) // never restarted
