@@ -161,14 +161,13 @@ const assetChunkParts = (message: { readonly hash: string; readonly data: Uint8A
   return [head, message.data]
 }
 
-/** An encoded frame in one buffer (its parts joined). */
+/** An encoded frame (or any chunks) in one buffer, its parts joined. */
 export const join = (frame: EncodedFrame): Uint8Array => {
   if (frame instanceof Uint8Array) return frame
-  const parts = frame
-  if (parts.length === 1) return parts[0]!
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
+  if (frame.length === 1) return frame[0]!
+  const out = new Uint8Array(byteLength(frame))
   let offset = 0
-  for (const part of parts) {
+  for (const part of frame) {
     out.set(part, offset)
     offset += part.length
   }

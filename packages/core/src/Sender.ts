@@ -40,16 +40,6 @@ export interface Served {
   readonly bytes: number
 }
 
-const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (chunks.length === 1) return chunks[0]!
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let offset = 0
-  for (const c of chunks) {
-    out.set(c, offset)
-    offset += c.length
-  }
-  return out
-}
 
 const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
   Effect.gen(function*() {
@@ -75,7 +65,7 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
     if (read._tag === "Failure") {
       return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
-    return { _tag: "Small", record: record.value, meta: meta.success, offset, data: concat(read.success) } satisfies Prepared
+    return { _tag: "Small", record: record.value, meta: meta.success, offset, data: Frame.join(read.success) } satisfies Prepared
   })
 
 /**

@@ -7,7 +7,7 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import { Proto } from "@can-sync/core"
+import { Frame, Proto } from "@can-sync/core"
 import type { EncodedFrame } from "@can-sync/core"
 
 export const MORE = 0x00
@@ -38,8 +38,7 @@ export const writePiece = (
   offset: number
 ): { readonly length: number; readonly next: number } => {
   const parts = frame instanceof Uint8Array ? [frame] : frame
-  let total = 0
-  for (const part of parts) total += part.length
+  const total = Frame.byteLength(frame)
   const end = Math.min(total, offset + target.length - KIND_BYTES)
   target[0] = end === total ? LAST : MORE
   let at = KIND_BYTES

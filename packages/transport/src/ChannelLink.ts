@@ -128,8 +128,6 @@ export interface LinkStats {
 
 /** What a striped link (Lanes.ts) needs of each lane beyond the PeerLink. */
 export interface LanePort {
-  /** Send one frame given as parts (the striped link's sequence number in front, not copied in). */
-  readonly send: (frame: ReadonlyArray<Uint8Array>) => Effect.Effect<void, LinkClosed>
   /** The next frame, pulled (credit goes back to the peer as the consumer takes, as with `frames`). */
   readonly take: Effect.Effect<Uint8Array, LinkClosed | Cause.Done>
   /**
@@ -498,7 +496,6 @@ class ChannelLink {
   readonly send = (frame: EncodedFrame): Effect.Effect<void, LinkClosed> => this.sender.send(frame)
 
   readonly lane: LanePort = {
-    send: (frame) => this.sender.send(frame),
     take: this.take,
     room: (bytes) => this.sender.room(bytes),
     onProgress: (listener) => {

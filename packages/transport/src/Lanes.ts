@@ -193,7 +193,8 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
       const seq = new Uint8Array(SEQ_BYTES)
       return Effect.flatMap(laneWithRoom(SEQ_BYTES + Frame.byteLength(frame)), (lane) => {
         writeSeq(seq, nextSendSeq++)
-        return lane.lane.send(frame instanceof Uint8Array ? [seq, frame] : [seq, ...frame]).pipe(Effect.mapError(() => closedError()))
+        // the sequence number goes in front as one more part, not copied together with the frame
+        return lane.send(frame instanceof Uint8Array ? [seq, frame] : [seq, ...frame]).pipe(Effect.mapError(() => closedError()))
       })
     }))
 
