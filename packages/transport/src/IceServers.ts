@@ -1,8 +1,9 @@
 /**
  * STUN and TURN servers as the operator gives them (`stun:`, `turn:`, `turns:` URLs with
  * credentials), checked against what the native library (libjuice) can use, handed to it in the
- * object form (no URL-encoding traps), and printed only redacted. Also how ICE went: the path a
- * link's selected candidate pair takes, and the library's TURN failures as one actionable line.
+ * object form (no URL-encoding traps; TURN over TCP or TLS as the local UDP port of its
+ * TurnStreamBridge), and printed only redacted. Also how ICE went: the path a link's selected
+ * candidate pair takes, and TURN failures (the library's and the bridges') as one actionable line.
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -11,8 +12,13 @@ import type { IceServer as NativeIceServer } from "node-datachannel"
 /** libjuice uses at most this many TURN servers and silently ignores the rest. */
 export const MAX_TURN_SERVERS = 2
 
+/** How the agent reaches a TURN server: UDP (libjuice itself), TCP or TLS (through a TurnStreamBridge). */
+export type TurnTransport = "udp" | "tcp" | "tls"
+
 export interface IceServer {
   readonly kind: "stun" | "turn"
+  /** "udp" for stun:; for turn: from `?transport=` (default udp); "tls" for turns: */
+  readonly transport: TurnTransport
   readonly host: string
   readonly port: number
   readonly username?: string | undefined
@@ -41,7 +47,12 @@ export const redactUrl = (url: string): string => {
 export const describe = (server: IceServer): string =>
   server.kind === "stun"
     ? `stun:${hostPort(server)}`
-    : `turn:${server.username ?? ""}:***@${hostPort(server)}`
+    : server.transport === "tls"
+    ? `turns:${server.username ?? ""}:***@${hostPort(server)}`
+    : `turn:${server.username ?? ""}:***@${hostPort(server)}${server.transport === "tcp" ? "?transport=tcp" : ""}`
+
+/** A TURN server the agent reaches over a stream (TCP or TLS): libjuice gets it through a bridge. */
+export const isStream = (server: IceServer): boolean => server.kind === "turn" && server.transport !== "udp"
 
 const hostPort = (server: IceServer) => `${server.host.includes(":") ? `[${server.host}]` : server.host}:${server.port}`
 
@@ -54,9 +65,9 @@ const decode = (s: string): string | undefined => {
 }
 
 /**
- * One URL: `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT][?transport=udp]` (user and
- * password percent-encoded when they hold `@`, `:` or `%`). `turns:`, `stuns:` and
- * `?transport=tcp` are refused: libjuice relays over UDP only and would drop them silently.
+ * One URL: `stun:HOST[:PORT]`, `turn:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp]` or
+ * `turns:USER:PASSWORD@HOST[:PORT]` (TLS, default port 5349; user and password percent-encoded
+ * when they hold `@`, `:` or `%`). `stuns:` is refused: STUN over TLS finds no address UDP can use.
  */
 export const parse = (url: string): Result.Result<IceServer, IceServerInvalid> => {
   const shown = redactUrl(url)
@@ -65,31 +76,35 @@ export const parse = (url: string): Result.Result<IceServer, IceServerInvalid> =
   if (m === null) return invalid("expected stun:HOST[:PORT] or turn:USER:PASSWORD@HOST[:PORT] (percent-encode @ and : in the user or password)")
   const [, rawScheme = "", credentials, rawHost = "", rawPort, query] = m
   const scheme = rawScheme.toLowerCase()
-  if (scheme === "turns" || scheme === "stuns") {
-    return invalid(`${scheme}: (TLS) is not supported by the WebRTC library (libjuice relays over UDP only): use turn:...?transport=udp`)
+  if (scheme === "stuns") {
+    return invalid("stuns: (STUN over TLS) is not supported: a STUN address learnt over TLS is no use to UDP; use stun: (or turns: to get through a firewall)")
   }
-  if (scheme !== "stun" && scheme !== "turn") return invalid(`unknown scheme "${scheme}:" (stun: or turn:)`)
-  const port = rawPort === undefined ? 3478 : Number(rawPort)
+  if (scheme !== "stun" && scheme !== "turn" && scheme !== "turns") return invalid(`unknown scheme "${scheme}:" (stun:, turn: or turns:)`)
+  const port = rawPort === undefined ? (scheme === "turns" ? 5349 : 3478) : Number(rawPort)
   if (!Number.isInteger(port) || port < 1 || port > 65535) return invalid(`port ${rawPort} is not 1-65535`)
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost
+  let transport: TurnTransport = scheme === "turns" ? "tls" : "udp"
   if (query !== undefined && query !== "") {
-    const transport = new URLSearchParams(query).get("transport")
-    if (transport !== null && transport.toLowerCase() !== "udp") {
-      return invalid(`transport=${transport} is not supported by the WebRTC library (libjuice relays over UDP only): use ?transport=udp`)
+    const wanted = new URLSearchParams(query).get("transport")?.toLowerCase()
+    if (wanted !== undefined) {
+      if (scheme === "stun") return invalid("a stun: URL takes no transport (STUN is UDP)")
+      if (wanted !== "udp" && wanted !== "tcp") return invalid(`transport=${wanted} is not one of udp, tcp`)
+      if (scheme === "turns" && wanted !== "tcp") return invalid("turns: runs over TLS on TCP: drop ?transport=udp")
+      if (scheme === "turn") transport = wanted
     }
   }
   if (scheme === "stun") {
     if (credentials !== undefined) return invalid("a stun: URL takes no credentials")
-    return Result.succeed({ kind: "stun", host, port })
+    return Result.succeed({ kind: "stun", transport: "udp", host, port })
   }
   const colon = credentials?.indexOf(":") ?? -1
   if (credentials === undefined || colon <= 0 || colon === credentials.length - 1) {
-    return invalid("a turn: URL needs USER:PASSWORD@ (long-term credentials, or TURN REST ones)")
+    return invalid(`a ${scheme}: URL needs USER:PASSWORD@ (long-term credentials, or TURN REST ones)`)
   }
   const username = decode(credentials.slice(0, colon))
   const password = decode(credentials.slice(colon + 1))
   if (username === undefined || password === undefined) return invalid("bad percent-encoding in the user or password")
-  return Result.succeed({ kind: "turn", host, port, username, password })
+  return Result.succeed({ kind: "turn", transport, host, port, username, password })
 }
 
 export interface ParsedIceServers {
@@ -118,16 +133,30 @@ export const parseAll = (urls: ReadonlyArray<string>): Result.Result<ParsedIceSe
   return Result.succeed({ servers, shown: servers.map(describe) })
 }
 
-/** The library's configuration: TURN in the object form (credentials are not parsed again). */
-export const toNative = (urls: ReadonlyArray<string>): Array<string | NativeIceServer> =>
+/**
+ * The library's configuration: TURN in the object form (credentials are not parsed again). A TURN
+ * server over TCP or TLS is given as UDP TURN at 127.0.0.1 on its bridge's port (`bridges`, by
+ * URL, from TurnStreamBridge); without a bridge it is left out.
+ */
+export const toNative = (urls: ReadonlyArray<string>, bridges?: ReadonlyMap<string, number>): Array<string | NativeIceServer> =>
   urls.flatMap((url): Array<string | NativeIceServer> => {
     const parsed = parse(url)
     if (Result.isFailure(parsed)) return [] // refused when the transport started
     const s = parsed.success
-    return s.kind === "stun"
-      ? [`stun:${hostPort(s)}`]
-      : [{ hostname: s.host, port: s.port, username: s.username ?? "", password: s.password ?? "", relayType: "TurnUdp" as const }]
+    if (s.kind === "stun") return [`stun:${hostPort(s)}`]
+    const bridge = isStream(s) ? bridges?.get(url) : undefined
+    if (isStream(s) && bridge === undefined) return []
+    return [{
+      hostname: bridge === undefined ? s.host : BRIDGE_ADDRESS,
+      port: bridge ?? s.port,
+      username: s.username ?? "",
+      password: s.password ?? "",
+      relayType: "TurnUdp" as const
+    }]
   })
+
+/** Where the TURN stream bridges listen for libjuice's datagrams. */
+export const BRIDGE_ADDRESS = "127.0.0.1"
 
 export const hasTurn = (urls: ReadonlyArray<string>): boolean =>
   urls.some((url) => {
@@ -195,11 +224,33 @@ const turnLines: ReadonlyArray<readonly [RegExp, string]> = [
   [/TURN authentication failed/, "TURN refused the credentials: check the user and password in --ice"],
   [/TURN address resolution failed/, "the TURN server's address does not resolve: check the host in --ice (a password holding @ or : must be percent-encoded)"],
   [/TURN allocation failed/, "the TURN server refused or dropped the relay allocation: check the server's log and its quota"],
-  [/TURN transports TCP and TLS are not supported/, "TURN over TCP or TLS is not supported: use turn:...?transport=udp"],
+  [/TURN transports TCP and TLS are not supported/, "the WebRTC library was handed TURN over TCP or TLS directly (a bug: it goes through the agent's bridge)"],
   [/STUN server binding failed|STUN server address resolution failed/, "the STUN server did not answer: check the stun: host and port in --ice and that UDP gets out"]
 ]
 
 let turnTrouble: { readonly text: string; readonly at: number } | undefined
+/** The bridges' trouble (TCP or TLS to a TURN server): more precise than what libjuice says after it. */
+let streamTrouble: { readonly text: string; readonly at: number } | undefined
+
+/** A TurnStreamBridge could not reach its server (refused, TLS handshake or certificate): the operator's line. */
+export const noteStreamTrouble = (text: string, now: number): void => {
+  streamTrouble = { text, at: now }
+}
+
+/** The bridges' local ports and the redacted URL each stands for: the library's lines name the former. */
+const bridgeNames = new Map<string, string>()
+
+export const nameBridge = (port: number, shown: string): void => {
+  bridgeNames.set(`${BRIDGE_ADDRESS}:${port}`, shown)
+}
+
+export const forgetBridge = (port: number): void => {
+  bridgeNames.delete(`${BRIDGE_ADDRESS}:${port}`)
+}
+
+/** A library line with each bridge's local address replaced by the TURN server it stands for. */
+export const unbridge = (message: string): string =>
+  bridgeNames.size === 0 ? message : message.replace(/127\.0\.0\.1:(\d+)/g, (local) => bridgeNames.get(local) ?? local)
 
 /**
  * Reads one library log line; if it is about TURN or STUN trouble, remembers the operator's version
@@ -217,7 +268,11 @@ export const noteLibraryLine = (message: string, now: number): string | undefine
 
 /** The latest TURN/STUN trouble the library reported since `since` (ms since epoch), if any. */
 export const troubleSince = (since: number): string | undefined =>
-  turnTrouble !== undefined && turnTrouble.at >= since ? turnTrouble.text : undefined
+  streamTrouble !== undefined && streamTrouble.at >= since
+    ? streamTrouble.text
+    : turnTrouble !== undefined && turnTrouble.at >= since
+    ? turnTrouble.text
+    : undefined
 
 /** What the last reported trouble was, to log a line only when it changes (then `undefined` once solved). */
 let reported: string | undefined

@@ -20,10 +20,16 @@ export const library = nodeDataChannel
 /** How peer connections are created; all optional, none needed on loopback or a LAN. */
 export interface RtcOptions {
   /**
-   * STUN/TURN servers: `stun:host:port`, `turn:user:password@host:port[?transport=udp]`
-   * (checked by IceServers.parseAll when the transport starts; UDP TURN only, at most two).
+   * STUN/TURN servers: `stun:host:port`, `turn:user:password@host:port[?transport=udp|tcp]`,
+   * `turns:user:password@host:port` (checked by IceServers.parseAll when the transport starts; at
+   * most two TURN servers).
    */
   readonly iceServers?: ReadonlyArray<string> | undefined
+  /**
+   * The local UDP port of the TurnStreamBridge of each TURN-over-TCP/TLS URL in `iceServers`
+   * (Transport starts them); such a server without one is left out.
+   */
+  readonly turnBridges?: ReadonlyMap<string, number> | undefined
   /** Offer the peer only relayed (TURN) candidates (`--ice-relay-only`). */
   readonly relayOnly?: boolean | undefined
   /** Told the path of each link when it opens and whenever the selected pair changes, with its round trip. */
@@ -65,7 +71,7 @@ const forwardLog = (at: LogLevel, message: string) => {
   if (!translated && LIBRARY_LOG_LEVELS.indexOf(at) < LIBRARY_LOG_LEVELS.indexOf(libraryLogLevel())) return
   const context = logTargets[0]
   if (context === undefined) return
-  const line = `libdatachannel: ${message}`
+  const line = `libdatachannel: ${IceServers.unbridge(message)}`
   // The library's errors are a connection's failures, which the caller retries: warnings here.
   // Its warnings are mostly benign (a stream reset on a closing association): debug. Lower
   // levels come only when asked for with CAN_SYNC_RTC_LOG, so they are shown at info.
@@ -118,7 +124,7 @@ export const useLibrary: Effect.Effect<void, never, Scope.Scope> = Effect.gen(fu
 })
 
 export const rtcConfig = (options: RtcOptions): RtcConfig => {
-  const config: RtcConfig = { iceServers: IceServers.toNative(options.iceServers ?? []) }
+  const config: RtcConfig = { iceServers: IceServers.toNative(options.iceServers ?? [], options.turnBridges) }
   if (options.relayOnly === true) config.iceTransportPolicy = "relay"
   if (options.bindAddress !== undefined) config.bindAddress = options.bindAddress
   if (options.portRange !== undefined) {

@@ -27,6 +27,7 @@ import * as PeerSlot from "./PeerSlot.ts"
 import * as RateLimit from "./RateLimit.ts"
 import * as Signal from "./Signal.ts"
 import * as Signaling from "./Signaling.ts"
+import * as TurnStreamBridge from "./TurnStreamBridge.ts"
 import * as WebRtcLink from "./WebRtcLink.ts"
 import type { LinkOptions } from "./WebRtcLink.ts"
 
@@ -185,9 +186,19 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   if (config.rtc?.relayOnly === true && !ice.success.servers.some((s) => s.kind === "turn")) {
     return yield* invalid("relay-only ICE needs a turn: server")
   }
+  // TURN over TCP or TLS: libjuice reaches each such server through a local UDP bridge
+  const turnBridges = new Map<string, number>()
+  for (const url of config.rtc?.iceServers ?? []) {
+    const server = IceServers.parse(url)
+    if (Result.isSuccess(server) && IceServers.isStream(server.success) && !turnBridges.has(url)) {
+      const bridge = yield* TurnStreamBridge.start(server.success).pipe(Effect.mapError((e) => invalid(e.message)))
+      turnBridges.set(url, bridge.port)
+    }
+  }
   const paths = new Map<PeerId, { readonly path: IceServers.IcePath; readonly rttMillis: Effect.Effect<number | undefined> }>()
   const rtc: Native.RtcOptions = {
     ...config.rtc,
+    turnBridges,
     onPath: (peer, path, rttMillis) => {
       paths.set(peer as PeerId, { path, rttMillis })
       config.rtc?.onPath?.(peer, path, rttMillis)
