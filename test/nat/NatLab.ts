@@ -83,6 +83,7 @@ export const canNat: Effect.Effect<Netlab.Probe> = Effect.gen(function*() {
       yield* iptables(ns, "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-j", "MASQUERADE", "--random-fully")
       yield* ns.exec(["turnserver", "--version"]) // Debian's coturn
       yield* ns.exec(["curl", "--version"]) // reads an agent's /status inside its namespace
+      yield* ns.exec(["openssl", "version"]) // a throwaway CA for TURN over TLS
       return { ok: true } as const
     })
   ).pipe(Effect.catch((e: NetlabError) => Effect.succeed({ ok: false, reason: `cannot build the NAT lab here (${e.step}: ${e.detail.split("\n")[0]})` } as const)))

@@ -6,7 +6,7 @@
  */
 import { type Duration, Effect, type Scope } from "effect"
 import { GaveUp, notYet, type TimedOut } from "../kit/Eventually.ts"
-import { type Child, cliMain, type JsonLine, spawn } from "../kit/Process.ts"
+import { type Child, cleanEnv, cliMain, type JsonLine, spawn } from "../kit/Process.ts"
 import type { AgentStatus, PeerStatus, Scenario } from "../e2e/Scenario.ts"
 import * as Coturn from "./Coturn.ts"
 import * as NatLab from "./NatLab.ts"
@@ -45,10 +45,10 @@ export interface NatWorld {
 }
 
 /** The lab, coturn and the signaling server; all gone when the scope closes. */
-export const world = (scenario: Scenario, nats: ReadonlyArray<NatKind>): Effect.Effect<NatWorld, unknown, Scope.Scope> =>
+export const world = (scenario: Scenario, nats: ReadonlyArray<NatKind>, options: { readonly tls?: boolean } = {}): Effect.Effect<NatWorld, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const lab = yield* NatLab.make(nats)
-    const turn = yield* Coturn.make(lab.pub, NatLab.PUBLIC_ADDRESS, scenario.root)
+    const turn = yield* Coturn.make(lab.pub, NatLab.PUBLIC_ADDRESS, scenario.root, options)
     const signal = yield* spawn("ip", ["netns", "exec", lab.pub.name, process.execPath, cliMain, "signal", "--host", NatLab.PUBLIC_ADDRESS, "--port", String(SIGNAL_PORT)], {
       name: "signal",
       grace: "3 seconds"
@@ -65,7 +65,15 @@ export const agent = (
   scenario: Scenario,
   w: NatWorld,
   home: Home,
-  options: { readonly name: string; readonly data: string; readonly peer: string; readonly ice: ReadonlyArray<string>; readonly adminPort?: number }
+  options: {
+    readonly name: string
+    readonly data: string
+    readonly peer: string
+    readonly ice: ReadonlyArray<string>
+    readonly adminPort?: number
+    /** Extra environment, e.g. NODE_EXTRA_CA_CERTS for a TURN server's test CA. */
+    readonly env?: Record<string, string>
+  }
 ): Effect.Effect<NatAgent, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const peerId = yield* scenario.id(options.data)
@@ -78,7 +86,7 @@ export const agent = (
       "--admin-port", String(adminPort),
       "--json",
       ...options.ice
-    ], { name: options.name, grace: "5 seconds" })
+    ], { name: options.name, grace: "5 seconds", env: cleanEnv(options.env) })
     scenario.procs.push(proc)
     yield* proc.waitFor("stderr", /admin endpoints at/, "60 seconds", scenario.diagnostics)
     const status = home.host.exec(["curl", "-s", "--max-time", "5", `http://127.0.0.1:${adminPort}/status`]).pipe(
@@ -96,6 +104,10 @@ export const agent = (
       }))
     return { name: options.name, home, data: options.data, peerId, proc, status, paths, logs }
   })
+
+/** In each home's router, UDP to the public host is dropped: TURN can only be reached over TCP or TLS. */
+export const blockUdpToPublic = (w: NatWorld): Effect.Effect<void, unknown> =>
+  Effect.forEach(w.lab.homes, (home) => home.router.exec(["iptables", "-I", "FORWARD", "-p", "udp", "-d", NatLab.PUBLIC_ADDRESS, "-j", "DROP"]), { discard: true })
 
 /** The ICE path `a` reported last for its link (waits for one). */
 export const reportedPath = (scenario: Scenario, a: NatAgent, deadline: Duration.Input = "60 seconds"): Effect.Effect<PathReport, TimedOut | GaveUp> =>

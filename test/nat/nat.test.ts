@@ -10,7 +10,7 @@ import { notYet } from "../kit/Eventually.ts"
 import { largestInFlight } from "../kit/Files.ts"
 import { Scenario } from "../e2e/Scenario.ts"
 import * as NatLab from "./NatLab.ts"
-import { agent, livePeer, reportedPath, world } from "./NatScenario.ts"
+import { agent, blockUdpToPublic, livePeer, reportedPath, world } from "./NatScenario.ts"
 
 const enabled = process.env.CAN_SYNC_NAT_TEST === "1"
 const probe = enabled ? await Effect.runPromise(NatLab.canNat) : { ok: false as const, reason: "set CAN_SYNC_NAT_TEST=1 to run them (CI does)" }
@@ -20,10 +20,10 @@ const TEST_TIMEOUT = 240_000
 const icePorts = ["--ice-ports", `${NatLab.ICE_PORTS.begin}-${NatLab.ICE_PORTS.end}`]
 
 /** A scenario, the NAT world with homes of the given kinds, and the two agents' peer ids (data in a/ and b/). */
-const twoHomes = (name: string, kinds: Parameters<typeof world>[1]) =>
+const twoHomes = (name: string, kinds: Parameters<typeof world>[1], options: Parameters<typeof world>[2] = {}) =>
   Effect.gen(function*() {
     const s = yield* Scenario.make(name)
-    const w = yield* world(s, kinds)
+    const w = yield* world(s, kinds, options)
     const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
     const idB = yield* s.id(s.path("b"))
     const idA = yield* s.id(s.path("a"))
@@ -73,6 +73,64 @@ describe.skipIf(!probe.ok)("NAT traversal (real agents, coturn and NAT routers i
       expect(w.turn.allocations(), w.turn.log().slice(-2000)).toBeGreaterThan(0)
       // coturn relays ciphertext: the password is in no agent's log
       for (const x of [a, b]) expect(x.proc.stderr).not.toContain(w.turn.credentials.password)
+    }).pipe(Effect.scoped), TEST_TIMEOUT)
+
+  it.live("with UDP to the TURN host blocked, agents behind symmetric NATs converge through TURN over TLS (turns:) and over TCP", () =>
+    Effect.gen(function*() {
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-turn-stream", ["symmetric", "symmetric"], { tls: true })
+      yield* blockUdpToPublic(w)
+      const files = yield* s.smallFiles("files", "turn-stream", 3)
+      const hashes = yield* s.add(s.path("a"), files.map((f) => f.path))
+      // A: only turns:, trusting the run's CA; B: only TURN over TCP
+      const env = { NODE_EXTRA_CA_CERTS: w.turn.caFile! }
+      const a = yield* agent(s, w, homeA, { name: "agent A (turns:)", data: s.path("a"), peer: idB, ice: ["--ice", w.turn.turnsUrl()], env })
+      const b = yield* agent(s, w, homeB, { name: "agent B (turn: over TCP)", data: s.path("b"), peer: idA, ice: ["--ice", w.turn.turnTcpUrl()] })
+      yield* s.converged([a.data, b.data], { expected: new Set(hashes), timeout: "120 seconds" })
+      for (const x of [a, b]) {
+        const path = yield* reportedPath(s, x)
+        // each end's own candidate is its relay: with UDP to the TURN host dropped, only its stream got there
+        expect(path.kind, path.message).toBe("relayed")
+        expect(path.local, path.message).toBe("relay")
+        const live = yield* livePeer(s, x, x === a ? idB : idA)
+        expect(live.path?.kind).toBe("relayed")
+        expect(x.proc.stderr).not.toContain(w.turn.credentials.password)
+      }
+      expect(a.logs(/^transport: ICE servers turns:[^:]+:\*\*\*@100\.64\.0\.1:5349$/).length, a.proc.tail(20)).toBe(1)
+      expect(b.logs(/^transport: ICE servers turn:[^:]+:\*\*\*@100\.64\.0\.1:3478\?transport=tcp$/).length, b.proc.tail(20)).toBe(1)
+      // coturn allocated over TLS (A) and over plain TCP (B)
+      const sessions = w.turn.streamSessions()
+      expect(sessions.tls, w.turn.log().slice(-3000)).toBeGreaterThan(0)
+      expect(sessions.tcp, w.turn.log().slice(-3000)).toBeGreaterThan(0)
+      expect(w.turn.allocations()).toBeGreaterThanOrEqual(2)
+    }).pipe(Effect.scoped), TEST_TIMEOUT)
+
+  it.live("a TURN server whose certificate the agent does not trust gives one clear error line, and the agent keeps retrying (no hang)", () =>
+    Effect.gen(function*() {
+      const { s, w, homeA, homeB, idA, idB } = yield* twoHomes("nat-turns-untrusted", ["symmetric", "symmetric"], { tls: true })
+      // no NODE_EXTRA_CA_CERTS: the run's CA is nobody's
+      const ice = ["--ice", w.turn.turnsUrl()]
+      const a = yield* agent(s, w, homeA, { name: "agent A (untrusted turns:)", data: s.path("a"), peer: idB, ice })
+      const b = yield* agent(s, w, homeB, { name: "agent B (untrusted turns:)", data: s.path("b"), peer: idA, ice })
+      const failures = (x: typeof a) => x.logs(/^transport: could not connect to .*(no candidate pair|timed out)/)
+      const tlsLines = (x: typeof a) => x.logs(/TLS to the TURN server failed: certificate/).filter((l) => l.level === "ERROR")
+      yield* s.wait(
+        "both agents to report the certificate and fail 2 attempts each",
+        Effect.sync(() => {
+          const counts = [a, b].map((x) => `${tlsLines(x).length} TLS lines, ${failures(x).length} failed attempts`)
+          return [a, b].every((x) => tlsLines(x).length > 0 && failures(x).length >= 2) ? true : notYet(counts.join("; "))
+        }),
+        "150 seconds"
+      )
+      for (const x of [a, b]) {
+        const lines = tlsLines(x)
+        expect(lines.length, x.proc.tail(40)).toBe(1)
+        expect(String(lines[0]?.message)).toContain(`turns:${w.turn.credentials.username}:***@${w.turn.address}:5349`)
+        expect(String(lines[0]?.message)).toMatch(/check the host in --ice or the CA .*NODE_EXTRA_CA_CERTS/)
+        expect(x.proc.stderr).not.toContain(w.turn.credentials.password)
+      }
+      expect(a.proc.running && b.proc.running).toBe(true)
+      expect(a.logs(/trying again in \d+ ms/).length).toBeGreaterThan(0)
+      expect(w.turn.allocations()).toBe(0)
     }).pipe(Effect.scoped), TEST_TIMEOUT)
 
   it.live("with --ice-relay-only even agents behind cone NATs go through TURN (relay on both ends)", () =>

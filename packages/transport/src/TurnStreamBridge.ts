@@ -83,6 +83,30 @@ export class Deframer {
   }
 }
 
+/**
+ * The answer to a STUN request the bridge cannot carry (its server is unreachable): an error
+ * response (500) with the request's method and transaction id, no integrity (RFC 8489 lets a
+ * client take it so). libjuice then ends its TURN gathering at once ("TURN allocation failed")
+ * instead of retransmitting for seconds. `undefined` for anything but a STUN request.
+ */
+export const refusalOf = (request: Uint8Array): Uint8Array | undefined => {
+  if (request.length < STUN_HEADER || !isStun(request[0]!)) return undefined
+  const type = (request[0]! << 8) | request[1]!
+  if ((type & 0x0110) !== 0) return undefined // not a request
+  const reason = Buffer.from("TURN server unreachable")
+  const attribute = 4 + 4 + reason.length
+  const out = Buffer.alloc(STUN_HEADER + padded(attribute))
+  out.writeUInt16BE(type | 0x0110, 0) // error response class
+  out.writeUInt16BE(padded(attribute), 2)
+  out.set(request.subarray(4, STUN_HEADER), 4) // magic cookie and transaction id
+  out.writeUInt16BE(0x0009, STUN_HEADER) // ERROR-CODE
+  out.writeUInt16BE(4 + reason.length, STUN_HEADER + 2)
+  out[STUN_HEADER + 6] = 5 // class 5, number 00: 500 Server Error
+  out[STUN_HEADER + 7] = 0
+  reason.copy(out, STUN_HEADER + 8)
+  return out
+}
+
 // ---- the bridge -------------------------------------------------------------------------------
 
 export interface BridgeLimits {
@@ -96,7 +120,7 @@ export interface BridgeLimits {
   readonly connectMillis: number
   /** A connection whose sender sent nothing for this long is closed (TURN's default allocation lifetime). */
   readonly idleMillis: number
-  /** After a failed connect, a sender's datagrams are dropped this long before the next try. */
+  /** After a failed connect, a sender's requests are refused (refusalOf) this long before the next try. */
   readonly holdOffMillis: number
 }
 
@@ -135,7 +159,7 @@ export const troubleOf = (transport: "tcp" | "tls", error: Error, connectMillis:
   const code = errorCode(error)
   const via = transport === "tls" ? "TLS" : "TCP"
   if (transport === "tls" && code !== undefined && CERTIFICATE.test(code)) {
-    return `TLS to the TURN server failed: certificate not accepted (${code}: ${error.message}): check the host in --ice or the CA that signed the server's certificate (NODE_EXTRA_CA_CERTS)`
+    return `TLS to the TURN server failed: certificate not accepted (${code}: ${error.message.split(";")[0]}): check the host in --ice or the CA that signed the server's certificate (NODE_EXTRA_CA_CERTS)`
   }
   switch (code) {
     case "ECONNREFUSED":
@@ -222,6 +246,7 @@ export const start = (
           const trouble = troubleOf(transport, error, limits.connectMillis)
           IceServers.noteStreamTrouble(trouble, Date.now())
           heldOff.set(key, Date.now() + limits.holdOffMillis)
+          refuse(conn.queue, address, port, udp)
           log(Effect.logDebug(`turn bridge: ${transport.toUpperCase()} connection for ${key} failed: ${error.message}`))
         } else {
           log(Effect.logDebug(`turn bridge: connection for ${key} ended: ${error.message}`))
@@ -235,6 +260,14 @@ export const start = (
       return conn
     }
 
+    /** libjuice's requests that cannot reach the server get an error response: its gathering ends now. */
+    const refuse = (datagrams: ReadonlyArray<Uint8Array>, address: string, port: number, udp: dgram.Socket) => {
+      for (const datagram of datagrams) {
+        const refusal = refusalOf(datagram)
+        if (refusal !== undefined) udp.send(refusal, port, address)
+      }
+    }
+
     const forward = (udp: dgram.Socket) => (datagram: Buffer, from: dgram.RemoteInfo) => {
       const frame = frameDatagram(datagram)
       if (frame === undefined) {
@@ -245,7 +278,7 @@ export const start = (
       const now = Date.now()
       let conn = connections.get(key)
       if (conn === undefined) {
-        if ((heldOff.get(key) ?? 0) > now) return
+        if ((heldOff.get(key) ?? 0) > now) return refuse([datagram], from.address, from.port, udp)
         heldOff.delete(key)
         if (connections.size >= limits.maxConnections) {
           let idlest: readonly [string, Connection] | undefined

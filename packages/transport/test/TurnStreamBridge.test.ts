@@ -8,12 +8,12 @@ import { Effect, Result } from "effect"
 import * as dgram from "node:dgram"
 import * as net from "node:net"
 import * as IceServers from "../src/IceServers.ts"
-import { Deframer, frameDatagram, MAX_MESSAGE_BYTES, start, troubleOf } from "../src/TurnStreamBridge.ts"
+import { Deframer, frameDatagram, MAX_MESSAGE_BYTES, refusalOf, start, troubleOf } from "../src/TurnStreamBridge.ts"
 
-/** A STUN Binding request: type 0x0001, length 8, magic cookie, transaction id, one 8-byte attribute. */
-const stun = (id: number) => {
+/** A STUN request (Binding unless `type` says): length 8, magic cookie, transaction id, one 8-byte attribute. */
+const stun = (id: number, type = 0x0001) => {
   const b = Buffer.alloc(28)
-  b.writeUInt16BE(0x0001, 0)
+  b.writeUInt16BE(type, 0)
   b.writeUInt16BE(8, 2)
   b.writeUInt32BE(0x2112a442, 4)
   b.writeUInt32BE(id, 8)
@@ -143,6 +143,42 @@ const roundTrip = (client: dgram.Socket, port: number, datagram: Uint8Array) =>
   }).pipe(Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error("no answer through the bridge within 5 s")) }))
 
 describe("TURN over a stream: the bridge", () => {
+  it("answers a request it cannot carry with a 500 error response of the same method and transaction", () => {
+    const allocate = stun(0xabcdef, 0x0003)
+    const refusal = Buffer.from(refusalOf(allocate)!)
+    expect(refusal.readUInt16BE(0)).toBe(0x0113) // Allocate error response
+    expect(refusal.subarray(4, 20).toString("hex")).toBe(allocate.subarray(4, 20).toString("hex"))
+    expect(refusal.readUInt16BE(2)).toBe(refusal.length - 20)
+    expect(refusal.length % 4).toBe(0)
+    expect(refusal.readUInt16BE(20)).toBe(0x0009) // ERROR-CODE
+    expect(refusal[26]! * 100 + refusal[27]!).toBe(500)
+    expect(ok(new Deframer().push(refusal))).toHaveLength(1) // a well-formed STUN message
+    expect(refusalOf(refusal)).toBeUndefined() // not a request
+    expect(refusalOf(channelData("x"))).toBeUndefined()
+  })
+
+  it.live("a server that refuses the connection: the request is answered at once and the trouble is noted for the operator", () =>
+    Effect.gen(function*() {
+      // a port nobody listens on: bind one and close it
+      const port = yield* Effect.callback<number>((resume) => {
+        const probe = net.createServer().listen(0, "127.0.0.1", () => {
+          const p = (probe.address() as net.AddressInfo).port
+          probe.close(() => resume(Effect.succeed(p)))
+        })
+      })
+      const turn = IceServers.parse(`turn:u:secret@127.0.0.1:${port}?transport=tcp`)
+      if (Result.isFailure(turn)) return yield* Effect.die(turn.failure)
+      const since = Date.now()
+      const bridge = yield* start(turn.success)
+      const client = yield* udpClient
+      const answer = yield* roundTrip(client, bridge.port, stun(9, 0x0003))
+      expect(answer.readUInt16BE(0)).toBe(0x0113)
+      expect(IceServers.troubleSince(since)).toMatch(/refused the TCP connection/)
+      // held off: the next request is refused without a new connection
+      expect((yield* roundTrip(client, bridge.port, stun(10, 0x0003))).readUInt16BE(0)).toBe(0x0113)
+      expect(bridge.connections()).toBe(0)
+    }).pipe(Effect.scoped))
+
   it.live("carries datagrams over one TCP connection per sender, and a sender whose server talks garbage reconnects", () =>
     Effect.gen(function*() {
       const server = yield* echoServer
