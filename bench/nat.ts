@@ -1,10 +1,11 @@
 /**
  * Connection setup time through each ICE path, with real agents in the NAT lab (test/nat): host
- * (two agents on one home network), server-reflexive (behind two cone NATs) and relayed (behind
- * two symmetric NATs, through coturn). Per round, agent B starts anew; its setup time runs from its
+ * (two agents on one home network), server-reflexive (behind two cone NATs), relayed (behind
+ * two symmetric NATs, through coturn over UDP) and relayed over TLS (`turns:` only, UDP to coturn
+ * dropped at the routers: through the agents' TURN stream bridges). Per round, agent B starts anew; its setup time runs from its
  * registration with the signaling server to its "path to" report (knock, offer, ICE, DTLS,
  * AuthProofs). Prints a table, writes bench/results/nat.json. Needs root (namespaces), coturn.
- * Usage: node bench/nat.ts [--rounds N]
+ * Usage: node bench/nat.ts [--rounds N] [--paths host,server-reflexive,relayed,relayed-tls]
  */
 import { Duration, Effect } from "effect"
 import * as fs from "node:fs"
@@ -13,7 +14,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Scenario } from "../test/e2e/Scenario.ts"
 import * as NatLab from "../test/nat/NatLab.ts"
-import { agent, ADMIN_PORT, type NatAgent, reportedPath, world } from "../test/nat/NatScenario.ts"
+import { agent, ADMIN_PORT, blockUdpToPublic, type NatAgent, reportedPath, world } from "../test/nat/NatScenario.ts"
 
 const SELF = fileURLToPath(import.meta.url)
 const arg = (name: string, fallback: string) => {
@@ -22,7 +23,7 @@ const arg = (name: string, fallback: string) => {
 }
 const rounds = Number(arg("rounds", "5"))
 
-type Kind = "host" | "server-reflexive" | "relayed"
+type Kind = "host" | "server-reflexive" | "relayed" | "relayed-tls"
 
 interface Round {
   readonly setupMillis: number
@@ -39,17 +40,22 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((x, y) => x - y)[Math
 const measure = (kind: Kind) =>
   Effect.gen(function*() {
     const s = yield* Scenario.make(`bench-nat-${kind}`)
-    const w = yield* world(s, kind === "relayed" ? ["symmetric", "symmetric"] : ["cone", "cone"])
+    const tls = kind === "relayed-tls"
+    const w = yield* world(s, kind === "relayed" || tls ? ["symmetric", "symmetric"] : ["cone", "cone"], { tls })
     const [homeA, homeB] = w.lab.homes as [NatLab.Home, NatLab.Home]
-    const ice = ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl(), ...(kind === "server-reflexive" ? ["--ice-ports", `${NatLab.ICE_PORTS.begin}-${NatLab.ICE_PORTS.end}`] : [])]
+    if (tls) yield* blockUdpToPublic(w)
+    const ice = tls
+      ? ["--ice", w.turn.turnsUrl()]
+      : ["--ice", w.turn.stunUrl, "--ice", w.turn.turnUrl(), ...(kind === "server-reflexive" ? ["--ice-ports", `${NatLab.ICE_PORTS.begin}-${NatLab.ICE_PORTS.end}`] : [])]
+    const env: Record<string, string> = tls ? { NODE_EXTRA_CA_CERTS: w.turn.caFile! } : {}
     const idA = yield* s.id(s.path("a"))
     const idB = yield* s.id(s.path("b"))
-    yield* agent(s, w, homeA, { name: "A", data: s.path("a"), peer: idB, ice })
+    yield* agent(s, w, homeA, { name: "A", data: s.path("a"), peer: idB, ice, env })
     const out: Array<Round> = []
     for (let r = 0; r < rounds; r++) {
       const b = yield* Effect.scoped(
         Effect.gen(function*() {
-          const b = yield* agent(s, w, kind === "host" ? homeA : homeB, { name: `B${r}`, data: s.path("b"), peer: idA, ice, adminPort: ADMIN_PORT + 1 })
+          const b = yield* agent(s, w, kind === "host" ? homeA : homeB, { name: `B${r}`, data: s.path("b"), peer: idA, ice, env, adminPort: ADMIN_PORT + 1 })
           const reported = yield* reportedPath(s, b, "60 seconds")
           const registered = timeOf(b, /^signaling: registered/)
           const connected = Date.parse(reported.at)
@@ -60,7 +66,7 @@ const measure = (kind: Kind) =>
       console.error(`bench nat: ${kind} round ${r + 1}/${rounds}: ${b.setupMillis} ms (${b.path}: ${b.local} <-> ${b.remote})`)
       yield* Effect.sleep(Duration.seconds(1))
     }
-    return { kind, rounds: out, medianSetupMillis: median(out.map((x) => x.setupMillis)), allocations: w.turn.allocations() }
+    return { kind, rounds: out, medianSetupMillis: median(out.map((x) => x.setupMillis)), allocations: w.turn.allocations(), tlsSessions: w.turn.streamSessions().tls }
   }).pipe(Effect.scoped)
 
 const main = Effect.gen(function*() {
@@ -71,7 +77,8 @@ const main = Effect.gen(function*() {
     return
   }
   const results = []
-  for (const kind of ["host", "server-reflexive", "relayed"] as const) results.push(yield* measure(kind))
+  const only = arg("paths", "host,server-reflexive,relayed,relayed-tls").split(",")
+  for (const kind of ["host", "server-reflexive", "relayed", "relayed-tls"] as const) if (only.includes(kind)) results.push(yield* measure(kind))
   console.log("path               median setup   rounds (ms)")
   for (const r of results) {
     console.log(`${r.kind.padEnd(18)} ${`${r.medianSetupMillis} ms`.padStart(13)}   ${r.rounds.map((x) => x.setupMillis).join(", ")}`)
