@@ -205,6 +205,11 @@ export const start = (
     const connections = new Map<string, Connection>()
     const heldOff = new Map<string, number>()
     let dropped = 0
+    let stopping = false
+    /** One datagram back to libjuice (none once the bridge is stopping: its socket is closed). */
+    const reply = (udp: dgram.Socket, message: Uint8Array, port: number, address: string) => {
+      if (!stopping) udp.send(message, port, address)
+    }
 
     const close = (key: string, conn: Connection, reason: string) => {
       if (conn.closedBecause !== undefined) return
@@ -239,7 +244,7 @@ export const start = (
           log(Effect.logWarning(`turn bridge: closed the connection for ${key}: the server sent ${messages.failure} (not TURN over a stream?)`))
           return
         }
-        for (const message of messages.success) udp.send(message, port, address)
+        for (const message of messages.success) reply(udp, message, port, address)
       })
       stream.on("error", (error: Error) => {
         if (!conn.connected) {
@@ -264,7 +269,7 @@ export const start = (
     const refuse = (datagrams: ReadonlyArray<Uint8Array>, address: string, port: number, udp: dgram.Socket) => {
       for (const datagram of datagrams) {
         const refusal = refusalOf(datagram)
-        if (refusal !== undefined) udp.send(refusal, port, address)
+        if (refusal !== undefined) reply(udp, refusal, port, address)
       }
     }
 
@@ -317,6 +322,7 @@ export const start = (
       }),
       (socket) =>
         Effect.sync(() => {
+          stopping = true
           for (const [key, conn] of [...connections]) close(key, conn, "the agent is stopping")
           IceServers.forgetBridge(socket.address().port)
           socket.close()
