@@ -137,6 +137,8 @@ export interface LanePort {
   readonly room: (bytes: number) => number | undefined
   /** One listener, told whenever credit arrives, the channel drains or the link closes. */
   readonly onProgress: (listener: () => void) => void
+  /** From now on give credit back after every frame taken (so the peer's `room` stays current). */
+  readonly grantEachFrame: () => void
 }
 
 export interface WebRtcLink extends PeerLink {
@@ -500,7 +502,8 @@ class ChannelLink {
     room: (bytes) => this.sender.room(bytes),
     onProgress: (listener) => {
       this.sender.progress = listener
-    }
+    },
+    grantEachFrame: () => this.window.grantEachFrame()
   }
 
   // ---- heartbeat, lifecycle ------------------------------------------------------------------

@@ -13,7 +13,7 @@ export class ReceiveWindow {
    * Grant credit back once this many consumed bytes have accumulated: an eighth of the window,
    * so credit returns early, yet at most a few grants per window.
    */
-  readonly grantThreshold: number
+  private grantThreshold: number
   private grantedTotal = 0
   private receivedTotal = 0
   private consumedTotal = 0
@@ -23,6 +23,15 @@ export class ReceiveWindow {
   constructor(windowBytes: number) {
     this.windowBytes = windowBytes
     this.grantThreshold = Math.max(1, Math.floor(windowBytes / 8))
+  }
+
+  /**
+   * Grant back after every frame the consumer takes: a lane of a striped link (Lanes.ts), whose
+   * sender picks the lane by the bytes not yet given back, needs that count to be current; a slow
+   * lane would otherwise look as loaded as a fast one until an eighth of its window was consumed.
+   */
+  grantEachFrame(): void {
+    this.grantThreshold = 1
   }
 
   /** The credit to grant when the link opens: one whole window. */

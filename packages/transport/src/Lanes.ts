@@ -2,8 +2,9 @@
  * One peer link carried over several WebRTC connections ("lanes"), each its own SCTP association
  * with its own congestion window, so a long or lossy path is not limited to what one association
  * carries. The sender stripes engine frames over the lanes with a per-link sequence number,
- * choosing the lane with the most room; the receiver merges them back in order, holding at most
- * one frame per lane beyond the lanes' own credit windows. The engine sees one ordered PeerLink.
+ * giving each lane at most about a megabyte more than its peer has taken, to the least loaded;
+ * the receiver takes from every lane at once and merges the frames back in order, holding up to
+ * 32 MiB that came ahead of a gap. The engine sees one ordered PeerLink.
  * Also here: the SDP marks that negotiate striping, and how many lanes a path gets.
  */
 import * as Cause from "effect/Cause"
@@ -59,13 +60,14 @@ export const laneOf = (sdp: string): string | undefined => LANE_OF.exec(sdp)?.[1
 
 /**
  * Lanes for a path of this round trip: one on a LAN or loopback (a single association is not
- * window-limited there, and every lane costs a connection), then one per 3 ms of round trip, at
- * most `max` (so 7 at 20 ms, 17 at 50 ms, 32 from 94 ms): one association carries about window / RTT,
- * and under loss about MSS / (RTT · √p), so a long path wants many (bench/wan.ts: at 50 ms and
- * 0.1 % loss five lanes moved 4.5× one).
+ * window-limited there, and every lane costs a connection), then one per millisecond of round
+ * trip, at most `max` (so 20 at 20 ms, 32 from 32 ms): one association carries about window / RTT,
+ * and under loss about MSS / (RTT · √p), so a long path wants many (bench/wan.ts, 2026-12-04: at
+ * 20 ms and 0.1 % loss 22 lanes moved 23-25 MB/s where 8 moved 15; at 50 ms, 32 moved 16.4 where
+ * 17 moved 12.5).
  */
 export const lanesFor = (rttMillis: number, max: number): number =>
-  rttMillis < 5 ? 1 : Math.max(1, Math.min(max, MAX_LANES, Math.ceil(rttMillis / 3)))
+  rttMillis < 5 ? 1 : Math.max(1, Math.min(max, MAX_LANES, Math.ceil(rttMillis)))
 
 // ---- the striped link ----------------------------------------------------------------------------
 
@@ -79,6 +81,21 @@ export const laneLinkOptions = <O extends { readonly maxFrameBytes: number; read
   ...primary,
   receiveWindowBytes: Math.min(primary.receiveWindowBytes, 2 * primary.maxFrameBytes)
 })
+
+/**
+ * Frames that came ahead of a gap are held up to this many bytes; past it each lane's reader waits,
+ * after its next frame, until that one goes out. So a receiver holds at most the lanes' windows,
+ * this, and one frame per lane.
+ */
+const HOLD_BUDGET_BYTES = 32 * 1024 * 1024
+
+/**
+ * The most a lane is given beyond what its peer has taken (bench/wan.ts, 2026-12-04, 64 MiB at
+ * 100 ms: 1 MiB moved 4.2 MB/s at 1 % loss where the lanes' whole credit, 8 MiB, moved 2.4-2.6,
+ * since everything went to the lanes open at the start and waited behind the slowest; 2 MiB moved
+ * 3.8, 512 KiB 4.1, and without loss 1 MiB loses least).
+ */
+const LANE_LOAD_BYTES = 1024 * 1024
 
 /** Bytes of the per-link sequence number in front of every striped frame. */
 export const SEQ_BYTES = 8
@@ -149,14 +166,21 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
   let waiter: (() => void) | undefined
   const wake = () => waiter?.()
 
+  /**
+   * The lane with room that has the least on its way (buffered, or sent and not yet taken by the
+   * peer), among those with less than LANE_LOAD_BYTES on it: frames are not committed to a lane far
+   * ahead of what it moves, so a lane slowed by loss or still in slow start holds up the in-order
+   * merge for little, and lanes that open later still get work. An idle lane always takes a frame.
+   */
   const pick = (bytes: number): Lane | undefined => {
     let best: Lane | undefined
     let least = Infinity
     for (const lane of lanes) {
-      const buffered = lane.lane.room(bytes)
-      if (buffered !== undefined && buffered < least) {
+      const load = lane.lane.room(bytes)
+      if (load === undefined || (load > 0 && load + bytes > LANE_LOAD_BYTES)) continue
+      if (load < least) {
         best = lane
-        least = buffered
+        least = load
       }
     }
     return best
@@ -203,6 +227,7 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
 
   let nextSeq = 0
   const held = new Map<number, { readonly frame: Uint8Array; readonly delivered: Deferred.Deferred<void> }>()
+  let heldBytes = 0
   const deliverLock = Semaphore.makeUnsafe(1)
 
   const deliver = deliverLock.withPermit(Effect.gen(function*() {
@@ -210,6 +235,7 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
       const entry = held.get(nextSeq)
       if (entry === undefined) return
       held.delete(nextSeq)
+      heldBytes -= entry.frame.length
       nextSeq++
       yield* Queue.offer(out, entry.frame)
       Deferred.doneUnsafe(entry.delivered, Effect.void)
@@ -239,8 +265,12 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
         }
         const delivered = Deferred.makeUnsafe<void>()
         held.set(seq, { frame: frame.subarray(SEQ_BYTES), delivered })
+        heldBytes += frame.length - SEQ_BYTES
         yield* deliver
-        yield* Deferred.await(delivered)
+        // keep taking (the peer gets its credit back, so its lane choice sees only what is on the
+        // way) until the held frames pass the budget; then wait for our own to go out. The lane
+        // that carries the next frame in order never waits: all it took before went out already.
+        if (heldBytes > HOLD_BUDGET_BYTES) yield* Deferred.await(delivered)
       }
     }).pipe(
       Effect.catchCause((cause) =>
@@ -282,6 +312,9 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
       lanes.push(lane)
       readers++
       lane.lane.onProgress(wake)
+      // with two lanes or more the peer picks lanes by the bytes we have not given back: keep them current
+      if (lanes.length === 2) for (const each of lanes) each.lane.grantEachFrame()
+      else if (lanes.length > 2) lane.lane.grantEachFrame()
       return Effect.gen(function*() {
         yield* Effect.forkIn(reader(lane), scope)
         yield* Effect.forkIn(Effect.flatMap(lane.closeReason, (closed) => Effect.sync(() => closeAll(closed))), scope)
