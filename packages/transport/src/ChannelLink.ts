@@ -503,7 +503,10 @@ class ChannelLink {
     onProgress: (listener) => {
       this.sender.progress = listener
     },
-    grantEachFrame: () => this.window.grantEachFrame()
+    grantEachFrame: () => {
+      const grant = this.window.grantEachFrame()
+      if (grant > 0 && this.state === "authenticated") this.grant(grant)
+    }
   }
 
   // ---- heartbeat, lifecycle ------------------------------------------------------------------

@@ -29,9 +29,11 @@ export class ReceiveWindow {
    * Grant back after every frame the consumer takes: a lane of a striped link (Lanes.ts), whose
    * sender picks the lane by the bytes not yet given back, needs that count to be current; a slow
    * lane would otherwise look as loaded as a fast one until an eighth of its window was consumed.
+   * Returns the credit to grant now (what was consumed and not yet given back).
    */
-  grantEachFrame(): void {
+  grantEachFrame(): number {
     this.grantThreshold = 1
+    return this.consumed(0)
   }
 
   /** The credit to grant when the link opens: one whole window. */

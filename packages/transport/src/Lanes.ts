@@ -73,9 +73,10 @@ export const lanesFor = (rttMillis: number, max: number): number =>
 
 /**
  * The receive window of every lane after the first: the least that still takes the largest frame
- * twice (ChannelLink.checkOptions), so 32 lanes hold at most 16 + 31 × 8 MiB at the receiver (only
- * when its store stops taking frames; `CAN_SYNC_LANES` lowers the bound). A lane on a long path
- * carries a few MB/s, far below what this window allows.
+ * twice (ChannelLink.checkOptions), so 32 lanes hold at most 16 + 31 × 8 MiB at the receiver, plus
+ * what the merge holds (HOLD_BUDGET_BYTES), only when its store stops taking frames
+ * (`CAN_SYNC_LANES` lowers the bound). A lane on a long path carries a few MB/s, far below what
+ * this window allows.
  */
 export const laneLinkOptions = <O extends { readonly maxFrameBytes: number; readonly receiveWindowBytes: number }>(primary: O): O => ({
   ...primary,
@@ -171,13 +172,15 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
    * peer), among those with less than LANE_LOAD_BYTES on it: frames are not committed to a lane far
    * ahead of what it moves, so a lane slowed by loss or still in slow start holds up the in-order
    * merge for little, and lanes that open later still get work. An idle lane always takes a frame.
+   * (The peer gives credit back per frame once there are two lanes, so the count is current.)
    */
   const pick = (bytes: number): Lane | undefined => {
     let best: Lane | undefined
     let least = Infinity
+    const capped = lanes.length > 1 // one lane has no other to go to: its credit alone bounds it
     for (const lane of lanes) {
       const load = lane.lane.room(bytes)
-      if (load === undefined || (load > 0 && load + bytes > LANE_LOAD_BYTES)) continue
+      if (load === undefined || (capped && load > 0 && load + bytes > LANE_LOAD_BYTES)) continue
       if (load < least) {
         best = lane
         least = load

@@ -123,6 +123,16 @@ describe("lanes (two OS processes, real signaling, real WebRTC on loopback)", ()
       yield* link.send(pattern(70_000, 5))
       const echoed = yield* link.frames.pipe(Stream.take(2), Stream.runCollect)
       expect(same(echoed[1]!, pattern(70_000, 5))).toBe(true)
+      // more than a credit window (16 MiB) each way through the one lane, as chunks go: never stalls
+      const chunks = Array.from({ length: 160 }, (_, i) => pattern(128 * 1024, 2000 + i))
+      const back = yield* Effect.all([
+        Effect.forEach(chunks, (chunk) => link.send(chunk), { discard: true }),
+        link.frames.pipe(Stream.take(chunks.length), Stream.runCollect)
+      ], { concurrency: 2 }).pipe(
+        Effect.map(([, r]) => r),
+        Effect.timeoutOrElse({ duration: "60 seconds", orElse: () => Effect.die("20 MiB sent through one lane did not all come back within 60 s") })
+      )
+      back.forEach((frame, i) => expect(same(frame, chunks[i]!), `chunk ${i} byte for byte`).toBe(true))
     }).pipe(Effect.scoped))
 
   it.live("a lane that dies closes the link, and the next connect stripes again", () =>
