@@ -387,6 +387,8 @@ const VARIANTS: ReadonlyArray<Variant> = [
   { name: "raw htcp x4", kind: "raw", peers: 4, sctp: { congestionControlModule: HTCP } },
   { name: "raw buf4M htcp x4", kind: "raw", peers: 4, sctp: { ...bdpBuffers(4), congestionControlModule: HTCP } },
   { name: "agents lanes=1", kind: "agents", lanes: 1 },
+  { name: "agents lanes=8", kind: "agents", lanes: 8 },
+  { name: "agents lanes=16", kind: "agents", lanes: 16 },
   { name: "agents", kind: "agents" }
 ]
 

@@ -80,7 +80,7 @@ export const syncFlags = {
   ),
   ice: Flag.String("ice").pipe(
     Flag.withDescription(
-      "STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASSWORD@HOST[:PORT] (repeatable; UDP TURN only, at most 2; percent-encode @ and : in credentials; env CAN_SYNC_ICE, space-separated)"
+      "STUN/TURN server: stun:HOST[:PORT], turn:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp] or turns:USER:PASSWORD@HOST[:PORT] (TLS, default port 5349) (repeatable; at most 2 TURN servers; percent-encode @ and : in credentials; env CAN_SYNC_ICE, space-separated)"
     ),
     Flag.atLeast(0),
     Flag.mapEffect((given) =>
