@@ -316,8 +316,7 @@ export const make = Effect.fnUntraced(function*(primary: Lane, onLaneCount?: (co
       readers++
       lane.lane.onProgress(wake)
       // with two lanes or more the peer picks lanes by the bytes we have not given back: keep them current
-      if (lanes.length === 2) for (const each of lanes) each.lane.grantEachFrame()
-      else if (lanes.length > 2) lane.lane.grantEachFrame()
+      if (lanes.length > 1) for (const each of lanes) each.lane.grantEachFrame()
       return Effect.gen(function*() {
         yield* Effect.forkIn(reader(lane), scope)
         yield* Effect.forkIn(Effect.flatMap(lane.closeReason, (closed) => Effect.sync(() => closeAll(closed))), scope)

@@ -188,10 +188,11 @@ const make = Effect.fn("Transport.make")(function*(config: TransportConfig) {
   }
   // TURN over TCP or TLS: libjuice reaches each such server through a local UDP bridge
   const turnBridges = new Map<string, number>()
-  for (const url of config.rtc?.iceServers ?? []) {
-    const server = IceServers.parse(url)
-    if (Result.isSuccess(server) && IceServers.isStream(server.success) && !turnBridges.has(url)) {
-      const bridge = yield* TurnStreamBridge.start(server.success).pipe(Effect.mapError((e) => invalid(e.message)))
+  const urls = config.rtc?.iceServers ?? []
+  for (const [i, server] of ice.success.servers.entries()) {
+    const url = urls[i]! // parseAll keeps the order of the URLs it was given
+    if (IceServers.isStream(server) && !turnBridges.has(url)) {
+      const bridge = yield* TurnStreamBridge.start(server).pipe(Effect.mapError((e) => invalid(e.message)))
       turnBridges.set(url, bridge.port)
     }
   }
