@@ -23,6 +23,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { readFile } from "node:fs/promises"
 import * as Admin from "./Admin.ts"
+import * as HeapTuning from "./HeapTuning.ts"
 import { UsageError } from "./Errors.ts"
 import * as AgentMetrics from "./AgentMetrics.ts"
 import * as Logging from "./Logging.ts"
@@ -92,6 +93,7 @@ const terminalColumns = (): number => {
 }
 
 export const run = (flags: SyncFlags) => {
+  HeapTuning.tuneForStreaming()
   const region = terminalRegion(flags)
   const logging = region === undefined
     ? Logging.layer({ json: flags.json ? true : "auto" })
