@@ -5,7 +5,8 @@
  * then one each way at once. Small: 10,000 assets of 1 KiB one way, then 10,000 each way.
  * Each with the library's default MTU and with `--mtu 4000`. The large cases are set beside the bare
  * library (bench/transport.ts, "raw", ICE on 127.0.0.1 as here) measured in the same run, at the
- * same size. Writes bench/results/sync.json.
+ * same size. `BENCH_SYNC_ROUNDS=N` repeats it all N times and gives the median ratio. Writes
+ * bench/results/sync.json.
  */
 import { EmbeddedStore } from "@can-sync/store"
 import { Effect } from "effect"
@@ -111,15 +112,15 @@ for (const flags of [[], ["--mtu", "4000"]]) {
 }
 /** `BENCH_SYNC_ONLY=REGEX`: only the cases whose "name (flags)" matches. */
 const only = process.env.BENCH_SYNC_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_SYNC_ONLY)
-const results = []
-for (const c of cases.filter((c) => only === undefined || only.test(`${c.name} (${c.flags.join(" ") || "defaults"})`))) {
-  const r = await run(c)
-  console.error(`bench sync: ${r.name} (${r.flags}): ${r.mbPerSecond} MB/s, ${r.assetsPerSecond} assets/s`)
-  results.push(r)
-}
+/**
+ * `BENCH_SYNC_ROUNDS=N` (default 1): the chosen cases and the bare library, N times in turn; the
+ * agents-to-bare ratios are given per round and as their median (this VM's speed, and the bare
+ * library's own figure, move by up to 2x between runs, so one round decides little).
+ */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_SYNC_ROUNDS ?? 1))
+
 /** The bare library in this run: MB/s one way and each way at once, per MTU setting. */
-const bare = (() => {
-  if (!results.some((r) => r.name.startsWith("large"))) return undefined
+const measureBare = () => {
   const dir = mkdtempSync(join(tmpdir(), "can-sync-bench-bare-"))
   try {
     const file = join(dir, "transport.json")
@@ -138,23 +139,49 @@ const bare = (() => {
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-})()
-/** Agents against the bare library, both counting the bytes of every direction (MB/s). */
-const againstBare = bare === undefined ? [] : results.filter((r) => r.name.startsWith("large")).map((r) => {
-  const raw = bare[r.flags as "defaults" | "--mtu 4000"][r.name === "large, one way" ? "oneway" : "bidir"]
-  return {
-    name: r.name,
-    flags: r.flags,
-    agentsMbPerSecond: r.mbPerSecond,
-    bareMbPerSecond: raw.mbPerSecond,
-    ratio: Math.round((r.mbPerSecond / raw.mbPerSecond) * 100) / 100,
-    agentsCpuMsPerMiB: r.cpuMsPerMiB,
-    bareCpuMsPerMiB: raw.cpuMsPerMiB
-  }
-})
-for (const x of againstBare) {
-  console.error(`bench sync: ${x.name} (${x.flags}): agents ${x.agentsMbPerSecond} MB/s (${x.agentsCpuMsPerMiB} ms CPU/MiB), bare library ${x.bareMbPerSecond} MB/s (${x.bareCpuMsPerMiB} ms CPU/MiB): ${x.ratio}×`)
 }
+
+const round = async () => {
+  const results = []
+  for (const c of cases.filter((c) => only === undefined || only.test(`${c.name} (${c.flags.join(" ") || "defaults"})`))) {
+    const r = await run(c)
+    console.error(`bench sync: ${r.name} (${r.flags}): ${r.mbPerSecond} MB/s, ${r.assetsPerSecond} assets/s`)
+    results.push(r)
+  }
+  const bare = results.some((r) => r.name.startsWith("large")) ? measureBare() : undefined
+  /** Agents against the bare library, both counting the bytes of every direction (MB/s). */
+  const againstBare = bare === undefined ? [] : results.filter((r) => r.name.startsWith("large")).map((r) => {
+    const raw = bare[r.flags as "defaults" | "--mtu 4000"][r.name === "large, one way" ? "oneway" : "bidir"]
+    return {
+      name: r.name,
+      flags: r.flags,
+      agentsMbPerSecond: r.mbPerSecond,
+      bareMbPerSecond: raw.mbPerSecond,
+      ratio: Math.round((r.mbPerSecond / raw.mbPerSecond) * 100) / 100,
+      agentsCpuMsPerMiB: r.cpuMsPerMiB,
+      bareCpuMsPerMiB: raw.cpuMsPerMiB
+    }
+  })
+  for (const x of againstBare) {
+    console.error(`bench sync: ${x.name} (${x.flags}): agents ${x.agentsMbPerSecond} MB/s (${x.agentsCpuMsPerMiB} ms CPU/MiB), bare library ${x.bareMbPerSecond} MB/s (${x.bareCpuMsPerMiB} ms CPU/MiB): ${x.ratio}×`)
+  }
+  return { results, againstBare }
+}
+
+const rounds: Array<Awaited<ReturnType<typeof round>>> = []
+for (let i = 0; i < ROUNDS; i++) rounds.push(await round())
+const { results, againstBare } = rounds[0]!
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid]! : Math.round(((sorted[mid - 1]! + sorted[mid]!) / 2) * 100) / 100
+}
+/** Per large case: its ratio to the bare library in every round, and their median. */
+const ratios = againstBare.map((x) => {
+  const each = rounds.map((r) => r.againstBare.find((y) => y.name === x.name && y.flags === x.flags)?.ratio ?? 0)
+  console.error(`bench sync: ${x.name} (${x.flags}): ratio to the bare library over ${ROUNDS} round(s): ${each.join(", ")}; median ${median(each)}×`)
+  return { name: x.name, flags: x.flags, ratios: each, medianRatio: median(each) }
+})
 const summary = {
   bench: "sync",
   at: new Date().toISOString(),
@@ -162,8 +189,11 @@ const summary = {
   cpus: cpus().length,
   loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   storage: "/dev/shm (embedded stores), two `can-sync sync` processes, ICE bound to 127.0.0.1",
+  rounds: ROUNDS,
   results,
-  againstBare
+  againstBare,
+  ratios,
+  everyRound: ROUNDS > 1 ? rounds : undefined
 }
 const out = join(dirname(fileURLToPath(import.meta.url)), "results")
 mkdirSync(out, { recursive: true })
