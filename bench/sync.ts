@@ -17,6 +17,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { content } from "../test/engine/harness.ts"
 import { type Agent, Scenario } from "../test/e2e/harness.ts"
+import { median } from "./Stats.ts"
 
 const MiB = 1024 * 1024
 const LARGE = Number(process.env.BENCH_LARGE_MIB ?? 256) * MiB
@@ -171,16 +172,12 @@ const round = async () => {
 const rounds: Array<Awaited<ReturnType<typeof round>>> = []
 for (let i = 0; i < ROUNDS; i++) rounds.push(await round())
 const { results, againstBare } = rounds[0]!
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : Math.round(((sorted[mid - 1]! + sorted[mid]!) / 2) * 100) / 100
-}
 /** Per large case: its ratio to the bare library in every round, and their median. */
 const ratios = againstBare.map((x) => {
   const each = rounds.map((r) => r.againstBare.find((y) => y.name === x.name && y.flags === x.flags)?.ratio ?? 0)
-  console.error(`bench sync: ${x.name} (${x.flags}): ratio to the bare library over ${ROUNDS} round(s): ${each.join(", ")}; median ${median(each)}×`)
-  return { name: x.name, flags: x.flags, ratios: each, medianRatio: median(each) }
+  const medianRatio = Math.round(median(each) * 100) / 100
+  console.error(`bench sync: ${x.name} (${x.flags}): ratio to the bare library over ${ROUNDS} round(s): ${each.join(", ")}; median ${medianRatio}×`)
+  return { name: x.name, flags: x.flags, ratios: each, medianRatio }
 })
 const summary = {
   bench: "sync",

@@ -20,6 +20,7 @@ import type { DataChannel, PeerConnection } from "../packages/transport/src/Nati
 import { library as nodeDataChannel } from "../packages/transport/src/Native.ts"
 import * as Netlab from "../test/netlab/Netlab.ts"
 import { toolPath } from "../test/netlab/NetTool.ts"
+import { median } from "./Stats.ts"
 
 const SELF = fileURLToPath(import.meta.url)
 const MiB = 1024 * 1024
@@ -398,9 +399,10 @@ const AGENTS = new Set(["tcp", "raw default", "raw default x4", "agents lanes=1"
 /** `--grid`: issue 10's table, every RTT × loss, the agents with their defaults beside TCP and the bare library. */
 const GRID = new Set(["tcp", "raw default", "agents"])
 
-const median = (xs: ReadonlyArray<number | null>): number | null => {
-  const done = xs.filter((x): x is number => x !== null).sort((a, b) => a - b)
-  return done.length === 0 ? null : done.length % 2 === 1 ? done[(done.length - 1) / 2]! : (done[done.length / 2 - 1]! + done[done.length / 2]!) / 2
+/** The median of the runs that finished; null when none did. */
+const medianOfDone = (xs: ReadonlyArray<number | null>): number | null => {
+  const done = xs.filter((x): x is number => x !== null)
+  return done.length === 0 ? null : median(done)
 }
 
 const arg = (name: string) => {
@@ -468,10 +470,10 @@ const main = Effect.gen(function*() {
           }
         }
       }
-      const tcp = median(runs.get("tcp") ?? [])
+      const tcp = medianOfDone(runs.get("tcp") ?? [])
       for (const v of variants) {
         const all = runs.get(v.name)!
-        const mbps = median(all)
+        const mbps = medianOfDone(all)
         const failed = failures.get(v.name)!
         const rcvbufDrops = drops.get(v.name)!
         const lanes = laneCounts.get(v.name)!
