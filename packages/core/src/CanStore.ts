@@ -121,8 +121,10 @@ export interface CanStoreShape {
   /**
    * Bytes kept of an interrupted resumable push of `hash` (0: none), as last checkpointed: a
    * transfer may resume from there. Stores without it never resume (every push starts at 0).
+   * `size`, when known, is the asset's: a store that keeps no partial of assets that small
+   * answers 0 without looking.
    */
-  readonly partial?: ((hash: AssetHash) => Effect.Effect<number, StoreError>) | undefined
+  readonly partial?: ((hash: AssetHash, size?: number) => Effect.Effect<number, StoreError>) | undefined
   /** A local edit: stamps a new version (now, this store's id) and applies the patch. */
   readonly editMeta: (hash: AssetHash, patch: MetaPatch) => Effect.Effect<AssetMeta, AssetNotFound | StoreError>
   /** A peer's edit with its own version: applied only if it wins under last-writer-wins. */

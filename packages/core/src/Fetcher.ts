@@ -219,7 +219,7 @@ export const run = Effect.fn("Fetcher")(function*(s: ActorWiring, limits: Limits
   const askFrom = (hash: AssetHash, size: number): Effect.Effect<number> =>
     limits.resume !== true || partial === undefined
       ? Effect.succeed(0)
-      : partial(hash).pipe(
+      : partial(hash, size).pipe(
         Effect.map((held) => (held <= size ? held : 0)),
         Effect.catch((error) =>
           Effect.logWarning(`could not read the partial of ${hash}; asking from byte 0: ${error.message}`).pipe(Effect.as(0))

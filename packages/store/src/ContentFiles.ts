@@ -114,6 +114,8 @@ export interface Staged {
   /** A resumed push (`Partials.stage`): where this push's content started, and the peers that sent the bytes before. */
   readonly resumedFrom?: number | undefined
   readonly sources?: ReadonlyArray<string> | undefined
+  /** The temp file written: `promote` marks it moved, so its finalizer has nothing to remove. */
+  readonly temp?: TempFile | undefined
 }
 
 /** Two write buffers: one fills (hashing on this thread) while the other is written (libuv pool). */
@@ -151,19 +153,28 @@ const openSource = <E>(source: string, onReadError: (error: unknown) => E) =>
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
   )
 
-/** A new temp file, removed when the scope closes unless promoted first. */
+/** A temp file being written; `moved` once `promote` renamed it into place. */
+export interface TempFile {
+  readonly path: string
+  readonly handle: FileHandle
+  moved: boolean
+}
+
+/** A new temp file, closed when the scope closes and removed unless promoted first. */
 const tempFile = (layout: Layout) =>
   Effect.gen(function*() {
     const path = join(layout.tmp, tempName())
-    const handle = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }),
-      (handle) =>
-        Effect.promise(() => handle.close().catch(() => undefined)).pipe(
-          Effect.andThen(removeIfPresent(path)),
+    const file = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => open(path, "wx"), catch: unavailable("create temp file") }).pipe(
+        Effect.map((handle): TempFile => ({ path, handle, moved: false }))
+      ),
+      (file) =>
+        Effect.promise(() => file.handle.close().catch(() => undefined)).pipe(
+          Effect.andThen(file.moved ? Effect.void : removeIfPresent(path)),
           Effect.ignore
         )
     )
-    return { path, handle }
+    return file
   })
 
 /**
@@ -301,13 +312,13 @@ export const stage = <E>(
 ): Effect.Effect<Staged, E | AssetTooLarge | StoreUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const pair = yield* borrow(buffers)
-    const { path, handle } = yield* tempFile(layout)
-    const writer = backgroundWriter(handle)
+    const temp = yield* tempFile(layout)
+    const writer = backgroundWriter(temp.handle)
     const chunks = gatherer(pair, writer.write)
     const { hash, size } = yield* hashStream(content, maxBytes, chunks.gather)
     yield* chunks.flush
     yield* writer.finish
-    return { hash, size, path }
+    return { hash, size, path: temp.path, temp }
   })
 
 /**
@@ -326,11 +337,11 @@ export const stageFile = <E>(
   Effect.gen(function*() {
     const pair = yield* borrow(buffers)
     const input = yield* openSource(source, onReadError)
-    const { path, handle } = yield* tempFile(layout)
-    const writer = backgroundWriter(handle)
+    const temp = yield* tempFile(layout)
+    const writer = backgroundWriter(temp.handle)
     const { hash, size } = yield* hashFile(input, pair, maxBytes, onReadError, writer.write)
     yield* writer.finish
-    return { hash, size, path }
+    return { hash, size, path: temp.path, temp }
   })
 
 /** The hash and size of a file on disk, storing nothing (for content already present). */
@@ -370,14 +381,24 @@ export const writeFully = async (handle: FileHandle, bytes: Uint8Array, position
 /** Moves a staged file to its object path and makes the rename durable. */
 export const promote = Effect.fn("ContentFiles.promote")(function*(layout: Layout, staged: Staged) {
   const shard = shardDir(layout, staged.hash)
+  const into = objectPath(layout, staged.hash)
+  // The shard directory nearly always exists: it is made (and the objects directory fsynced
+  // below) only when the rename into it finds it missing.
   const created = yield* Effect.tryPromise({
-    try: () => mkdir(shard, { recursive: true }),
-    catch: unavailable("create object directory")
-  })
-  yield* Effect.tryPromise({
-    try: () => rename(staged.path, objectPath(layout, staged.hash)),
+    try: async () => {
+      try {
+        await rename(staged.path, into)
+        return undefined
+      } catch (error) {
+        if (errorCode(error) !== "ENOENT") throw error
+        const made = await mkdir(shard, { recursive: true })
+        await rename(staged.path, into)
+        return made
+      }
+    },
     catch: unavailable("move content into place")
   })
+  if (staged.temp !== undefined) staged.temp.moved = true
   yield* syncDirectory(shard)
   if (created !== undefined) yield* syncDirectory(layout.objects)
 })

@@ -701,8 +701,10 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       rebuildIndex: rebuildIndex(parts),
       // Range reconciliation from the index's bucket table, kept current with every process's writes.
       ranges: index.ranges,
-      partial: Effect.fn("EmbeddedStore.partial")(function*(hash: AssetHash) {
+      partial: Effect.fn("EmbeddedStore.partial")(function*(hash: AssetHash, size?: number) {
         const valid = yield* validHash(hash, "hash")
+        // A push this small is never kept as a partial (see `push`): nothing to look up on disk.
+        if (size !== undefined && size < Partials.MinPartialBytes) return 0
         // A push cut off a moment ago (its link dropped, the peer redials at once) is still saving
         // what arrived: wait for it, briefly, rather than ask for the whole asset again.
         const ending = parts.activePartials.get(valid)

@@ -1,11 +1,12 @@
 /**
  * The embedded store's write buffers, from effect's Pool: a pair per write in flight, reused by
  * the next write, and back in the pool once a write ends — also one interrupted mid-file, whose
- * temp file is gone too. Real files in a temp dir.
+ * temp file is gone too. Promotion: a staged file moves into its shard (made when missing), and
+ * a temp file never promoted is removed. Real files in a temp dir.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Pool, Stream } from "effect"
-import { readdir, writeFile } from "node:fs/promises"
+import { readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import * as ContentFiles from "../src/ContentFiles.ts"
 import { pseudoRandomChunks } from "./fixtures/pseudoRandom.ts"
@@ -73,6 +74,32 @@ describe("ContentFiles write buffers", () => {
       yield* Fiber.interrupt(staging)
       const stats = yield* Pool.stats(buffers)
       assert.deepStrictEqual({ idle: stats.idle, used: stats.used }, { idle: 1, used: 0 })
+      assert.deepStrictEqual(yield* Effect.promise(() => readdir(layout.tmp)), [])
+    }))
+})
+
+describe("ContentFiles promote", () => {
+  const stageText = (layout: ContentFiles.Layout, buffers: ContentFiles.WriteBuffers, text: string) =>
+    ContentFiles.stage(layout, buffers, Stream.make(encoder.encode(text)), undefined)
+
+  it.live("a promoted file is in place once its scope closes; one never promoted is removed", () =>
+    Effect.gen(function*() {
+      const { layout, buffers } = yield* prepared
+      const kept = yield* Effect.scoped(Effect.tap(stageText(layout, buffers, "kept"), (staged) => ContentFiles.promote(layout, staged)))
+      const dropped = yield* Effect.scoped(stageText(layout, buffers, "dropped"))
+      assert.strictEqual(yield* Effect.promise(() => readFile(ContentFiles.objectPath(layout, kept.hash), "utf8")), "kept")
+      assert.isFalse(yield* ContentFiles.present(layout, dropped.hash, dropped.size))
+      assert.deepStrictEqual(yield* Effect.promise(() => readdir(layout.tmp)), [])
+    }))
+
+  it.live("a shard directory that went missing is made again by the next promote into it", () =>
+    Effect.gen(function*() {
+      const { layout, buffers } = yield* prepared
+      const first = yield* Effect.scoped(Effect.tap(stageText(layout, buffers, "same"), (staged) => ContentFiles.promote(layout, staged)))
+      yield* Effect.promise(() => rm(ContentFiles.shardDir(layout, first.hash), { recursive: true }))
+      assert.isFalse(yield* ContentFiles.present(layout, first.hash, first.size))
+      yield* Effect.scoped(Effect.tap(stageText(layout, buffers, "same"), (staged) => ContentFiles.promote(layout, staged)))
+      assert.isTrue(yield* ContentFiles.present(layout, first.hash, first.size))
       assert.deepStrictEqual(yield* Effect.promise(() => readdir(layout.tmp)), [])
     }))
 })

@@ -50,6 +50,9 @@ describe("partials of interrupted pushes", () => {
       const cut = yield* Effect.flip(store.push(hash, cutAfter(data.subarray(0, 3 * MiB)), meta(), "peer-a", { resumeFrom: 0 }))
       expect(cut._tag).toBe("Cut")
       expect(yield* store.partial!(hash)).toBe(3 * MiB)
+      // Told the asset's size, the store looks on disk only when a partial of that size could exist.
+      expect(yield* store.partial!(hash, data.length)).toBe(3 * MiB)
+      expect(yield* store.partial!(hash, Partials.MinPartialBytes - 1)).toBe(0)
       expect(yield* store.has(hash)).toBe(false)
       expect((yield* store.partials).map((p) => ({ hash: p.hash, bytes: p.bytes, peers: p.peers }))).toEqual([
         { hash, bytes: 3 * MiB, peers: ["peer-a"] }
