@@ -428,17 +428,20 @@ export const readFile = (path: string, operation: string, start = 0): Stream.Str
     )
     const { size } = yield* Effect.tryPromise({ try: () => handle.stat(), catch: unavailable(operation) })
     // Sized to what is left (plus a byte, which also finds a file that grew): a 1 KiB asset
-    // costs a 1 KiB buffer, not a 1 MiB one.
+    // costs a 1 KiB buffer, not a 1 MiB one. A read shorter than asked met the end of the file,
+    // so a small file takes one read, not a second one that finds nothing.
     const wanted = (position: number) => Math.min(ReadChunkSize, Math.max(0, size - position) + 1)
-    return Stream.paginate(start, (position: number) =>
-      Effect.tryPromise({
-        try: () => handle.read(Buffer.allocUnsafe(wanted(position)), 0, wanted(position), position),
+    return Stream.paginate(start, (position: number) => {
+      const want = wanted(position)
+      return Effect.tryPromise({
+        try: () => handle.read(Buffer.allocUnsafe(want), 0, want, position),
         catch: unavailable(operation)
       }).pipe(Effect.map(({ buffer, bytesRead }) =>
         bytesRead === 0
           ? [[], Option.none<number>()] as const
-          : [[buffer.subarray(0, bytesRead)], Option.some(position + bytesRead)] as const
-      )))
+          : [[buffer.subarray(0, bytesRead)], bytesRead < want ? Option.none<number>() : Option.some(position + bytesRead)] as const
+      ))
+    })
   }))
 
 /**
