@@ -47,7 +47,13 @@ export const shardDir = (layout: Layout, hash: AssetHash): string => join(layout
 
 export const objectPath = (layout: Layout, hash: AssetHash): string => join(shardDir(layout, hash), hash)
 
-const tempName = (): string => `${process.pid}-${randomBytes(8).toString("hex")}.part`
+/**
+ * Temp files are named by this process's pid, a random token drawn once, and a counter: unique
+ * without drawing random bytes for every asset received.
+ */
+const tempToken = randomBytes(8).toString("hex")
+let tempCount = 0
+const tempName = (): string => `${process.pid}-${tempToken}${(tempCount++).toString(16).padStart(8, "0")}.part`
 
 /** The pid encoded in a temp file name, if the name has our shape. */
 const tempOwner = (name: string): number | undefined => {
