@@ -66,6 +66,8 @@ interface Cell {
   readonly rcvbufDrops: ReadonlyArray<number>
   /** agents: the lanes the receiving agent reported for its link, per run */
   readonly lanes?: ReadonlyArray<number | null>
+  /** agents: per run, seconds from the link going live until its last lane opened */
+  readonly lanesUpSeconds?: ReadonlyArray<number>
   /** runs cut at `--cap` (their rate counts the bytes that arrived within it) */
   readonly cutAtCap?: number
   readonly failures?: ReadonlyArray<string>
@@ -320,6 +322,30 @@ const until = <A>(what: string, probe: Effect.Effect<A | undefined>, within: Dur
     Effect.timeoutOrElse({ duration: within, orElse: () => Effect.fail(new Netlab.NetlabError({ step: what, detail: `not within ${Duration.format(Duration.fromInputUnsafe(within))}` })) })
   )
 
+/** How long B's lane count may stay the same before its lanes count as all open. */
+const LANES_QUIET_MS = 4000
+
+/**
+ * Lets the offerer measure the round trip and open its lanes before anything is timed: waits until
+ * B's lane count has not grown for LANES_QUIET_MS (at most 40 s); gives the seconds from the link
+ * going live until its last lane opened.
+ */
+const lanesSettle = (b: Netlab.Namespace) =>
+  Effect.gen(function*() {
+    const live = performance.now()
+    let count = 1
+    let grewAt = live
+    while (performance.now() - grewAt < LANES_QUIET_MS && performance.now() - live < 40_000) {
+      yield* Effect.sleep("100 millis")
+      const now = (yield* statusOf(b))?.path?.lanes ?? 1
+      if (now > count) {
+        count = now
+        grewAt = performance.now()
+      }
+    }
+    return Math.round((grewAt - live) / 100) / 10
+  })
+
 /**
  * Both agents live over the link (empty stores), then `can-sync add` of one asset of `bytes` at A;
  * timed from the add's end until B's /status counts it received. Seconds, and B's lanes.
@@ -342,8 +368,7 @@ const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number | undefined) =>
       yield* agent(p.b, dataB, idA, p.addressB)
       yield* agent(p.a, dataA, idB, p.addressA)
       yield* until("B live with A", Effect.map(statusOf(p.b), (s) => (s?.state === "live" ? s : undefined)), "90 seconds", "250 millis")
-      // let the offerer measure the round trip and open its lanes (3 heartbeats, then the attempts)
-      if (lanes !== 1) yield* Effect.sleep("5 seconds")
+      const lanesUpSeconds = lanes === 1 ? 0 : yield* lanesSettle(p.b)
       cli("add", "--data", dataA, contentFile(bytes))
       const t0 = performance.now()
       const received = until("B to receive the asset", Effect.map(statusOf(p.b), (s) => (s !== undefined && s.assetsReceived >= 1 ? s : undefined)), CAP_SECONDS === undefined ? timeLimit(bytes) : Duration.seconds(CAP_SECONDS))
@@ -352,9 +377,9 @@ const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number | undefined) =>
         // cut by the cap: the content bytes that reached B's data directory by now
         const arrived = contentBytes(dataB)
         const st = yield* statusOf(p.b)
-        return { timed: { bytes: arrived, seconds: (performance.now() - t0) / 1000, partial: true } satisfies Timed, lanes: st?.path?.lanes ?? null }
+        return { timed: { bytes: arrived, seconds: (performance.now() - t0) / 1000, partial: true } satisfies Timed, lanes: st?.path?.lanes ?? null, lanesUpSeconds }
       }
-      return { timed: { bytes, seconds: (performance.now() - t0) / 1000, partial: false } satisfies Timed, lanes: done.path?.lanes ?? null }
+      return { timed: { bytes, seconds: (performance.now() - t0) / 1000, partial: false } satisfies Timed, lanes: done.path?.lanes ?? null, lanesUpSeconds }
     })
   )
 
@@ -446,6 +471,7 @@ const main = Effect.gen(function*() {
       const failures = new Map<string, Array<string>>(variants.map((v) => [v.name, []]))
       const drops = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       const laneCounts = new Map<string, Array<number | null>>(variants.map((v) => [v.name, []]))
+      const lanesUp = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       const partials = new Map<string, Array<number>>(variants.map((v) => [v.name, []]))
       for (let r = 0; r < repeat; r++) {
         for (const v of variants) { // interleaved, so a burst of load elsewhere spreads over all variants
@@ -454,7 +480,13 @@ const main = Effect.gen(function*() {
           const outcome = yield* (v.kind === "tcp"
             ? tcpRun(p, bytes)
             : v.kind === "agents"
-            ? agentsRun(p, bytes, v.lanes).pipe(Effect.tap((r) => Effect.sync(() => laneCounts.get(v.name)!.push(r.lanes))), Effect.map((r) => r.timed))
+            ? agentsRun(p, bytes, v.lanes).pipe(
+              Effect.tap((r) => Effect.sync(() => {
+                laneCounts.get(v.name)!.push(r.lanes)
+                if (v.lanes !== 1) lanesUp.get(v.name)!.push(r.lanesUpSeconds)
+              })),
+              Effect.map((r) => r.timed)
+            )
             : rawRun(p, job)).pipe(Effect.result)
           const dropped = (yield* udpRcvbufErrors(p.b)) - before
           drops.get(v.name)!.push(dropped)
@@ -477,11 +509,12 @@ const main = Effect.gen(function*() {
         const failed = failures.get(v.name)!
         const rcvbufDrops = drops.get(v.name)!
         const lanes = laneCounts.get(v.name)!
+        const lanesUpSeconds = lanesUp.get(v.name)!
         const cut = partials.get(v.name)!
-        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(lanes.length > 0 ? { lanes } : {}), ...(cut.length > 0 ? { cutAtCap: cut.length } : {}), ...(failed.length > 0 ? { failures: failed } : {}) })
+        cells.push({ rttMs, loss, variant: v.name, mbps, runs: all, rcvbufDrops, ...(lanes.length > 0 ? { lanes } : {}), ...(lanesUpSeconds.length > 0 ? { lanesUpSeconds } : {}), ...(cut.length > 0 ? { cutAtCap: cut.length } : {}), ...(failed.length > 0 ? { failures: failed } : {}) })
         const shown = all.map((x) => (x === null ? "fail" : x.toFixed(1))).join(" ")
         const ratio = mbps !== null && tcp !== null ? `  ${(mbps / tcp).toFixed(2)}× tcp` : ""
-        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${lanes.length > 0 ? `  lanes ${lanes.join("/")}` : ""}${cut.length > 0 ? `  (${cut.length} cut at ${CAP_SECONDS} s)` : ""}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
+        console.log(`rtt ${String(rttMs).padStart(3)} ms  loss ${(loss * 100).toFixed(1).padStart(4)} %  ${v.name.padEnd(18)} ${mbps === null ? "   failed" : mbps.toFixed(1).padStart(7)} MB/s${ratio}  [${shown}]  rcvbuf drops ${rcvbufDrops.join("/")}${lanes.length > 0 ? `  lanes ${lanes.join("/")}` : ""}${lanesUpSeconds.length > 0 ? ` (all open after ${lanesUpSeconds.join("/")} s)` : ""}${cut.length > 0 ? `  (${cut.length} cut at ${CAP_SECONDS} s)` : ""}${failed.length > 0 ? ` ${failed[0]}` : ""}`)
       }
     }
   }

@@ -540,8 +540,15 @@ class ChannelLink {
 }
 
 /**
- * Ping every interval; fail the link after `heartbeatTimeout` without any message from the peer
- * (checked four times per interval, so a vanished peer is noticed soon after the timeout).
+ * Pings a link sends at each of its first heartbeat ticks instead of once per interval, so its
+ * round trip is known within a second of opening (the offerer sizes its lanes by the shortest).
+ */
+export const RTT_PROBES = 3
+
+/**
+ * Ping every interval (the first RTT_PROBES at each tick); fail the link after `heartbeatTimeout`
+ * without any message from the peer (checked four times per interval, so a vanished peer is
+ * noticed soon after the timeout).
  */
 const heartbeat = (link: ChannelLink, options: LinkOptions): Effect.Effect<void> =>
   Effect.suspend(() => {
@@ -549,6 +556,7 @@ const heartbeat = (link: ChannelLink, options: LinkOptions): Effect.Effect<void>
     const timeout = Duration.toMillis(Duration.fromInputUnsafe(options.heartbeatTimeout))
     const tickMillis = Math.max(10, Math.floor(interval / 4))
     let lastPing = 0
+    let probes = 0
     let lastTick = link.now()
     const tick = Effect.sync(() => {
       if (!link.isOpen) return
@@ -559,8 +567,9 @@ const heartbeat = (link: ChannelLink, options: LinkOptions): Effect.Effect<void>
       lastTick = now
       const silent = now - link.lastHeard
       if (silent > timeout) return link.silenced(silent)
-      if (now - lastPing >= interval) {
+      if (now - lastPing >= interval || probes < RTT_PROBES) {
         lastPing = now
+        probes++
         link.ping(now)
       }
     })

@@ -24,6 +24,7 @@ import * as Signal from "./Signal.ts"
 import type { VerifiedSignal } from "./Signal.ts"
 import type { SignalingClient } from "./Signaling.ts"
 import type { LinkOptions, WebRtcLink } from "./WebRtcLink.ts"
+import { RTT_PROBES } from "./WebRtcLink.ts"
 
 export interface SlotConfig {
   readonly identity: PeerIdentity
@@ -92,8 +93,13 @@ export const connectErrorKind = (reason: ConnectFailedReason): string | undefine
 
 const failed = (peer: PeerId, reason: ConnectFailedReason) => new ConnectFailed({ peer, reason })
 
-/** Heartbeats whose shortest round trip decides a link's lanes. */
-const RTT_SAMPLES = 3
+/**
+ * Lane attempts in flight at once. At 100 ms a lane takes ~0.7 s (signaling, ICE, DTLS, SCTP,
+ * AuthProof): with 3 at once all 32 lanes were open 10 s after the link, with 16 after 2.3 s
+ * (bench/wan.ts, lanesUpSeconds). Each costs a handful of signaling relays, well inside the
+ * server's per-connection rate.
+ */
+const LANE_ATTEMPTS_AT_ONCE = 16
 
 export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig) {
   const { identity, signaling } = config
@@ -178,12 +184,12 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
     })
 
   /**
-   * The round trip of a fresh link: the shortest of its first three heartbeats (a busy host
-   * delays some), or of those that came back within 6 s (undefined if none did).
+   * The round trip of a fresh link: the shortest of its first heartbeats, its RTT probes (a busy
+   * host delays some), or of those that came back within 6 s (undefined if none did).
    */
   const firstRtt = (link: WebRtcLink) =>
     link.stats.pipe(
-      Effect.flatMap((s) => (s.pongsReceived < RTT_SAMPLES ? Effect.fail("fewer pongs") : Effect.succeed(s.minRttMillis))),
+      Effect.flatMap((s) => (s.pongsReceived < RTT_PROBES ? Effect.fail("fewer pongs") : Effect.succeed(s.minRttMillis))),
       Effect.retry(Schedule.spaced("100 millis")),
       Effect.timeoutOption("6 seconds"),
       Effect.flatMap((rtt) => (Option.isSome(rtt) ? Effect.succeed(rtt.value) : Effect.map(link.stats, (s) => s.minRttMillis)))
@@ -203,7 +209,7 @@ export const make = Effect.fnUntraced(function*(peer: PeerId, config: SlotConfig
       yield* Effect.forEach(
         Array.from({ length: target - 1 }, (_, i) => i),
         () => laneAttempt(config.nextSid(), undefined, sid, striped, scope, max),
-        { concurrency: 3, discard: true }
+        { concurrency: LANE_ATTEMPTS_AT_ONCE, discard: true }
       )
     })
 

@@ -12,7 +12,7 @@ import { verifySignature } from "./Identity.ts"
 import type { PeerIdentity } from "./Identity.ts"
 import type { DataChannel } from "./Native.ts"
 
-export { checkOptions, defaultLinkOptions } from "./ChannelLink.ts"
+export { checkOptions, defaultLinkOptions, RTT_PROBES } from "./ChannelLink.ts"
 export type { LanePort, LinkOptions, LinkStats, WebRtcLink } from "./ChannelLink.ts"
 export type { ChannelBinding, SdpRole } from "./Binding.ts"
 export { bindingBytes } from "./Binding.ts"
