@@ -63,6 +63,23 @@ describe("reconcile between two peers", () => {
       expect(ab.assetsSent + ab.assetsReceived).toBe(0)
     }).pipe(Effect.scoped))
 
+  it.live("a full want window is refilled in batches of an eighth of it, not with a Want per asset answered", () =>
+    Effect.gen(function*() {
+      const a = yield* makePeer("a")
+      const b = yield* makePeer("b", { wantWindow: 32 })
+      yield* ingestMany(a.store, 13, 400)
+      let wantsFromB = 0
+      const WANT = 0x0e
+      yield* connect(a, b, { tap: (from, _to, frame) => void (from === b.id && frame[0] === WANT && wantsFromB++) })
+      expect(yield* awaitConverged([a.store, b.store], "60 seconds", { expectSize: 400 })).toBe(400)
+      const ba = yield* settledStats(b, a, (s) => s.assetsReceived >= 400)
+      expect(ba.hashesWanted).toBe(400)
+      // 32 asked at first, then 4 at a time (plus the round's closing Want); asking again as each
+      // answer freed one slot took ~330
+      expect(wantsFromB).toBeGreaterThan(1)
+      expect(wantsFromB).toBeLessThanOrEqual(2 + (400 - 32) / 4)
+    }).pipe(Effect.scoped))
+
   it.live("5,000 small assets each way at once, over 4-frame link buffers: no deadlock", () =>
     Effect.gen(function*() {
       const a = yield* makePeer("a")
