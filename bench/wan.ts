@@ -348,7 +348,8 @@ const lanesSettle = (b: Netlab.Namespace) =>
 
 /**
  * Both agents live over the link (empty stores), then `can-sync add` of one asset of `bytes` at A;
- * timed from the add's end until B's /status counts it received. Seconds, and B's lanes.
+ * timed from the add's end until B's /status counts it received. Seconds, B's lanes and how long
+ * they took to open (none with one lane).
  */
 const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number | undefined) =>
   Effect.scoped(
@@ -368,7 +369,7 @@ const agentsRun = (p: Netlab.Pair, bytes: number, lanes: number | undefined) =>
       yield* agent(p.b, dataB, idA, p.addressB)
       yield* agent(p.a, dataA, idB, p.addressA)
       yield* until("B live with A", Effect.map(statusOf(p.b), (s) => (s?.state === "live" ? s : undefined)), "90 seconds", "250 millis")
-      const lanesUpSeconds = lanes === 1 ? 0 : yield* lanesSettle(p.b)
+      const lanesUpSeconds = lanes === 1 ? undefined : yield* lanesSettle(p.b)
       cli("add", "--data", dataA, contentFile(bytes))
       const t0 = performance.now()
       const received = until("B to receive the asset", Effect.map(statusOf(p.b), (s) => (s !== undefined && s.assetsReceived >= 1 ? s : undefined)), CAP_SECONDS === undefined ? timeLimit(bytes) : Duration.seconds(CAP_SECONDS))
@@ -483,7 +484,7 @@ const main = Effect.gen(function*() {
             ? agentsRun(p, bytes, v.lanes).pipe(
               Effect.tap((r) => Effect.sync(() => {
                 laneCounts.get(v.name)!.push(r.lanes)
-                if (v.lanes !== 1) lanesUp.get(v.name)!.push(r.lanesUpSeconds)
+                if (r.lanesUpSeconds !== undefined) lanesUp.get(v.name)!.push(r.lanesUpSeconds)
               })),
               Effect.map((r) => r.timed)
             )

@@ -423,7 +423,7 @@ const push = (parts: Parts) =>
     }
     // One writer per partial: a second push of the same hash meanwhile (or a read-only store) is not
     // resumable; nor is a fresh one smaller than a partial worth keeping (it costs a few file operations).
-    const small = from === 0 && pushOptions?.size !== undefined && pushOptions.size < Partials.MinPartialBytes
+    const small = from === 0 && pushOptions?.size !== undefined && !Partials.worthKeeping(pushOptions.size)
     const incoming = from === undefined || small || parts.readOnly || parts.activePartials.has(valid)
       ? (from ?? 0) > 0
         ? undefined
@@ -704,7 +704,7 @@ export const make = (options: EmbeddedStoreOptions): Effect.Effect<EmbeddedStore
       partial: Effect.fn("EmbeddedStore.partial")(function*(hash: AssetHash, size?: number) {
         const valid = yield* validHash(hash, "hash")
         // A push this small is never kept as a partial (see `push`): nothing to look up on disk.
-        if (size !== undefined && size < Partials.MinPartialBytes) return 0
+        if (size !== undefined && !Partials.worthKeeping(size)) return 0
         // A push cut off a moment ago (its link dropped, the peer redials at once) is still saving
         // what arrived: wait for it, briefly, rather than ask for the whole asset again.
         const ending = parts.activePartials.get(valid)

@@ -26,6 +26,9 @@ export const CheckpointBytes = 8 * 1024 * 1024
 /** An interrupted push shorter than this is not worth keeping (small assets simply start again). */
 export const MinPartialBytes = 1024 * 1024
 
+/** Whether this many bytes of an asset are worth keeping as a partial (a smaller asset never has one). */
+export const worthKeeping = (bytes: number): boolean => bytes >= MinPartialBytes
+
 /** How many partials, how many bytes of them and how old, at most (`sweep`). */
 export interface Bounds {
   readonly maxCount: number
@@ -187,7 +190,7 @@ export const stage = <E>(
         yield* drain
         if (chunks !== undefined) yield* chunks.flush.pipe(Effect.ignore)
         yield* drain
-        if (written < MinPartialBytes) return yield* discard(layout, hash)
+        if (!worthKeeping(written)) return yield* discard(layout, hash)
         yield* checkpoint(layout, hash, handle, written, sources())
       }).pipe(Effect.ignore)
     })
