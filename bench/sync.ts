@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url"
 import { content } from "../test/engine/harness.ts"
 import { type Agent, Scenario } from "../test/e2e/harness.ts"
 import { median } from "./Stats.ts"
+import * as Threads from "./Threads.ts"
 
 const MiB = 1024 * 1024
 const LARGE = Number(process.env.BENCH_LARGE_MIB ?? 256) * MiB
@@ -68,12 +69,15 @@ const run = async (c: Case) => {
     const b = await s.agent("b", { data: dataB, signal: signal.url, peers: [idA], extraArgs: c.flags })
     let started: number | undefined
     let cpuAtStart = 0
+    const pids = [a.proc.child.pid!, b.proc.child.pid!]
+    let threadsAtStart: ReadonlyArray<Threads.ThreadCpu> = []
     const deadline = now() + 15 * 60_000
     const received = async (x: Agent, from: Agent) => {
       const p = await x.peer(from)
       if (p !== undefined && started === undefined && p.state !== "connecting") {
         started = now()
         cpuAtStart = cpuSecondsOf(a.proc.child.pid) + cpuSecondsOf(b.proc.child.pid)
+        threadsAtStart = pids.map((pid) => Threads.threadCpu(pid))
       }
       return p?.assetsReceived ?? 0
     }
@@ -85,6 +89,7 @@ const run = async (c: Case) => {
     }
     const seconds = (now() - (started ?? now())) / 1000
     const cpu = cpuSecondsOf(a.proc.child.pid) + cpuSecondsOf(b.proc.child.pid) - cpuAtStart
+    const threads = Threads.sum(...pids.map((pid, i) => Threads.since(threadsAtStart[i] ?? {}, Threads.threadCpu(pid))))
     return {
       name: c.name,
       flags: c.flags.join(" ") || "defaults",
@@ -94,7 +99,9 @@ const run = async (c: Case) => {
       mbPerSecond: Math.round((bytes / 1e6 / seconds) * 10) / 10,
       assetsPerSecond: Math.round(assets / seconds),
       /** both agents' CPU from the first session to convergence, per MiB moved */
-      cpuMsPerMiB: Math.round((cpu * 1000) / (bytes / MiB) * 10) / 10
+      cpuMsPerMiB: Math.round((cpu * 1000) / (bytes / MiB) * 10) / 10,
+      /** the same CPU by thread name, both agents added (bench/Threads.ts) */
+      threadCpuSeconds: threads
     }
   } finally {
     await s.close()
@@ -127,11 +134,11 @@ const measureBare = () => {
     const file = join(dir, "transport.json")
     execFileSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), "transport.ts"), "--only", "^raw, ICE on 127\\.0\\.0\\.1(, mtu 4000)?$", "--mib", String(LARGE / MiB), "--repeat", "1", "--out", file], { stdio: ["ignore", "ignore", "inherit"] })
     const report = JSON.parse(readFileSync(file, "utf8")) as {
-      results: ReadonlyArray<{ name: string; direction: "oneway" | "bidir"; mbps: number; cpuMsPerMiB: number }>
+      results: ReadonlyArray<{ name: string; direction: "oneway" | "bidir"; mbps: number; cpuMsPerMiB: number; threadCpuSeconds?: Threads.ThreadCpu }>
     }
     const of = (name: string, direction: "oneway" | "bidir") => {
       const r = report.results.find((x) => x.name === name && x.direction === direction)
-      return { mbPerSecond: r?.mbps ?? 0, cpuMsPerMiB: r?.cpuMsPerMiB ?? 0 }
+      return { mbPerSecond: r?.mbps ?? 0, cpuMsPerMiB: r?.cpuMsPerMiB ?? 0, threadCpuSeconds: r?.threadCpuSeconds ?? {} }
     }
     return {
       defaults: { oneway: of("raw, ICE on 127.0.0.1", "oneway"), bidir: of("raw, ICE on 127.0.0.1", "bidir") },
@@ -160,11 +167,16 @@ const round = async () => {
       bareMbPerSecond: raw.mbPerSecond,
       ratio: Math.round((r.mbPerSecond / raw.mbPerSecond) * 100) / 100,
       agentsCpuMsPerMiB: r.cpuMsPerMiB,
-      bareCpuMsPerMiB: raw.cpuMsPerMiB
+      bareCpuMsPerMiB: raw.cpuMsPerMiB,
+      /** where the CPU went, by thread: the agents' main thread and GC helpers against the bare test's */
+      agentsThreadCpuSeconds: r.threadCpuSeconds,
+      bareThreadCpuSeconds: raw.threadCpuSeconds
     }
   })
+  const byThread = (t: Threads.ThreadCpu) => Object.entries(t).filter(([, s]) => s >= 0.05).map(([name, s]) => `${name} ${s}`).join(", ")
   for (const x of againstBare) {
     console.error(`bench sync: ${x.name} (${x.flags}): agents ${x.agentsMbPerSecond} MB/s (${x.agentsCpuMsPerMiB} ms CPU/MiB), bare library ${x.bareMbPerSecond} MB/s (${x.bareCpuMsPerMiB} ms CPU/MiB): ${x.ratio}×`)
+    console.error(`bench sync:   CPU seconds by thread: agents ${byThread(x.agentsThreadCpuSeconds)}; bare ${byThread(x.bareThreadCpuSeconds)}`)
   }
   return { results, againstBare }
 }

@@ -21,6 +21,7 @@ import type { PeerId } from "@can-sync/core"
 import type { LinkOptions } from "../packages/transport/src/WebRtcLink.ts"
 import * as Native from "../packages/transport/src/Native.ts"
 import { library as nodeDataChannel } from "../packages/transport/src/Native.ts"
+import * as Threads from "./Threads.ts"
 
 /** The npm package's own version (getLibraryVersion() is the bundled libdatachannel's). */
 const nodeDataChannelVersion = (): string => {
@@ -76,6 +77,8 @@ interface Result {
   readonly failed?: boolean
   /** full stack: share of the parent's sending time spent waiting for credit / for the channel to drain */
   readonly senderWaits?: { readonly credit: number; readonly buffer: number }
+  /** raw: both processes' CPU seconds by thread name (bench/Threads.ts), from "go" to the end */
+  readonly threadCpuSeconds?: Threads.ThreadCpu
 }
 
 // ---- child/parent line protocol --------------------------------------------------------------
@@ -103,8 +106,12 @@ const cpuSeconds = () => {
 /** In a child: CPU used since the parent said "go" (start-up and connecting excluded). */
 let cpuAtGo = 0
 const cpuSinceGo = () => cpuSeconds() - cpuAtGo
+let threadsAtGo: Threads.ThreadCpu = {}
 const markGo = (line: Line) => {
-  if (line.type === "go") cpuAtGo = cpuSeconds()
+  if (line.type === "go") {
+    cpuAtGo = cpuSeconds()
+    threadsAtGo = Threads.threadCpu()
+  }
 }
 
 const spawnChild = (job: Job) => spawn(process.execPath, [SELF, "child", JSON.stringify(job)], { stdio: ["pipe", "pipe", "inherit"] })
@@ -256,7 +263,7 @@ const rawChild = async (job: Job) => {
     channels.push(dc)
     if (channels.length === want) {
       counted = rawCount(channels, job.bytes)
-      void counted.then(() => send(process.stdout, { type: "received", cpu: cpuSinceGo() }))
+      void counted.then(() => send(process.stdout, { type: "received", cpu: cpuSinceGo(), threads: Threads.since(threadsAtGo, Threads.threadCpu()) }))
       send(process.stdout, { type: "ready" })
     }
   })
@@ -310,17 +317,19 @@ const rawParent = async (job: Job, child: Child) => {
   await child.next("ready")
   const mine = job.direction === "bidir" ? rawCount(channels, job.bytes) : Promise.resolve()
   const cpu0 = cpuSeconds()
+  const threads0 = Threads.threadCpu()
   const t0 = performance.now()
   child.send({ type: "go" })
   await rawSend(channels, job)
   const theirs = await child.next("received")
   await mine
   const seconds = (performance.now() - t0) / 1000
+  const threads = Threads.sum(Threads.since(threads0, Threads.threadCpu()), theirs.threads as Threads.ThreadCpu)
   child.onLine = undefined
   for (const dc of channels) dc.close()
   pc.close()
   keepAlive.push(pc, ...channels)
-  return { seconds, cpuParent: cpuSeconds() - cpu0, cpuChild: theirs.cpu as number }
+  return { seconds, cpuParent: cpuSeconds() - cpu0, cpuChild: theirs.cpu as number, threads }
 }
 
 // ---- the full stack: Transport + PeerLink -----------------------------------------------------
@@ -403,7 +412,14 @@ const linkParent = (job: Job, child: Child, identity: ReturnType<typeof Identity
 /** A run that has not finished after this long is recorded as failed (its child is killed). */
 const RUN_TIMEOUT_MS = 120_000
 
-type Measured = { seconds: number; cpuParent: number; cpuChild: number; waits?: { credit: number; buffer: number } }
+type Measured = {
+  seconds: number
+  cpuParent: number
+  cpuChild: number
+  waits?: { credit: number; buffer: number }
+  /** raw: both processes' CPU by thread, from "go" to the end */
+  threads?: Threads.ThreadCpu
+}
 
 const run = async (name: string, job: Job): Promise<Result> => {
   let child: Child | undefined
@@ -448,6 +464,7 @@ const run = async (name: string, job: Job): Promise<Result> => {
     mbps: Math.round((directions * job.bytes) / 1e6 / measured.seconds * 10) / 10,
     cpuSeconds: { parent: Math.round(measured.cpuParent * 100) / 100, child: Math.round(measured.cpuChild * 100) / 100 },
     cpuMsPerMiB: Math.round(((measured.cpuParent + measured.cpuChild) * 1000) / ((directions * job.bytes) / MiB) * 10) / 10,
+    ...(measured.threads === undefined ? {} : { threadCpuSeconds: measured.threads }),
     ...(measured.waits === undefined ? {} : {
       senderWaits: { credit: Math.round(measured.waits.credit * 100) / 100, buffer: Math.round(measured.waits.buffer * 100) / 100 }
     })
