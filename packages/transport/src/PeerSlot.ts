@@ -98,7 +98,8 @@ const failed = (peer: PeerId, reason: ConnectFailedReason) => new ConnectFailed(
  * AuthProof): with 3 at once all 32 lanes were open 10 s after the link, with 16 after 2.3 s
  * (bench/wan.ts, lanesUpSeconds). Each costs a handful of signaling relays: one peer's lanes stay
  * well inside the server's per-connection rate (Signaling.ts); an agent dialing many long-path
- * peers at once may pass it, and a lane whose relays were dropped times out and is left out.
+ * peers at once is slowed by its signaling client, which paces relays under the rate the server
+ * announces, rather than having relays dropped.
  */
 const LANE_ATTEMPTS_AT_ONCE = 16
 

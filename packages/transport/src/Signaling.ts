@@ -14,6 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { Backoff } from "@can-sync/core"
@@ -53,7 +54,9 @@ const ClientMessage = Schema.Union([
 type ClientMessage = typeof ClientMessage.Type
 
 const ServerMessage = Schema.Union([
-  Schema.Struct({ type: Schema.Literal("challenge"), nonce: Schema.String }),
+  // relaysPerSecond: the server's per-connection limit, which the client paces itself under
+  // (absent from servers before it was announced: DEFAULT_RELAYS_PER_SECOND is assumed)
+  Schema.Struct({ type: Schema.Literal("challenge"), nonce: Schema.String, relaysPerSecond: Schema.optional(Schema.Number) }),
   Schema.Struct({ type: Schema.Literal("registered"), peerId: Schema.String }),
   Schema.Struct({ type: Schema.Literal("relay"), from: Schema.String, data: Schema.Unknown }),
   Schema.Struct({ type: Schema.Literal("undeliverable"), to: Schema.String, ref: Schema.optional(Schema.String) }),
@@ -156,8 +159,8 @@ export interface SignalingServerOptions {
   /**
    * Relays one connection may send per second, sustained; twice as many in a burst. Past that
    * they are dropped and the sender is told, once per second. A connection attempt takes up to a
-   * few dozen (description and candidates), and an agent may connect to many peers at once.
-   * Default 200.
+   * few dozen (description and candidates), and an agent may connect to many peers at once. The
+   * rate is announced in the challenge, and our client paces itself under it. Default 200.
    */
   readonly relaysPerSecond?: number | undefined
 }
@@ -184,6 +187,36 @@ const tokenBucket = (rate: number, clock: Clock.Clock) => {
   }
 }
 
+/**
+ * The client's side of the relay limit: each relay waits, in turn, until it fits under `rate` per
+ * second with at most `rate` (and at least one) at once — under the server's bucket (`rate` a second, twice that at
+ * once), so a connection attempt to many peers at once is slowed, never dropped.
+ */
+const relayPacer = (rate: number) => {
+  const turn = Semaphore.makeUnsafe(1)
+  const capacity = Math.max(1, rate)
+  let tokens = capacity
+  let refilledAt: number | undefined
+  const refill = (now: number) => {
+    tokens = Math.min(capacity, tokens + ((now - (refilledAt ?? now)) / 1000) * rate)
+    refilledAt = now
+  }
+  return turn.withPermit(Effect.gen(function*() {
+    refill(yield* Clock.currentTimeMillis)
+    while (tokens < 1) {
+      yield* Effect.sleep(Math.ceil(((1 - tokens) / rate) * 1000))
+      refill(yield* Clock.currentTimeMillis)
+    }
+    tokens -= 1
+  }))
+}
+
+/** The share of the server's announced relay rate a client uses (room for timing jitter). */
+const RELAY_PACE_SHARE = 0.9
+/** The pace for an announced rate; a missing or absurd one counts as the default. */
+const paceFor = (announced: number | undefined): number =>
+  RELAY_PACE_SHARE * (announced !== undefined && Number.isFinite(announced) && announced >= 1 ? announced : DEFAULT_RELAYS_PER_SECOND)
+
 export interface SignalingServerInfo {
   readonly url: string
   readonly host: string
@@ -198,7 +231,7 @@ const serveConnection = (ws: WebSocket, peers: Map<string, WebSocket>, relaysPer
     const relays = tokenBucket(relaysPerSecond, clock)
     let droppedSince = 0
     let toldAt = 0
-    sendJson(ws, { type: "challenge", nonce })
+    sendJson(ws, { type: "challenge", nonce, relaysPerSecond })
     const refuse = (message: string, code = 4002) =>
       Effect.sync(() => {
         sendJson(ws, { type: "error", message })
@@ -416,6 +449,8 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
   const inbound = yield* Queue.bounded<Inbound, Cause.Done>(256)
   const ready = yield* Latch.make(false)
   let current: WebSocket | undefined
+  /** Paces relays under the current connection's limit (set from each connection's challenge). */
+  let pace = relayPacer(paceFor(undefined))
   let registrations = 0
   let failures = 0
   let registeredAt: number | undefined
@@ -455,6 +490,7 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
       if (message === undefined) return Effect.logWarning(`signaling: ignored a malformed message from ${url}`)
       switch (message.type) {
         case "challenge": {
+          pace = relayPacer(paceFor(message.relaysPerSecond))
           const signature = identity.sign(registrationBytes(message.nonce, identity.peerId))
           sendJson(ws, {
             type: "register",
@@ -515,12 +551,15 @@ export const connect = Effect.fn("SignalingClient.connect")(function*(options: S
 
   const client: SignalingClient = {
     send: (to, data, ref) =>
-      Effect.suspend(() => {
-        const ws = current
-        if (ws === undefined) return Effect.fail(new SignalingUnavailable({ url }))
-        const message: ClientMessage = ref === undefined ? { type: "relay", to, data } : { type: "relay", to, data, ref }
-        return sendJson(ws, message) ? Effect.void : Effect.fail(new SignalingUnavailable({ url }))
-      }),
+      Effect.andThen(
+        Effect.suspend(() => current === undefined ? Effect.fail(new SignalingUnavailable({ url })) : pace),
+        Effect.suspend(() => {
+          const ws = current
+          if (ws === undefined) return Effect.fail(new SignalingUnavailable({ url }))
+          const message: ClientMessage = ref === undefined ? { type: "relay", to, data } : { type: "relay", to, data, ref }
+          return sendJson(ws, message) ? Effect.void : Effect.fail(new SignalingUnavailable({ url }))
+        })
+      ),
     inbound,
     registered: ready.await,
     isRegistered: Effect.sync(() => current !== undefined),

@@ -108,6 +108,33 @@ describe("Signaling server", () => {
       yield* firstMessage(() => fourth.messages.find((m) => m.type === "challenge"), "a challenge for the connection that took the freed slot")
     }).pipe(Effect.scoped))
 
+  it.live("announces its relay rate; a client paces itself under it, so a burst of relays arrives whole and in order", () =>
+    Effect.gen(function*() {
+      const server = yield* Signaling.serve({ port: 0, relaysPerSecond: 10 })
+      const raw = yield* rawClient(server.url)
+      const challenge = yield* firstMessage(() => raw.messages.find((m) => m.type === "challenge"), "the challenge")
+      expect(challenge.relaysPerSecond).toBe(10)
+      const alice = Identity.generate()
+      const bob = Identity.generate()
+      const a = yield* Signaling.connect({ url: server.url, identity: alice })
+      const b = yield* Signaling.connect({ url: server.url, identity: bob })
+      yield* a.registered
+      yield* b.registered
+      // 40 at once through the client: the server's bucket holds 20, so unpaced about half would be dropped
+      const COUNT = 40
+      yield* Effect.forEach(Array.from({ length: COUNT }, (_, i) => i), (i) => a.send(bob.peerId, { i }), { concurrency: "unbounded", discard: true })
+      const received: Array<unknown> = []
+      yield* eventually(
+        `all ${COUNT} relays at bob`,
+        Effect.gen(function*() {
+          for (const r of yield* Queue.takeAll(b.inbound)) received.push(r._tag === "Relay" ? (r.data as { i: number }).i : r)
+          return received.length >= COUNT ? received : undefined
+        }),
+        "15 seconds"
+      )
+      expect(received).toEqual(Array.from({ length: COUNT }, (_, i) => i))
+    }).pipe(Effect.scoped))
+
   it.live("drops relays past the per-connection rate, tells the sender, and still relays within it", () =>
     Effect.gen(function*() {
       const server = yield* Signaling.serve({ port: 0, relaysPerSecond: 10 })
