@@ -32,10 +32,11 @@ export const threadCpu = (pid: number | "self" = "self"): ThreadCpu => {
   return out
 }
 
-/** What each thread group used between two readings, and the sum of several such (rounded to 10 ms). */
+/** What each thread group used between two readings of the same process. */
 export const since = (before: ThreadCpu, after: ThreadCpu): ThreadCpu =>
   Object.fromEntries(Object.keys(after).map((name) => [name, after[name]! - (before[name] ?? 0)]).filter(([, s]) => (s as number) > 0))
 
+/** Several readings added by thread name, rounded to 10 ms (the clock tick). */
 export const sum = (...all: ReadonlyArray<ThreadCpu>): ThreadCpu => {
   const out: Record<string, number> = {}
   for (const one of all) for (const [name, s] of Object.entries(one)) out[name] = Math.round(((out[name] ?? 0) + s) * 100) / 100
