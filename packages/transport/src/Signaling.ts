@@ -189,8 +189,8 @@ const tokenBucket = (rate: number, clock: Clock.Clock) => {
 
 /**
  * The client's side of the relay limit: each relay waits, in turn, until it fits under `rate` per
- * second with at most `rate` (and at least one) at once — under the server's bucket (`rate` a second, twice that at
- * once), so a connection attempt to many peers at once is slowed, never dropped.
+ * second with at most `rate` (and at least one) at once. That stays under the server's bucket
+ * (its rate a second, twice that at once), so dialing many peers at once is slowed, never dropped.
  */
 const relayPacer = (rate: number) => {
   const turn = Semaphore.makeUnsafe(1)
