@@ -33,9 +33,12 @@ export interface TokenBucket {
   readonly take: (bytes: number) => Effect.Effect<void>
 }
 
-/** A bucket of `bytesPerSecond`, full at first; takers are served in turn. */
-export const tokenBucket = (bytesPerSecond: number): TokenBucket => {
-  const capacity = Math.max(64 * 1024, bytesPerSecond * BURST_SECONDS)
+/**
+ * A bucket of `bytesPerSecond`, full at first; takers are served in turn. It holds `capacity`
+ * (default: a tenth of a second's worth, at least 64 KiB). Any unit works: signaling takes one
+ * per relay (Signaling.ts).
+ */
+export const tokenBucket = (bytesPerSecond: number, capacity = Math.max(64 * 1024, bytesPerSecond * BURST_SECONDS)): TokenBucket => {
   const turn = Semaphore.makeUnsafe(1)
   let tokens = capacity
   let at: number | undefined

@@ -14,7 +14,6 @@ import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Scope } from "effect"
 import { Backoff } from "@can-sync/core"
@@ -25,6 +24,7 @@ import { WebSocket, WebSocketServer } from "ws"
 import type { RawData } from "ws"
 import type { PeerIdentity } from "./Identity.ts"
 import { isPeerId, verifySignature } from "./Identity.ts"
+import * as RateLimit from "./RateLimit.ts"
 
 /** Largest signaling message either side accepts (an SDP is a few KB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024
@@ -189,27 +189,11 @@ const tokenBucket = (rate: number, clock: Clock.Clock) => {
 
 /**
  * The client's side of the relay limit: each relay waits, in turn, until it fits under `rate` per
- * second with at most `rate` (and at least one) at once. That stays under the server's bucket
- * (its rate a second, twice that at once), so dialing many peers at once is slowed, never dropped.
+ * second with about `rate` at once (RateLimit's bucket, one token a relay). That stays under the
+ * server's bucket (its rate a second, twice that at once), so dialing many peers at once is
+ * slowed, never dropped.
  */
-const relayPacer = (rate: number) => {
-  const turn = Semaphore.makeUnsafe(1)
-  const capacity = Math.max(1, rate)
-  let tokens = capacity
-  let refilledAt: number | undefined
-  const refill = (now: number) => {
-    tokens = Math.min(capacity, tokens + ((now - (refilledAt ?? now)) / 1000) * rate)
-    refilledAt = now
-  }
-  return turn.withPermit(Effect.gen(function*() {
-    refill(yield* Clock.currentTimeMillis)
-    while (tokens < 1) {
-      yield* Effect.sleep(Math.ceil(((1 - tokens) / rate) * 1000))
-      refill(yield* Clock.currentTimeMillis)
-    }
-    tokens -= 1
-  }))
-}
+const relayPacer = (rate: number): Effect.Effect<void> => RateLimit.tokenBucket(rate, Math.max(1, rate)).take(1)
 
 /** The share of the server's announced relay rate a client uses (room for timing jitter). */
 const RELAY_PACE_SHARE = 0.9
