@@ -1,6 +1,6 @@
 /**
- * Stores that fail under the engine: a receiving store whose disk fills up mid-write, and a
- * sending store that cannot read for a while (a CAN service that is down). Real SQLite stores
+ * Stores that fail under the engine: a receiving store whose disk fills up mid-write, a sending
+ * store that cannot read for a while (a CAN service that is down), and one whose files are damaged. Real SQLite stores
  * on disk, wrapped to fail on cue; in every case nothing partial is kept, the failure is a typed
  * error the session reports, and the assets arrive once the store works again.
  */
@@ -14,13 +14,13 @@ import * as Frame from "@can-sync/core/Frame"
 import * as InMemoryLink from "@can-sync/core/InMemoryLink"
 import * as PeerActor from "@can-sync/core/PeerActor"
 import { Proto } from "@can-sync/core"
-import { Effect, Queue, Result, Stream } from "effect"
+import { Effect, Logger, Queue, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { createHash } from "node:crypto"
-import { readdir } from "node:fs/promises"
+import { readdir, readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import type { Peer } from "./harness.ts"
-import { awaitConverged, connect, content, engineConfig, hashSet, ingestMany, makePeer, peerId, storeAt, tempDir, tempStore } from "./harness.ts"
+import { awaitConverged, connect, content, engineConfig, hashSet, ingestMany, makePeer, peerAt, peerId, storeAt, tempDir, tempStore, until } from "./harness.ts"
 
 /** A switch the test flips: while on, the wrapped operation fails. */
 const fault = () => {
@@ -64,19 +64,19 @@ const peerWithFullDisk = (name: string, full: ReturnType<typeof fault>) =>
     return { peer: { id, store, manager } satisfies Peer, dir }
   })
 
-/** A peer whose store cannot read content (`read` fails at once, as an unreachable service does). */
+/** A peer whose store cannot read content (`read` and `readFrom` fail at once, as an unreachable service does). */
 const peerWithUnreadableStore = (name: string, down: ReturnType<typeof fault>, overrides?: Partial<EngineConfig.EngineConfigInput>) =>
   Effect.gen(function*() {
     const dir = yield* tempDir(name)
     const store = yield* storeAt(dir)
+    const refused = Stream.fromEffect(Effect.sync(down.hit)).pipe(
+      Stream.flatMap(() => Stream.fail(new StoreUnavailable({ operation: "read", message: "connection refused" })))
+    )
+    const readFrom = store.readFrom
     const failing: CanStoreShape = {
       ...store,
-      read: (hash) =>
-        down.on
-          ? Stream.fromEffect(Effect.sync(down.hit)).pipe(
-            Stream.flatMap(() => Stream.fail(new StoreUnavailable({ operation: "read", message: "connection refused" })))
-          )
-          : store.read(hash)
+      read: (hash) => down.on ? refused : store.read(hash),
+      readFrom: readFrom === undefined ? undefined : (hash, offset) => down.on ? refused : readFrom(hash, offset)
     }
     const id = peerId(name)
     const manager = yield* PeerManager.make(engineConfig(id, overrides), failing)
@@ -123,6 +123,38 @@ describe("stores that fail under the engine", () => {
       const [session] = yield* b.manager.sessions
       expect(session).toMatchObject({ peer: "a", state: "live", restarts: 0 })
     }).pipe(Effect.scoped))
+
+  it.live("content damaged on the sender's disk is refused by the receiver's hash check, and the sender finds its own copy damaged", () => {
+    const logged: Array<string> = []
+    const capture = Logger.make((options) => {
+      if (options.logLevel === "Error" || options.logLevel === "Warn") logged.push(`${options.logLevel} ${JSON.stringify(options.message)}`)
+    })
+    const damagedAt = (hash: string) => logged.some((line) => line.startsWith("Error") && line.includes("our copy is damaged") && line.includes(hash))
+    return Effect.gen(function*() {
+      const dirA = yield* tempDir("a")
+      const a = yield* peerAt("a", dirA)
+      const b = yield* makePeer("b")
+      const large = yield* a.store.ingest(content(411, 3 * 128 * 1024 + 5)) // four chunk frames
+      const small = yield* a.store.ingest(content(412, 1000))
+      const whole = yield* a.store.ingest(content(413, 2000))
+      // Same size, one byte flipped: the index still lists both, and a sends what its disk holds.
+      for (const { hash } of [large, small]) {
+        const path = join(dirA, "objects", hash.slice(0, 2), hash)
+        const bytes = yield* Effect.promise(() => readFile(path))
+        bytes[bytes.length >> 1]! ^= 0xff
+        yield* Effect.promise(() => writeFile(path, bytes))
+      }
+      yield* connect(a, b)
+      yield* until(b.store.has(whole.hash), "the undamaged asset stored at b")
+      yield* until(Effect.sync(() => damagedAt(large.hash) && damagedAt(small.hash)), "a's checker to report both of its copies damaged")
+      const atB = yield* hashSet(b.store)
+      expect([atB.has(large.hash), atB.has(small.hash)]).toEqual([false, false])
+      expect((yield* b.manager.stats(a.id)).verificationFailures).toBe(2)
+      expect(logged.some((line) => line.includes("our copy is whole"))).toBe(false)
+      const verified = yield* Stream.runCollect(b.store.verify)
+      expect(Array.from(verified).every((r) => r.ok)).toBe(true)
+    }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+  }, 60_000)
 
   it.effect("an asset the peer cannot read is asked for again with backoff, 10 times at most in one session (TestClock)", () =>
     Effect.gen(function*() {

@@ -179,6 +179,8 @@ export interface ActorWiring {
   readonly echo: Queue.Queue<AssetHash>
   /** receiver → repairer: assets whose metadata the peer just showed to be older than ours (dropping). */
   readonly repairs: Queue.Queue<AssetHash>
+  /** receiver → sender's checker: assets we sent that the peer refused as not hashing to their name (dropping). */
+  readonly refused: Queue.Queue<AssetHash>
   /** The protocol's windows, counted exactly (see Windows). */
   readonly windows: Windows
   /** Permits for Offers not yet answered; the pusher takes one per Offer, the reader gives it back. */
@@ -226,6 +228,7 @@ export const make = (input: WiringInput): Effect.Effect<ActorWiring> =>
       retries: yield* Queue.bounded<{ readonly hash: AssetHash; readonly size: number }>(256),
       echo: yield* Queue.sliding<AssetHash>(Math.max(1024, Math.min(config.echoCapacity, 16_384))),
       repairs: yield* Queue.dropping<AssetHash>(4096),
+      refused: yield* Queue.dropping<AssetHash>(64),
       windows: { ourOffers: 0, peerOffers: 0, peerWants: new Set(), rangesDone: false },
       offerWindow: yield* Semaphore.make(config.offerWindow),
       hello: yield* Deferred.make<Proto.Hello>(),

@@ -98,9 +98,9 @@ export interface CanStoreShape {
   /** The content, in chunks; never the whole asset in memory. */
   readonly read: (hash: AssetHash) => Stream.Stream<Uint8Array, AssetNotFound | StoreError>
   /**
-   * The content from byte `offset` on, for a resumed transfer: not checked against the hash (the
-   * receiver checks the whole asset; a mismatch brings it back from byte 0, through `read`).
-   * Without it a sender reads from 0 and skips the bytes before `offset`.
+   * The content from byte `offset` on, not checked against the hash: what a sync sender reads (its
+   * receiver checks the whole asset before keeping any of it). Without it a sender reads through
+   * `read` (checked), from 0, and skips the bytes before `offset`.
    */
   readonly readFrom?: ((hash: AssetHash, offset: number) => Stream.Stream<Uint8Array, AssetNotFound | StoreError>) | undefined
   /** Digests of assets changed after `since` (0 = all), at most `limit` per page. */

@@ -61,6 +61,7 @@ const controller = (s: ActorWiring.ActorWiring, fibers: FiberSet.FiberSet<unknow
     yield* FiberSet.run(fibers, Receiver.run(s))
     yield* FiberSet.run(fibers, Receiver.repairer(s, limits))
     yield* FiberSet.run(fibers, Sender.run(s, limits))
+    yield* FiberSet.run(fibers, Sender.checker(s))
     yield* FiberSet.run(fibers, Fetcher.run(s, limits))
     const peerHas = yield* reconcilePhase(s, limits)
     yield* Ref.set(s.state, "live")

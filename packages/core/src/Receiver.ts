@@ -100,6 +100,8 @@ const peerError = Effect.fn("Receiver.peerError")(function*(s: ActorWiring, erro
   }
   yield* Metrics.recordError(error.code === ErrorCode.HASH_MISMATCH ? "peer_refused" : "peer_error")
   yield* Effect.logWarning("peer reported an error", { peer: s.peer, code: error.code, hash: error.hash, message: error.message })
+  // Content we sent did not hash to its name there: the sender's checker looks at our copy.
+  if (error.code === ErrorCode.HASH_MISMATCH && hash !== undefined) yield* Queue.offer(s.refused, hash)
 })
 
 interface Received {

@@ -1,12 +1,13 @@
 /**
- * Sender: serves the peer's wants in order as AssetHeader + AssetChunk… + AssetEnd, content
- * streamed from `store.read` (a large asset is never whole in memory; small ones, at most one
- * chunk each, are read a few assets ahead). A hash it cannot serve — absent, unreadable, or with
- * metadata the peer would refuse — is answered with a non-fatal Error naming it, so the peer's
- * window moves on; content is never sent past the size its header announced. A want with an offset
- * (resume/1) is served from that byte: the header says so, and the store reads from there
- * (`readFrom`; else the bytes before it are read but not sent). Sends Done once the reconcile wants
- * are served.
+ * Sender: serves the peer's wants in order as AssetHeader + AssetChunk… + AssetEnd. Content is
+ * streamed from the store unchecked (`readFrom`: the receiver checks the whole hash before it keeps
+ * anything), a large asset never whole in memory, small ones (at most one chunk each) read a few
+ * assets ahead; the checker looks at our copy of any asset the peer refuses. A hash it cannot
+ * serve — absent, unreadable, or with metadata the peer would refuse — is answered with a
+ * non-fatal Error naming it, so the peer's window moves on; content is never sent past the size
+ * its header announced. A want with an offset (resume/1) is served from that byte: the header says
+ * so, and the store reads from there (without `readFrom` the bytes before it are read, not sent).
+ * Sends Done once the reconcile wants are served.
  */
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
@@ -61,12 +62,20 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
       return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `asked from byte ${offset}, past its ${record.value.size} bytes` } satisfies Prepared
     }
     if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value, meta: meta.success, offset } satisfies Prepared
-    const read = yield* s.store.read(hash).pipe(Stream.runCollect, Effect.result)
+    const read = yield* unchecked(s, hash, 0).pipe(Stream.runCollect, Effect.result)
     if (read._tag === "Failure") {
       return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
     return { _tag: "Small", record: record.value, meta: meta.success, offset, data: Frame.join(read.success) } satisfies Prepared
   })
+
+/**
+ * The content of `hash` from byte `offset` on, read without checking its hash (the store's
+ * `readFrom`): the receiver checks the whole asset before keeping any of it, so checking it here
+ * too would only hash every byte twice. A store without `readFrom` gives it checked, from byte 0.
+ */
+const unchecked = (s: ActorWiring, hash: AssetHash, offset: number) =>
+  s.store.readFrom === undefined ? s.store.read(hash) : s.store.readFrom(hash, offset)
 
 /**
  * The peer's want of `hash` is answered by the frame about to be queued: it leaves the window
@@ -108,16 +117,10 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
       }
     })
   // A resumed large asset is read from its offset when the store can (else from 0, skipping).
-  const readFrom = s.store.readFrom
-  const content = asset._tag === "Large" && offset > 0 && readFrom !== undefined
-    ? Stream.suspend(() => {
-      skip = 0
-      return readFrom(hash, offset)
-    })
-    : s.store.read(hash)
+  if (asset._tag === "Large" && s.store.readFrom !== undefined) skip = 0
   const streamed = asset._tag === "Small"
     ? yield* sendChunk(asset.data).pipe(Effect.result)
-    : yield* content.pipe(Stream.runForEach(sendChunk), Effect.result)
+    : yield* unchecked(s, hash, offset).pipe(Stream.runForEach(sendChunk), Effect.result)
   const failure = streamed._tag === "Failure"
     ? streamed.failure
     : offset + bytes !== size
@@ -134,6 +137,34 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
   yield* Metrics.recordTransfer(s.peer, "sent", bytes)
   yield* bump(s.stats, { assetsSent: 1, bytesSent: bytes })
   return { served: true, bytes } satisfies Served
+})
+
+/** At most this many refused assets are looked at in one session (a peer may claim it of every hash). */
+const MAX_CHECKED = 1024
+
+/**
+ * Looks at our copy of each asset the peer refused as not hashing to its name (content is sent
+ * unchecked): a damaged copy is logged as an error naming `can-sync verify`, which sets it aside;
+ * a whole one means the peer or the path is at fault. Each asset once a session, one at a time.
+ */
+export const checker = Effect.fn("Sender.checker")(function*(s: ActorWiring) {
+  const checked = new Set<AssetHash>()
+  while (true) {
+    const hash = yield* Queue.take(s.refused)
+    if (checked.has(hash) || checked.size >= MAX_CHECKED) continue
+    checked.add(hash)
+    const read = yield* s.store.read(hash).pipe(Stream.runDrain, Effect.result)
+    if (read._tag === "Success") {
+      yield* Effect.logWarning("the peer refused an asset we sent, and our copy is whole", { peer: s.peer, hash })
+    } else if (read.failure._tag !== "AssetNotFound") {
+      yield* Metrics.recordError("local_damaged")
+      yield* Effect.logError("the peer refused an asset we sent, and our copy is damaged: run `can-sync verify` to set it aside", {
+        peer: s.peer,
+        hash,
+        error: read.failure.message
+      })
+    }
+  }
 })
 
 /** Serve wants until the session ends; sends Done once the reconcile's wants are served. */
