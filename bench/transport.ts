@@ -1,12 +1,14 @@
 /**
  * Transport throughput on loopback, two OS processes, in one run: plain TCP (the ceiling), a bare
- * node-datachannel channel (the raw library) and the full stack (Transport + PeerLink), one-way and
- * bidirectional, then the tuning knobs. Prints JSON, writes bench/results/transport.json.
+ * node-datachannel channel (the raw library; also with a receiver that hashes and writes what it
+ * gets, as any store must) and the full stack (Transport + PeerLink), one-way and bidirectional,
+ * then the tuning knobs. Prints JSON, writes bench/results/transport.json.
  * Usage: node bench/transport.ts [--mib 256] [--quick] [--only REGEX] [--repeat N] [--out FILE]
  */
 import { Effect, Exit, Fiber, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import { createHash } from "node:crypto"
 import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -54,6 +56,8 @@ interface Job {
   readonly lowWater?: number
   readonly channels?: number
   readonly rtc?: RtcOptions
+  /** raw: what the receiver does with each message: count it (default), or also what any store must ("store") */
+  readonly sink?: "count" | "store"
   /** raw: process-wide SCTP settings, applied in both processes before connecting */
   readonly sctp?: { readonly sendBufferSize?: number; readonly recvBufferSize?: number }
   readonly link?: Partial<LinkOptions>
@@ -240,13 +244,62 @@ const rawSend = (channels: ReadonlyArray<DataChannel>, job: Job) =>
     pump()
   })
 
-const rawCount = (channels: ReadonlyArray<DataChannel>, total: number) =>
+/**
+ * The least any store does with received content, for the "store" sink: SHA-256 of every byte,
+ * and the bytes written to a file on tmpfs in 1 MiB writes through libuv, one at a time (buffers
+ * reused once written), fsynced at the end; the file is removed.
+ */
+const storeSink = () => {
+  const file = path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), `can-sync-bench-sink-${process.pid}`)
+  const handle = fs.promises.open(file, "w")
+  const hasher = createHash("sha256")
+  const free: Array<Uint8Array> = []
+  let buffer: Uint8Array = Buffer.allocUnsafe(MiB)
+  let filled = 0
+  let writes: Promise<unknown> = Promise.resolve()
+  const flush = () => {
+    const full = buffer
+    const bytes = full.subarray(0, filled)
+    writes = writes.then(() => handle).then((h) => h.write(bytes)).then(() => free.push(full))
+    buffer = free.pop() ?? Buffer.allocUnsafe(MiB)
+    filled = 0
+  }
+  return {
+    take: (message: Uint8Array) => {
+      hasher.update(message)
+      let at = 0
+      while (at < message.byteLength) {
+        const n = Math.min(MiB - filled, message.byteLength - at)
+        buffer.set(message.subarray(at, at + n), filled)
+        filled += n
+        at += n
+        if (filled === MiB) flush()
+      }
+    },
+    finish: async () => {
+      if (filled > 0) flush()
+      await writes
+      const h = await handle
+      await h.sync()
+      await h.close()
+      fs.rmSync(file)
+      return hasher.digest("hex")
+    }
+  }
+}
+
+const rawCount = (channels: ReadonlyArray<DataChannel>, total: number, sink: Job["sink"] = "count") =>
   new Promise<void>((resolve) => {
+    const store = sink === "store" ? storeSink() : undefined
     let got = 0
     for (const dc of channels) {
       dc.onMessage((m) => {
         got += typeof m === "string" ? m.length : m.byteLength
-        if (got >= total) resolve()
+        if (store !== undefined && typeof m !== "string") store.take(m instanceof ArrayBuffer ? new Uint8Array(m) : m)
+        if (got >= total) {
+          if (store === undefined) resolve()
+          else void store.finish().then(() => resolve())
+        }
       })
     }
   })
@@ -262,7 +315,7 @@ const rawChild = async (job: Job) => {
   pc.onDataChannel((dc) => {
     channels.push(dc)
     if (channels.length === want) {
-      counted = rawCount(channels, job.bytes)
+      counted = rawCount(channels, job.bytes, job.sink)
       void counted.then(() => send(process.stdout, { type: "received", cpu: cpuSinceGo(), threads: Threads.since(threadsAtGo, Threads.threadCpu()) }))
       send(process.stdout, { type: "ready" })
     }
@@ -315,7 +368,7 @@ const rawParent = async (job: Job, child: Child) => {
   const channels = Array.from({ length: job.channels ?? 1 }, (_, i) => pc.createDataChannel(`bench-${i}`))
   await Promise.all(channels.map((dc) => new Promise<void>((resolve) => (dc.isOpen() ? resolve() : dc.onOpen(resolve)))))
   await child.next("ready")
-  const mine = job.direction === "bidir" ? rawCount(channels, job.bytes) : Promise.resolve()
+  const mine = job.direction === "bidir" ? rawCount(channels, job.bytes, job.sink) : Promise.resolve()
   const cpu0 = cpuSeconds()
   const threads0 = Threads.threadCpu()
   const t0 = performance.now()
@@ -509,6 +562,8 @@ const main = async () => {
     { name: "raw, defaults", job: { kind: "raw" }, repeat: repeats },
     { name: "raw, ICE on 127.0.0.1", job: { kind: "raw", rtc: loopback }, repeat: repeats },
     { name: "raw, ICE on 127.0.0.1, mtu 4000", job: { kind: "raw", rtc: tuned }, repeat: repeats },
+    // the library plus what any store must do with what it receives: the floor under the agents' cost
+    { name: "raw, ICE on 127.0.0.1, receiver hashes and writes", job: { kind: "raw", rtc: loopback, sink: "store" }, repeat: repeats },
     { name: "full stack, defaults", job: { kind: "link" }, repeat: repeats },
     { name: "full stack, ICE on 127.0.0.1", job: { kind: "link", rtc: loopback }, repeat: repeats },
     { name: "full stack, ICE on 127.0.0.1, mtu 4000", job: { kind: "link", rtc: tuned }, repeat: repeats }
@@ -556,6 +611,8 @@ const main = async () => {
     rawBidir: summary("raw, ICE on 127.0.0.1", "bidir"),
     rawMtu4000Oneway: summary("raw, ICE on 127.0.0.1, mtu 4000", "oneway"),
     rawMtu4000Bidir: summary("raw, ICE on 127.0.0.1, mtu 4000", "bidir"),
+    rawStoringOneway: summary("raw, ICE on 127.0.0.1, receiver hashes and writes", "oneway"),
+    rawStoringBidir: summary("raw, ICE on 127.0.0.1, receiver hashes and writes", "bidir"),
     stackDefaultsOneway: summary("full stack, defaults", "oneway"),
     stackDefaultsBidir: summary("full stack, defaults", "bidir"),
     stackOneway: summary("full stack, ICE on 127.0.0.1", "oneway"),
@@ -579,6 +636,11 @@ const main = async () => {
     frameBytes: FRAME_BYTES,
     headline: {
       ...headline,
+      /** the bare library whose receiver hashes and writes, against the bare library: the floor under any store */
+      storingToRaw: {
+        oneway: ratio(headline.rawStoringOneway, headline.rawOneway),
+        bidir: ratio(headline.rawStoringBidir, headline.rawBidir)
+      },
       /** the full stack against the bare library, same settings, same run */
       stackToRaw: {
         defaultsOneway: ratio(headline.stackDefaultsOneway, headline.rawDefaultsOneway),
