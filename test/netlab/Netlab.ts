@@ -373,11 +373,33 @@ export interface Pair {
   readonly link: EmulatedLink
 }
 
+/** The MAC address of `ifname` in a namespace. */
+const macOf = (ns: Namespace, ifname: string) =>
+  ip("-n", ns.name, "-o", "link", "show", "dev", ifname).pipe(
+    Effect.flatMap(({ stdout }) => {
+      const mac = /link\/ether ([0-9a-f:]{17})/.exec(stdout)?.[1]
+      return mac === undefined ? Effect.fail(new NetlabError({ step: `MAC of ${ifname} in ${ns.name}`, detail: stdout.trim() })) : Effect.succeed(mac)
+    })
+  )
+
+/**
+ * Each host of a pair knows the other's MAC address from the start, so neighbour discovery never
+ * crosses the emulated link: a lost ARP request would otherwise hold back (and then drop) whatever
+ * waits on it for a second or more, which is neither the path's loss nor its outage.
+ */
+const knowEachOther = (a: Endpoint & { readonly ip: string }, b: Endpoint & { readonly ip: string }) =>
+  Effect.gen(function*() {
+    const [macA, macB] = [yield* macOf(a.ns, a.ifname), yield* macOf(b.ns, b.ifname)]
+    yield* ip("-n", a.ns.name, "neigh", "replace", b.ip, "lladdr", macB, "dev", a.ifname, "nud", "permanent")
+    yield* ip("-n", b.ns.name, "neigh", "replace", a.ip, "lladdr", macA, "dev", b.ifname, "nud", "permanent")
+  })
+
 export const pair = (params: LinkParams = {}): Effect.Effect<Pair, NetlabError, Scope.Scope> =>
   Effect.gen(function*() {
     const lab = yield* make
-    const a = yield* lab.namespace("a")
-    const b = yield* lab.namespace("b")
-    const link = yield* lab.link({ ns: a, ifname: "eth0", address: "10.99.0.1/24" }, { ns: b, ifname: "eth0", address: "10.99.0.2/24" }, params)
-    return { lab, a, b, addressA: "10.99.0.1", addressB: "10.99.0.2", link }
+    const a = { ns: yield* lab.namespace("a"), ifname: "eth0", ip: "10.99.0.1" }
+    const b = { ns: yield* lab.namespace("b"), ifname: "eth0", ip: "10.99.0.2" }
+    const link = yield* lab.link({ ...a, address: `${a.ip}/24` }, { ...b, address: `${b.ip}/24` }, params)
+    yield* knowEachOther(a, b)
+    return { lab, a: a.ns, b: b.ns, addressA: a.ip, addressB: b.ip, link }
   })
