@@ -222,6 +222,22 @@ describe("resumable transfers", () => {
       expect(yield* b.store.partials).toEqual([])
     }).pipe(Effect.scoped), 90_000)
 
+  it.live("a sender whose store cannot read from an offset reads from 0 and sends only the bytes from the offset asked", () =>
+    Effect.gen(function*() {
+      const a = yield* peerWith("a", (store) => ({ ...store, readFrom: undefined }))
+      const dirB = yield* tempDir("b")
+      const b = yield* peerAt("b", dirB)
+      const data = yield* bytesOf(6)
+      yield* a.store.ingest(Stream.make(data))
+      const hash = yield* leavePartial(dirB, b.store, data, 2 * MiB, "z")
+      const [sa, sb] = [sendsOf(), sendsOf()]
+      yield* link(yield* InMemoryLink.network(), a, sa, b, sb)
+      yield* until(b.store.has(hash), "the asset stored at b")
+      expect(sa.seen.headers.map((h) => h.offset)).toEqual([2 * MiB])
+      expect(sa.seen.chunkBytes).toBe(SIZE - 2 * MiB)
+      expect(yield* verifiedClean(b.store)).toBe(true)
+    }).pipe(Effect.scoped), 90_000)
+
   it.live("a header naming another offset than the one asked is a protocol violation", () =>
     Effect.gen(function*() {
       const { actor, dir, raw, store } = yield* engineSide()

@@ -9,9 +9,10 @@
  *   factor, near two here): bench/sync.ts on loopback, 256 MiB one way, 16 full collections per
  *   agent became 5, both agents' CPU fell from ~52 to ~44 ms per MiB.
  * - Buffers count toward that same limit (`--external-memory-accounted-in-global-limit`) instead
- *   of V8's fixed rule of a full collection every 64 MB of buffer growth. The dead buffers are
- *   young and the minor collections free them; the full ones were the fixed rule firing about
- *   once a second during a transfer. Same bench (2026-12-04): 4 full collections per agent during
+ *   of V8's fixed rule of a full collection every 64 MB of buffer growth. The receiver's dead
+ *   buffers die young and minor collections free them (the sender's read buffers reach the old
+ *   generation and wait for a full one); the full ones were the fixed rule firing about once a
+ *   second during a transfer. Same bench (2026-12-04): 4 full collections per agent during
  *   the transfer became 0-1, the GC helper threads' CPU in the transfer fell from ~0.21-0.25 s to
  *   ~0.07-0.10 s per agent (~4 % of both agents' CPU); peak RSS rose from ~285 to ~345 MB per
  *   agent, and stayed at 350-410 MB through 1 and 2 GiB transfers.
