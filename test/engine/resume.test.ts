@@ -131,6 +131,23 @@ const bytesOf = (seed: number) =>
     return out
   }))
 
+/**
+ * `a` ingests the asset of `seed`, a fresh peer b holds its first 2 MiB as a partial (from "z"),
+ * and the two are linked until b stores it: what each side sent, and b.
+ */
+const sendOverPartial = (a: Peer, seed: number) =>
+  Effect.gen(function*() {
+    const dirB = yield* tempDir("b")
+    const b = yield* peerAt("b", dirB)
+    const data = yield* bytesOf(seed)
+    yield* a.store.ingest(Stream.make(data))
+    const hash = yield* leavePartial(dirB, b.store, data, 2 * MiB, "z")
+    const [sa, sb] = [sendsOf(), sendsOf()]
+    yield* link(yield* InMemoryLink.network(), a, sa, b, sb)
+    yield* until(b.store.has(hash), "the asset stored at b")
+    return { b, sa, sb }
+  })
+
 describe("resumable transfers", () => {
   it.live("a link cut after k chunks, redialed: the asset resumes from the receiver's partial; in total at most size + a few chunks cross", () =>
     Effect.gen(function*() {
@@ -207,14 +224,7 @@ describe("resumable transfers", () => {
   it.live("a peer without \"resume/1\" is asked from 0: no offsets, its header says 0, the partial is replaced", () =>
     Effect.gen(function*() {
       const old = yield* peerWith("a", (store) => ({ ...store, partial: undefined }))
-      const dirB = yield* tempDir("b")
-      const b = yield* peerAt("b", dirB)
-      const data = yield* bytesOf(4)
-      yield* old.store.ingest(Stream.make(data))
-      const hash = yield* leavePartial(dirB, b.store, data, 2 * MiB, "z")
-      const [sa, sb] = [sendsOf(), sendsOf()]
-      yield* link(yield* InMemoryLink.network(), old, sa, b, sb)
-      yield* until(b.store.has(hash), "the asset stored at b")
+      const { b, sa, sb } = yield* sendOverPartial(old, 4)
       expect(sb.seen.wants.map((w) => w.offsets)).toEqual([[]])
       expect(sa.seen.headers.map((h) => h.offset)).toEqual([0])
       expect(sa.seen.chunkBytes).toBe(SIZE)
@@ -225,14 +235,7 @@ describe("resumable transfers", () => {
   it.live("a sender whose store cannot read from an offset reads from 0 and sends only the bytes from the offset asked", () =>
     Effect.gen(function*() {
       const a = yield* peerWith("a", (store) => ({ ...store, readFrom: undefined }))
-      const dirB = yield* tempDir("b")
-      const b = yield* peerAt("b", dirB)
-      const data = yield* bytesOf(6)
-      yield* a.store.ingest(Stream.make(data))
-      const hash = yield* leavePartial(dirB, b.store, data, 2 * MiB, "z")
-      const [sa, sb] = [sendsOf(), sendsOf()]
-      yield* link(yield* InMemoryLink.network(), a, sa, b, sb)
-      yield* until(b.store.has(hash), "the asset stored at b")
+      const { b, sa } = yield* sendOverPartial(a, 6)
       expect(sa.seen.headers.map((h) => h.offset)).toEqual([2 * MiB])
       expect(sa.seen.chunkBytes).toBe(SIZE - 2 * MiB)
       expect(yield* verifiedClean(b.store)).toBe(true)
