@@ -149,5 +149,10 @@ describe.skipIf(why !== undefined)("deploy/Dockerfile, built and run with builda
       // …and failing where no agent serves (the signaling container has no admin port).
       const unhealthy = yield* run("ip", inContainer(hub, signal, user, check), { deadline: "30 seconds" })
       expect(unhealthy.code).not.toBe(0)
+      // The image runs can-sync's build of libdatachannel (vendor/datachannel), not upstream's.
+      const library = yield* runOk("ip", inContainer(nsA, agentA, user, [
+        "sh", "-ec", "cd /app/packages/transport && node -e \"import('node-datachannel').then((m) => console.log(m.default.getLibraryVersion()))\""
+      ]))
+      expect(library.stdout.trim()).toMatch(/-cansync\.\d+$/)
     }).pipe(Effect.scoped), 40 * 60_000)
 })

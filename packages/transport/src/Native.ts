@@ -2,7 +2,8 @@
  * The one place that touches node-datachannel's process-wide state: peer connections are created
  * here from our options, the library's own log (why ICE, DTLS or SCTP failed) goes to ours, and
  * its `cleanup()` runs once, when the last scope that used the library closes (an RcRef; without
- * it the process lingers ~8 s or never exits).
+ * it the process lingers ~8 s or never exits). It also says which build of the library runs:
+ * can-sync's (vendor/datachannel) or, where that cannot load, upstream's, with a warning.
  */
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -85,11 +86,48 @@ const forwardLog = (at: LogLevel, message: string) => {
   Effect.runForkWith(context)(Effect.annotateLogs(log, { component: "libdatachannel", rtc_level: at }))
 }
 
+/**
+ * libdatachannel's version. "-cansync.N" marks can-sync's build (vendor/datachannel), which
+ * starts the DTLS handshake off libjuice's thread: upstream 0.24.5 can deadlock there on a
+ * connection relayed through TURN, and the agent's event loop then blocks for good.
+ */
+export const libraryVersion: string = nodeDataChannel.getLibraryVersion()
+
+/** Where the library runs: what decides which build of it was meant to load. */
+export interface LibraryHost {
+  readonly platform: string
+  readonly arch: string
+  /** The C library's version on glibc systems, else undefined. */
+  readonly glibc: string | undefined
+}
+
+const thisHost = (): LibraryHost => ({
+  platform: process.platform,
+  arch: process.arch,
+  glibc: (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime
+})
+
+/**
+ * Why upstream's libdatachannel runs instead of can-sync's build, and what that risks, or
+ * undefined when can-sync's build runs. The build exists for linux-x64 with glibc 2.36 or newer.
+ */
+export const missingLibraryFix = (version: string = libraryVersion, host: () => LibraryHost = thisHost): string | undefined => {
+  if (version.includes("-cansync.")) return undefined
+  const { platform, arch, glibc } = host()
+  const why = platform === "linux" && arch === "x64" && glibc !== undefined
+    ? `it needs glibc 2.36 or newer; this is ${glibc}`
+    : `it is built for linux-x64 with glibc only; this is ${platform}-${arch}${glibc === undefined ? "" : ` with glibc ${glibc}`}`
+  return `libdatachannel ${version} from upstream runs here, not can-sync's build (${why}): ` +
+    "a connection relayed through TURN can, rarely, hang the agent during the DTLS handshake"
+}
+
 /** The library's process-wide state: its logger set up by the first user, `cleanup()` after the last. */
 const libraryState: RcRef.RcRef<void> = Effect.runSync(
   RcRef.make({
     acquire: Effect.acquireRelease(
       Effect.gen(function*() {
+        const missing = missingLibraryFix()
+        if (missing !== undefined) yield* Effect.logWarning(`transport: ${missing}`)
         try {
           const wanted = libraryLogLevel()
           nodeDataChannel.initLogger(LIBRARY_LOG_LEVELS.indexOf(wanted) > LIBRARY_LOG_LEVELS.indexOf("Info") ? "Info" : wanted, forwardLog)

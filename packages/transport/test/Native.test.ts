@@ -1,11 +1,19 @@
 /**
  * How our options become node-datachannel's peer-connection config (ICE servers, bind address,
- * MTU), how the DTLS fingerprint is read from an SDP, and how the library's own account of a
- * failure (here a forged fingerprint) reaches our log.
+ * MTU), how the DTLS fingerprint is read from an SDP, how the library's own account of a failure
+ * (here a forged fingerprint) reaches our log, and which build of the library runs: can-sync's
+ * (vendor/datachannel) where it can, upstream's with a warning elsewhere.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Logger, References } from "effect"
-import { fingerprintOf, LOOPBACK_MTU, peerConnection, rtcConfig, useLibrary } from "../src/Native.ts"
+import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { fingerprintOf, libraryVersion, LOOPBACK_MTU, missingLibraryFix, peerConnection, rtcConfig, useLibrary } from "../src/Native.ts"
 
 describe("peer-connection config", () => {
   it("needs nothing on loopback or a LAN: no ICE servers, library defaults", () => {
@@ -77,4 +85,57 @@ describe("the library's log", () => {
       expect(library.every((line) => line.message.startsWith("libdatachannel: "))).toBe(true)
     }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
   }, 30_000)
+})
+
+const vendor = fileURLToPath(new URL("../../../vendor/datachannel/", import.meta.url))
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex")
+/** The package node-datachannel loads its binding from on linux-x64-gnu (the root package.json points it at vendor/). */
+const bindingPackage = () => {
+  const nodeDataChannel = createRequire(import.meta.url).resolve("node-datachannel")
+  return dirname(realpathSync(createRequire(nodeDataChannel).resolve("@node-datachannel/linux-x64-gnu")))
+}
+const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime
+const [major = 0, minor = 0] = (glibc ?? "0.0").split(".").map(Number)
+const vendoredHere = process.platform === "linux" && process.arch === "x64" && (major > 2 || (major === 2 && minor >= 36))
+
+describe("which build of the library runs", () => {
+  it.skipIf(!vendoredHere)("on linux-x64 with glibc 2.36 or newer: can-sync's build, the very binary SHA256SUMS records", () => {
+    expect(libraryVersion).toMatch(/^0\.24\.5-cansync\.\d+$/)
+    expect(missingLibraryFix()).toBeUndefined()
+    const [recorded, file] = readFileSync(join(vendor, "SHA256SUMS"), "utf8").trim().split(/\s+/)
+    expect(file).toBe("linux-x64-gnu/node_datachannel.node")
+    expect(sha256(join(vendor, file!))).toBe(recorded)
+    expect(sha256(join(bindingPackage(), "node_datachannel.node"))).toBe(recorded) // what pnpm installed
+  })
+
+  it.skipIf(!vendoredHere)("where can-sync's build cannot load, node-datachannel still gets a binding: upstream's", () => {
+    // the vendored package without its binary, next to the upstream one it falls back to
+    const dir = mkdtempSync(join(tmpdir(), "can-sync-binding-"))
+    try {
+      const installed = bindingPackage()
+      mkdirSync(join(dir, "node_modules"))
+      const upstream = dirname(createRequire(join(installed, "index.cjs")).resolve("upstream-binding"))
+      symlinkSync(upstream, join(dir, "node_modules", "upstream-binding"))
+      copyFileSync(join(installed, "index.cjs"), join(dir, "index.cjs"))
+      const version = execFileSync(process.execPath, ["-e", `console.log(require(${JSON.stringify(join(dir, "index.cjs"))}).getLibraryVersion())`], {
+        encoding: "utf8",
+        timeout: 30_000
+      }).trim()
+      expect(version).toBe("0.24.5")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 40_000)
+
+  it("upstream's library is named with the reason and the risk; can-sync's build gets no warning", () => {
+    const oldGlibc = () => ({ platform: "linux", arch: "x64", glibc: "2.35" })
+    expect(missingLibraryFix("0.24.5-cansync.1", oldGlibc)).toBeUndefined()
+    expect(missingLibraryFix("0.24.5", oldGlibc)).toBe(
+      "libdatachannel 0.24.5 from upstream runs here, not can-sync's build (it needs glibc 2.36 or newer; this is 2.35): " +
+        "a connection relayed through TURN can, rarely, hang the agent during the DTLS handshake"
+    )
+    expect(missingLibraryFix("0.24.5", () => ({ platform: "darwin", arch: "arm64", glibc: undefined }))).toMatch(
+      /^libdatachannel 0\.24\.5 from upstream runs here, not can-sync's build \(it is built for linux-x64 with glibc only; this is darwin-arm64\): /
+    )
+  })
 })
