@@ -116,6 +116,7 @@ type PcEvent =
   | { readonly _tag: "Description"; readonly sdp: string; readonly type: string }
   | { readonly _tag: "Candidate"; readonly candidate: string; readonly mid: string }
   | { readonly _tag: "State"; readonly state: string }
+  | { readonly _tag: "IceState"; readonly state: string }
   | { readonly _tag: "Gathering"; readonly state: string }
 
 interface Candidate {
@@ -140,14 +141,32 @@ const errorText = (e: unknown): string => (e instanceof Error ? e.message : Stri
 const lost = (detail: string) => LinkCloseReason.cases.ConnectionLost.make({ detail })
 
 /**
- * ICE checks that found no working pair this long after both sides' candidates are known will not
- * (the library itself gives up only after ~40 s): the attempt fails saying why, and is retried.
+ * A connection not up this long after both sides' candidates are known will not come up (the
+ * library itself gives up on ICE only after ~40 s): the attempt fails saying how far it got (no
+ * candidate pair, or a pair but no DTLS handshake), and is retried.
  */
 const ICE_CHECKS_DEADLINE = "10 seconds"
 /** When the selected pair is read again after the link opened (it may change), then every 30 s. */
 const PATH_RECHECKS = ["1 second", "5 seconds"] as const
 
 const typesOf = (types: ReadonlySet<string>) => (types.size === 0 ? "none" : [...types].join(", "))
+
+/**
+ * Why a connection is not up by the deadline: no candidate pair, or a pair but no DTLS handshake
+ * (the peer's side stuck, or DTLS packets lost). Built from what the attempt saw, with no call
+ * into the library, which may be what is stuck.
+ */
+export const describeNotUp = (seen: {
+  readonly iceConnected: boolean
+  readonly localTypes: ReadonlySet<string>
+  readonly remoteTypes: ReadonlySet<string>
+  readonly trouble: string | undefined
+}): string => {
+  const candidates = `(ours: ${typesOf(seen.localTypes)}; theirs: ${typesOf(seen.remoteTypes)})`
+  return seen.iceConnected
+    ? `ICE found a path but the DTLS handshake did not finish within ${ICE_CHECKS_DEADLINE} ${candidates}`
+    : `no candidate pair succeeded within ${ICE_CHECKS_DEADLINE} ${candidates}${seen.trouble === undefined ? "" : `; ${seen.trouble}`}`
+}
 
 const run = (
   params: AttemptParams,
@@ -187,6 +206,8 @@ const run = (
     const localTypes = new Set<string>()
     const remoteTypes = new Set<string>()
     let gathered = false
+    /** ICE found a working pair (DTLS and SCTP may still be on their way). */
+    let iceConnected = false
     let connected = false
     const checking = yield* Deferred.make<void>()
     const startChecksClock = () => {
@@ -205,6 +226,7 @@ const run = (
       pc.onLocalDescription((sdp, type) => Queue.offerUnsafe(events, { _tag: "Description", sdp, type }))
       pc.onLocalCandidate((candidate, mid) => Queue.offerUnsafe(events, { _tag: "Candidate", candidate, mid }))
       pc.onStateChange((state) => Queue.offerUnsafe(events, { _tag: "State", state }))
+      pc.onIceStateChange((state) => Queue.offerUnsafe(events, { _tag: "IceState", state }))
       pc.onGatheringStateChange((state) => Queue.offerUnsafe(events, { _tag: "Gathering", state }))
       let channelTaken = false
       pc.onDataChannel((dc) => {
@@ -262,6 +284,9 @@ const run = (
           }
           case "Gathering":
             return event.state === "complete" ? gatheringDone : Effect.void
+          case "IceState":
+            if (event.state === "connected" || event.state === "completed") iceConnected = true
+            return Effect.void
           case "State":
             if (event.state === "connected") connected = true
             return event.state === "failed" || event.state === "closed"
@@ -285,14 +310,11 @@ const run = (
         ? Effect.andThen(report, fail(ConnectFailedReason.cases.IceFailed.make({ detail: `no relayed candidate (--ice-relay-only): ${trouble}` })))
         : report
     })
-    const noPair = () => {
-      const trouble = IceServers.troubleSince(startedAt)
-      return `no candidate pair succeeded within ${ICE_CHECKS_DEADLINE} (ours: ${typesOf(localTypes)}; theirs: ${typesOf(remoteTypes)})${trouble === undefined ? "" : `; ${trouble}`}`
-    }
+    const notUp = () => describeNotUp({ iceConnected, localTypes, remoteTypes, trouble: IceServers.troubleSince(startedAt) })
     yield* Effect.forkScoped(
       Deferred.await(checking).pipe(
         Effect.andThen(Effect.sleep(ICE_CHECKS_DEADLINE)),
-        Effect.andThen(Effect.suspend(() => (connected ? Effect.void : fail(ConnectFailedReason.cases.IceFailed.make({ detail: noPair() })))))
+        Effect.andThen(Effect.suspend(() => (connected ? Effect.void : fail(ConnectFailedReason.cases.IceFailed.make({ detail: notUp() })))))
       )
     )
 

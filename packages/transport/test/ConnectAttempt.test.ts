@@ -1,10 +1,10 @@
 /**
  * One connection attempt (ConnectAttempt.offer / ConnectAttempt.answer) between two peer connections in this
  * process, their signals passed by hand: the order in which the offerer signals, and a link
- * authenticated at the end.
+ * authenticated at the end; and what an attempt says when ICE connects but DTLS never finishes.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Latch, Queue } from "effect"
+import { Effect, Exit, Fiber, Latch, Queue } from "effect"
 import nodeDataChannel from "node-datachannel"
 import { Identity } from "../src/Identity.ts"
 import * as Native from "../src/Native.ts"
@@ -68,5 +68,52 @@ describe("ConnectAttempt", () => {
       const candidates = sent.filter((s) => s.kind === "candidate")
       expect(candidates.length).toBeGreaterThan(0)
       expect(candidates.every((s) => s.answerDelivered)).toBe(true)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("when ICE finds a path but DTLS never finishes, the attempt says so, not that no pair succeeded", () =>
+    Effect.gen(function*() {
+      yield* Native.useLibrary
+      const [low, high] = [Identity.generate(), Identity.generate()].sort((x, y) => (x.peerId < y.peerId ? -1 : 1))
+      const sid = "d715.1"
+      const toOfferer = yield* Queue.unbounded<AttemptInput>()
+      const toAnswerer = yield* Queue.unbounded<AttemptInput>()
+      const offer = yield* Latch.make(false)
+      let offerSignal: VerifiedSignal | undefined
+      const signal = (from: typeof low, inbox: Queue.Queue<AttemptInput>) => (kind: SignalKind, body: string) =>
+        Effect.sync(() => {
+          // each side is told the other is the DTLS client ("active"), so both wait as servers for a
+          // ClientHello that never comes; ICE itself is fine
+          const sent = kind === "offer"
+            ? body.replace(/a=setup:actpass/g, "a=setup:active")
+            : kind === "answer"
+            ? body.replace(/a=setup:passive/g, "a=setup:active")
+            : body
+          const verified: VerifiedSignal = { kind, sid, from: from.peerId, publicKey: from.publicKey, body: sent }
+          if (kind === "offer") {
+            offerSignal = verified
+            offer.openUnsafe()
+            return
+          }
+          Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
+        })
+      const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<AttemptInput>, out: Queue.Queue<AttemptInput>): ConnectAttempt.AttemptParams => ({
+        identity: self,
+        remotePeer: other.peerId,
+        sid,
+        rtc: { bindAddress: "127.0.0.1" },
+        link: WebRtcLink.defaultLinkOptions,
+        inbox,
+        signal: signal(self, out)
+      })
+      const offering = yield* Effect.forkChild(ConnectAttempt.offer(params(low, high, toOfferer, toAnswerer)))
+      yield* offer.await
+      const answering = yield* Effect.forkChild(ConnectAttempt.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
+      for (const attempt of [offering, answering]) {
+        const exit = yield* Fiber.await(attempt)
+        const failure = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+        const error = failure?._tag === "Fail" ? failure.error : undefined
+        expect(error?.reason, String(exit)).toMatchObject({ _tag: "IceFailed" })
+        expect(error?.message).toMatch(/: the connection failed: ICE found a path but the DTLS handshake did not finish within 10 seconds \(ours: host; theirs: host\)$/)
+      }
     }).pipe(Effect.scoped), 60_000)
 })
