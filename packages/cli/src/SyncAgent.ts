@@ -4,7 +4,7 @@
  * signaling server, and has the PeerManager dial every allowed peer through the transport (the
  * manager owns retries and backoff; the transport makes one attempt per connect). Progress on a
  * terminal, structured logs otherwise; admin endpoints with `--admin-port`; SIGINT/SIGTERM close
- * everything and exit 0.
+ * everything and exit 0; a watchdog thread ends the process if its main thread stops running.
  */
 import { InvalidInput, Metrics } from "@can-sync/core"
 import type { CanStoreShape, PeerId } from "@can-sync/core"
@@ -33,6 +33,7 @@ import * as StatusPage from "./StatusPage.ts"
 import type { SyncFlags } from "./SyncCommand.ts"
 import * as Telemetry from "./Telemetry.ts"
 import { version } from "./Version.ts"
+import * as Watchdog from "./Watchdog.ts"
 
 /** `--peers-file`: one peer id per line; blank lines and `#` comments are ignored. */
 const readPeersFile = (path: string) =>
@@ -99,6 +100,7 @@ export const run = (flags: SyncFlags) => {
     ? Logging.layer({ json: flags.json ? true : "auto" })
     : Logging.layer({ json: false, write: region.log, colors: !Logging.noColor() })
   return Effect.gen(function*() {
+    if (Option.isSome(flags.watchdog)) yield* Watchdog.watch(flags.watchdog.value, { json: region === undefined && (flags.json || Logging.jsonByDefault()) })
     const allowed = yield* allowList(flags.peers, flags.peersFile)
     const identity = yield* Identity.loadOrCreate(flags.data)
     // telemetry's service.instance.id is the peer id: the same series across restarts
@@ -106,6 +108,7 @@ export const run = (flags: SyncFlags) => {
       Effect.provide(Telemetry.layerWith({ serviceVersion: version, attributes: { "service.instance.id": identity.peerId } }))
     )
   }).pipe(
+    Effect.scoped,
     Effect.provide(logging),
     // the block stays on the screen; what follows (the shell's prompt) goes below it
     Effect.ensuring(Effect.sync(() => region?.close()))

@@ -12,7 +12,7 @@ import { CliError, Command, Flag } from "effect/cli"
 import * as IceServers from "@can-sync/transport/IceServers"
 import * as RateLimit from "@can-sync/transport/RateLimit"
 import * as Result from "effect/Result"
-import { dataFlag, duration, jsonFlag, optionalFileFlag, port, tokenFlag, url, within } from "./SharedFlags.ts"
+import { dataFlag, duration, jsonFlag, optionalFileFlag, parseDuration, port, tokenFlag, url, within } from "./SharedFlags.ts"
 
 /** The resolved flags of `can-sync sync`. */
 export interface SyncFlags {
@@ -41,6 +41,8 @@ export interface SyncFlags {
   readonly maxRecvRatePerPeer: Option.Option<number>
   readonly adminHost: string
   readonly adminPort: Option.Option<number>
+  /** End the process when its main thread has not run this long (none: `--watchdog off`). */
+  readonly watchdog: Option.Option<Duration.Duration>
   readonly json: boolean
 }
 
@@ -129,6 +131,17 @@ export const syncFlags = {
     Flag.withFallbackConfig(Config.Int("CAN_SYNC_ADMIN_PORT")),
     port,
     Flag.optional
+  ),
+  watchdog: Flag.String("watchdog").pipe(
+    Flag.withDescription(
+      "End the process when its main thread has not run this long, a hang in native code, so that a supervisor restarts it; off to disable (default 60s; env CAN_SYNC_WATCHDOG)"
+    ),
+    Flag.withFallbackConfig(Config.String("CAN_SYNC_WATCHDOG")),
+    Flag.withDefault("60s"),
+    Flag.filterMap(
+      (s) => (s.trim() === "off" ? Option.some(Option.none()) : Option.map(parseDuration(s), Option.some)),
+      () => "a positive duration such as 60s or 5m, or off"
+    )
   ),
   json: jsonFlag
 }
