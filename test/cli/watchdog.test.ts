@@ -1,17 +1,21 @@
 /**
  * The agent's watchdog, on a real `can-sync sync`: its main thread is stopped from outside (the
  * inspector, opened by --inspect, evaluates an endless loop there) and the process ends by
- * itself with one FATAL line, as a supervisor needs it to; `--watchdog off` leaves it running,
+ * itself with one FATAL line, as a supervisor needs it to, also as PID 1 of a PID namespace (a
+ * container without --init); `--watchdog off` leaves it running,
  * and so does stopping the whole process for a while (SIGSTOP, as a machine asleep).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { cleanEnv, cliMain, runCli, spawn } from "../kit/Process.ts"
 
 const TEST_TIMEOUT = 60_000
+/** A PID namespace of our own needs root (CI runs as root). */
+const canUnsharePid = process.getuid?.() === 0 && existsSync("/usr/bin/unshare")
+if (!canUnsharePid) console.warn("watchdog as PID 1 test skipped: it needs root and unshare")
 
 /** A data directory for the length of the scope. */
 const dataDir = Effect.acquireRelease(
@@ -23,12 +27,13 @@ const dataDir = Effect.acquireRelease(
  * An agent (no peers, a signaling URL nobody answers: it keeps retrying) with the inspector open,
  * its main thread then stuck in an endless loop evaluated through the inspector.
  */
-const stuckAgent = (watchdog: string) =>
+const stuckAgent = (watchdog: string, options: { readonly asPid1?: boolean } = {}) =>
   Effect.gen(function*() {
     const data = yield* dataDir
-    const agent = yield* spawn(process.execPath, [
-      "--inspect=127.0.0.1:0", cliMain, "sync", "--data", data, "--signal", "ws://127.0.0.1:9", "--watchdog", watchdog, "--json"
-    ], { name: "agent", env: cleanEnv(), stop: "SIGKILL" })
+    const argv = [process.execPath, "--inspect=127.0.0.1:0", cliMain, "sync", "--data", data, "--signal", "ws://127.0.0.1:9", "--watchdog", watchdog, "--json"]
+    // as a container runs it without --init: PID 1 of a PID namespace of its own
+    const [command, ...args] = options.asPid1 === true ? ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", ...argv] : argv
+    const agent = yield* spawn(command!, args, { name: "agent", env: cleanEnv(), stop: "SIGKILL" })
     const [, inspector] = yield* agent.waitFor("stderr", /Debugger listening on (ws:\/\/\S+)/, "30 seconds")
     yield* agent.waitFor("stderr", /"agent [a-z2-7]{32} syncing /, "30 seconds")
     yield* Effect.callback<void, Error>((resume) => {
@@ -51,6 +56,14 @@ describe("the agent's watchdog", () => {
       const fatal = agent.stderr.split("\n").filter((line) => line.includes('"level":"FATAL"')).map((line) => JSON.parse(line) as { message: string })
       expect(fatal).toHaveLength(1)
       expect(fatal[0]!.message).toMatch(/^watchdog: the main thread has not run for \d+ s \(a hang in native code, such as the WebRTC library\); ending the process so that its supervisor restarts it$/)
+    }).pipe(Effect.scoped), TEST_TIMEOUT)
+
+  it.live.skipIf(!canUnsharePid)("as PID 1 of a container, which no signal of its own can end, it exits with status 137", () =>
+    Effect.gen(function*() {
+      const agent = yield* stuckAgent("2s", { asPid1: true })
+      const exit = yield* agent.exited.pipe(Effect.timeout("20 seconds"))
+      expect(exit.code, agent.stderr.slice(-2000)).toBe(137)
+      expect(agent.stderr.split("\n").filter((line) => line.includes('"level":"FATAL"'))).toHaveLength(1)
     }).pipe(Effect.scoped), TEST_TIMEOUT)
 
   it.live("--watchdog off leaves a stuck agent running", () =>

@@ -4,8 +4,10 @@
  * vendor/datachannel/README.md) otherwise leaves the agent running but silent for good, with no
  * log, no /status and no sync, and a supervisor (compose's restart policy, systemd's Restart=)
  * restarts only a process that exits. The worker writes one line to stderr itself, since the
- * main thread's logger cannot run, then kills the process (SIGKILL: exit status 137). Time in
- * which the worker did not run either (a laptop asleep, a stopped process) does not count.
+ * main thread's logger cannot run, then kills the process (SIGKILL: exit status 137; as PID 1
+ * of a container, which ignores signals it has no handler for, it exits through WASI's
+ * proc_exit with 137). Time in which the worker did not run either (a laptop asleep, a stopped
+ * process) does not count.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -41,8 +43,27 @@ setInterval(() => {
     ? JSON.stringify({ timestamp: new Date(now).toISOString(), level: "FATAL", message }) + "\\n"
     : "[" + new Date(now).toISOString().slice(11, 23) + "] FATAL: " + message + "\\n")
   process.kill(process.pid, "SIGKILL")
+  // Still here: we are PID 1 of a container (no --init), which no signal of its own can end.
+  // WASI's proc_exit ends the whole process from any thread.
+  const { WASI } = require("node:wasi")
+  const wasi = new WASI({ version: "preview1", returnOnExit: false })
+  wasi.start(new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(workerData.exitModule)), wasi.getImportObject()))
 }, workerData.beatMillis)
 `
+
+/**
+ * A WebAssembly module whose \`_start\` calls WASI's \`proc_exit(137)\`: the status a SIGKILL
+ * gives, for a supervisor that looks at it.
+ */
+const exitModule = [
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // "\0asm", version 1
+  ...[0x01, 0x08, 0x02, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x00, 0x00], // types: (i32) -> (), () -> ()
+  ...[0x02, 0x24, 0x01, 0x16, ...Buffer.from("wasi_snapshot_preview1"), 0x09, ...Buffer.from("proc_exit"), 0x00, 0x00], // import it
+  ...[0x03, 0x02, 0x01, 0x01], // one function of type () -> ()
+  ...[0x05, 0x03, 0x01, 0x00, 0x01], // one page of memory (WASI wants it exported)
+  ...[0x07, 0x13, 0x02, 0x06, ...Buffer.from("_start"), 0x00, 0x01, 0x06, ...Buffer.from("memory"), 0x02, 0x00],
+  ...[0x0a, 0x09, 0x01, 0x07, 0x00, 0x41, 0x89, 0x01, 0x10, 0x00, 0x0b] // _start: i32.const 137; call proc_exit
+]
 
 /**
  * Watch the main thread for the life of the scope: if it does not run for `limit`, the process
@@ -58,7 +79,7 @@ export const watch = (limit: Duration.Duration, options: { readonly json: boolea
       beat.unref()
       const worker = new Worker(watcher, {
         eval: true,
-        workerData: { beats, limitMillis: Duration.toMillis(limit), beatMillis: BEAT_MILLIS, json: options.json },
+        workerData: { beats, limitMillis: Duration.toMillis(limit), beatMillis: BEAT_MILLIS, json: options.json, exitModule },
         // a small heap: the worker only compares two numbers
         resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 }
       })
