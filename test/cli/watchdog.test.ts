@@ -25,25 +25,35 @@ const dataDir = Effect.acquireRelease(
 
 /**
  * An agent (no peers, a signaling URL nobody answers: it keeps retrying) with the inspector open,
- * its main thread then stuck in an endless loop evaluated through the inspector.
+ * and a connection to that inspector, through which a test runs code on the agent's main thread.
  */
-const stuckAgent = (watchdog: string, options: { readonly asPid1?: boolean } = {}) =>
+const inspectedAgent = (watchdog: string, options: { readonly asPid1?: boolean } = {}) =>
   Effect.gen(function*() {
     const data = yield* dataDir
     const argv = [process.execPath, "--inspect=127.0.0.1:0", cliMain, "sync", "--data", data, "--signal", "ws://127.0.0.1:9", "--watchdog", watchdog, "--json"]
     // as a container runs it without --init: PID 1 of a PID namespace of its own
     const [command, ...args] = options.asPid1 === true ? ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", ...argv] : argv
     const agent = yield* spawn(command!, args, { name: "agent", env: cleanEnv(), stop: "SIGKILL" })
-    const [, inspector] = yield* agent.waitFor("stderr", /Debugger listening on (ws:\/\/\S+)/, "30 seconds")
+    const [, url] = yield* agent.waitFor("stderr", /Debugger listening on (ws:\/\/\S+)/, "30 seconds")
     yield* agent.waitFor("stderr", /"agent [a-z2-7]{32} syncing /, "30 seconds")
-    yield* Effect.callback<void, Error>((resume) => {
-      const socket = new WebSocket(inspector!)
-      socket.onopen = () => {
-        socket.send(JSON.stringify({ id: 1, method: "Runtime.evaluate", params: { expression: "for (;;) {}" } }))
-        resume(Effect.void) // the answer never comes: the loop never ends
-      }
-      socket.onerror = () => resume(Effect.fail(new Error(`could not reach the agent's inspector at ${inspector}`)))
-    })
+    const inspector = yield* Effect.acquireRelease(
+      Effect.callback<WebSocket, Error>((resume) => {
+        const ws = new WebSocket(url!)
+        ws.onopen = () => resume(Effect.succeed(ws))
+        ws.onerror = () => resume(Effect.fail(new Error(`could not reach the agent's inspector at ${url}`)))
+      }),
+      (ws) => Effect.sync(() => ws.close())
+    )
+    /** Evaluate `expression` on the agent's main thread (its answer is not awaited). */
+    const evaluate = (expression: string) => inspector.send(JSON.stringify({ id: 1, method: "Runtime.evaluate", params: { expression } }))
+    return { agent, evaluate }
+  })
+
+/** An agent whose main thread is stuck for good in an endless loop. */
+const stuckAgent = (watchdog: string, options: { readonly asPid1?: boolean } = {}) =>
+  Effect.gen(function*() {
+    const { agent, evaluate } = yield* inspectedAgent(watchdog, options)
+    evaluate("for (;;) {}")
     return agent
   })
 
@@ -76,25 +86,12 @@ describe("the agent's watchdog", () => {
 
   it.live("time the whole process was stopped (a machine asleep) does not count", () =>
     Effect.gen(function*() {
-      const data = yield* dataDir
-      const agent = yield* spawn(process.execPath, [
-        "--inspect=127.0.0.1:0", cliMain, "sync", "--data", data, "--signal", "ws://127.0.0.1:9", "--watchdog", "3s", "--json"
-      ], { name: "agent", env: cleanEnv(), stop: "SIGKILL" })
-      const [, inspector] = yield* agent.waitFor("stderr", /Debugger listening on (ws:\/\/\S+)/, "30 seconds")
-      yield* agent.waitFor("stderr", /"agent [a-z2-7]{32} syncing /, "30 seconds")
-      const socket = yield* Effect.acquireRelease(
-        Effect.callback<WebSocket, Error>((resume) => {
-          const ws = new WebSocket(inspector!)
-          ws.onopen = () => resume(Effect.succeed(ws))
-          ws.onerror = () => resume(Effect.fail(new Error(`could not reach the agent's inspector at ${inspector}`)))
-        }),
-        (ws) => Effect.sync(() => ws.close())
-      )
+      const { agent, evaluate } = yield* inspectedAgent("3s")
       process.kill(agent.pid, "SIGSTOP")
       // waiting while the process is stopped: on waking, the main thread first spins for 1 s, so
       // the watchdog looks before the main thread can say it is alive (and without the rule it
       // would see 8 s of silence)
-      socket.send(JSON.stringify({ id: 1, method: "Runtime.evaluate", params: { expression: "{ const t = Date.now(); while (Date.now() - t < 1000) {} }" } }))
+      evaluate("{ const t = Date.now(); while (Date.now() - t < 1000) {} }")
       yield* Effect.sleep("8 seconds")
       process.kill(agent.pid, "SIGCONT")
       yield* Effect.sleep("5 seconds")

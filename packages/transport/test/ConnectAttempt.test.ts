@@ -15,54 +15,67 @@ import * as WebRtcLink from "../src/WebRtcLink.ts"
 
 afterAll(() => nodeDataChannel.cleanup())
 
+interface Relay {
+  /** The body as the other side gets it (default: as signed). */
+  readonly rewrite?: (kind: SignalKind, body: string) => string
+  /** Hands a signal on (`send`, default at once); for the offer, which starts the answering attempt, `send` does nothing. */
+  readonly deliver?: (signal: VerifiedSignal, fromOfferer: boolean, send: () => void) => void
+}
+
+/** Two attempts between fresh identities in this process (the lower id offers), their signals passed by `relay`. */
+const attemptPair = (sid: string, relay: Relay = {}) =>
+  Effect.gen(function*() {
+    yield* Native.useLibrary
+    const [low, high] = [Identity.generate(), Identity.generate()].sort((x, y) => (x.peerId < y.peerId ? -1 : 1))
+    const toOfferer = yield* Queue.unbounded<AttemptInput>()
+    const toAnswerer = yield* Queue.unbounded<AttemptInput>()
+    const offer = yield* Latch.make(false)
+    let offerSignal: VerifiedSignal | undefined
+    const signal = (from: typeof low, inbox: Queue.Queue<AttemptInput>) => (kind: SignalKind, body: string) =>
+      Effect.sync(() => {
+        const verified: VerifiedSignal = { kind, sid, from: from.peerId, publicKey: from.publicKey, body: relay.rewrite?.(kind, body) ?? body }
+        if (kind === "offer") {
+          offerSignal = verified // starts the answering attempt
+          offer.openUnsafe()
+        }
+        const send = kind === "offer" ? () => {} : () => Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
+        if (relay.deliver === undefined) send()
+        else relay.deliver(verified, from === low, send)
+      })
+    const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<AttemptInput>, out: Queue.Queue<AttemptInput>): ConnectAttempt.AttemptParams => ({
+      identity: self,
+      remotePeer: other.peerId,
+      sid,
+      rtc: { bindAddress: "127.0.0.1" },
+      link: WebRtcLink.defaultLinkOptions,
+      inbox,
+      signal: signal(self, out)
+    })
+    const offering = yield* Effect.forkChild(ConnectAttempt.offer(params(low, high, toOfferer, toAnswerer)))
+    yield* offer.await
+    const answering = yield* Effect.forkChild(ConnectAttempt.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
+    return { offering, answering, offerer: low, answerer: high }
+  })
+
 describe("ConnectAttempt", () => {
   it.live("the offerer sends its candidates only once the answer is applied, and the attempt authenticates", () =>
     Effect.gen(function*() {
-      yield* Native.useLibrary
-      const [low, high] = [Identity.generate(), Identity.generate()].sort((x, y) => (x.peerId < y.peerId ? -1 : 1))
-      const sid = "b007.1"
-      const toOfferer = yield* Queue.unbounded<AttemptInput>()
-      const toAnswerer = yield* Queue.unbounded<AttemptInput>()
       /** What the offerer signalled, in order, and whether the answer had reached it by then. */
       const sent: Array<{ readonly kind: SignalKind; readonly answerDelivered: boolean }> = []
       let answerDelivered = false
-      const offer = yield* Latch.make(false)
-      let offerSignal: VerifiedSignal | undefined
-      const signal = (from: typeof low, inbox: Queue.Queue<AttemptInput>) => (kind: SignalKind, body: string) =>
-        Effect.sync(() => {
-          const verified: VerifiedSignal = { kind, sid, from: from.peerId, publicKey: from.publicKey, body }
-          if (from === low) {
-            sent.push({ kind, answerDelivered })
-            if (kind === "offer") {
-              offerSignal = verified
-              offer.openUnsafe()
-              return
-            }
-          }
+      const { offering, answering, offerer, answerer } = yield* attemptPair("b007.1", {
+        deliver: (signal, fromOfferer, send) => {
+          if (fromOfferer) sent.push({ kind: signal.kind, answerDelivered })
           // the answer reaches the offerer a little late, as over a busy signaling server
-          if (kind === "answer") {
-            setTimeout(() => {
-              answerDelivered = true
-              Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
-            }, 200)
-            return
-          }
-          Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
-        })
-      const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<AttemptInput>, out: Queue.Queue<AttemptInput>): ConnectAttempt.AttemptParams => ({
-        identity: self,
-        remotePeer: other.peerId,
-        sid,
-        rtc: { bindAddress: "127.0.0.1" },
-        link: WebRtcLink.defaultLinkOptions,
-        inbox,
-        signal: signal(self, out)
+          if (signal.kind !== "answer") return send()
+          setTimeout(() => {
+            answerDelivered = true
+            send()
+          }, 200)
+        }
       })
-      const offering = yield* Effect.forkChild(ConnectAttempt.offer(params(low, high, toOfferer, toAnswerer)))
-      yield* offer.await
-      const answering = yield* Effect.forkChild(ConnectAttempt.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
       const [offererLink, answererLink] = [yield* Fiber.join(offering), yield* Fiber.join(answering)]
-      expect([offererLink.remotePeer, answererLink.remotePeer]).toEqual([high.peerId, low.peerId])
+      expect([offererLink.remotePeer, answererLink.remotePeer]).toEqual([answerer.peerId, offerer.peerId])
 
       expect(sent[0]).toEqual({ kind: "offer", answerDelivered: false })
       const candidates = sent.filter((s) => s.kind === "candidate")
@@ -72,42 +85,12 @@ describe("ConnectAttempt", () => {
 
   it.live("when ICE finds a path but DTLS never finishes, the attempt says so, not that no pair succeeded", () =>
     Effect.gen(function*() {
-      yield* Native.useLibrary
-      const [low, high] = [Identity.generate(), Identity.generate()].sort((x, y) => (x.peerId < y.peerId ? -1 : 1))
-      const sid = "d715.1"
-      const toOfferer = yield* Queue.unbounded<AttemptInput>()
-      const toAnswerer = yield* Queue.unbounded<AttemptInput>()
-      const offer = yield* Latch.make(false)
-      let offerSignal: VerifiedSignal | undefined
-      const signal = (from: typeof low, inbox: Queue.Queue<AttemptInput>) => (kind: SignalKind, body: string) =>
-        Effect.sync(() => {
-          // each side is told the other is the DTLS client ("active"), so both wait as servers for a
-          // ClientHello that never comes; ICE itself is fine
-          const sent = kind === "offer"
-            ? body.replace(/a=setup:actpass/g, "a=setup:active")
-            : kind === "answer"
-            ? body.replace(/a=setup:passive/g, "a=setup:active")
-            : body
-          const verified: VerifiedSignal = { kind, sid, from: from.peerId, publicKey: from.publicKey, body: sent }
-          if (kind === "offer") {
-            offerSignal = verified
-            offer.openUnsafe()
-            return
-          }
-          Queue.offerUnsafe(inbox, { _tag: "Signal", signal: verified })
-        })
-      const params = (self: typeof low, other: typeof low, inbox: Queue.Queue<AttemptInput>, out: Queue.Queue<AttemptInput>): ConnectAttempt.AttemptParams => ({
-        identity: self,
-        remotePeer: other.peerId,
-        sid,
-        rtc: { bindAddress: "127.0.0.1" },
-        link: WebRtcLink.defaultLinkOptions,
-        inbox,
-        signal: signal(self, out)
+      const { offering, answering } = yield* attemptPair("d715.1", {
+        // each side is told the other is the DTLS client ("active"), so both wait as servers for a
+        // ClientHello that never comes; ICE itself is fine
+        rewrite: (kind, body) =>
+          kind === "offer" ? body.replace(/a=setup:actpass/g, "a=setup:active") : kind === "answer" ? body.replace(/a=setup:passive/g, "a=setup:active") : body
       })
-      const offering = yield* Effect.forkChild(ConnectAttempt.offer(params(low, high, toOfferer, toAnswerer)))
-      yield* offer.await
-      const answering = yield* Effect.forkChild(ConnectAttempt.answer(params(high, low, toAnswerer, toOfferer), offerSignal!))
       for (const attempt of [offering, answering]) {
         const exit = yield* Fiber.await(attempt)
         const failure = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
