@@ -109,13 +109,13 @@ const thisHost = (): LibraryHost => ({
 
 /**
  * Why upstream's libdatachannel runs instead of can-sync's build, and what that risks, or
- * undefined when can-sync's build runs. The build exists for linux-x64 with glibc 2.36 or newer.
+ * undefined when can-sync's build runs. The build exists for linux-x64 with glibc 2.30 or newer.
  */
 export const missingLibraryFix = (version: string = libraryVersion, host: () => LibraryHost = thisHost): string | undefined => {
   if (version.includes("-cansync.")) return undefined
   const { platform, arch, glibc } = host()
   const why = platform === "linux" && arch === "x64" && glibc !== undefined
-    ? `it needs glibc 2.36 or newer; this is ${glibc}`
+    ? `it did not load; it needs glibc 2.30 or newer, this is ${glibc}`
     : `it is built for linux-x64 with glibc only; this is ${platform}-${arch}${glibc === undefined ? "" : ` with glibc ${glibc}`}`
   return `libdatachannel ${version} from upstream runs here, not can-sync's build (${why}): ` +
     "a connection relayed through TURN can, rarely, hang the agent during the DTLS handshake"
