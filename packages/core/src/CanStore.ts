@@ -4,7 +4,8 @@
  * `@can-sync/store`; one contract test suite runs against all of them.
  */
 import * as Schema from "effect/Schema"
-import type { Effect, Option, Stream } from "effect"
+import * as Stream from "effect/Stream"
+import type { Effect, Option } from "effect"
 import type { AssetDigest, AssetHash, AssetMeta, AssetRecord, MetaPatch, StoreEvent } from "./Domain.ts"
 import type { RangeSource } from "./RangeSource.ts"
 
@@ -144,3 +145,28 @@ export interface CanStoreShape {
    */
   readonly ranges?: RangeSource<StoreError> | undefined
 }
+
+/** `stream` without its first `count` bytes. */
+export const dropBytes = <E>(stream: Stream.Stream<Uint8Array, E>, count: number): Stream.Stream<Uint8Array, E> =>
+  count <= 0
+    ? stream
+    : Stream.suspend(() => {
+      let skip = count
+      return stream.pipe(
+        Stream.map((chunk) => {
+          const kept = chunk.subarray(Math.min(skip, chunk.length))
+          skip -= chunk.length - kept.length
+          return kept
+        }),
+        Stream.filter((chunk) => chunk.length > 0)
+      )
+    })
+
+/**
+ * The content of `hash` from byte `offset` on, as a sync sender reads it: the store's `readFrom`,
+ * not checked against the hash (the receiver checks the whole asset before keeping any of it, so
+ * checking here too would hash every byte twice), or, without it, `read` (checked) from byte 0
+ * with the bytes before `offset` left out.
+ */
+export const contentFrom = (store: CanStoreShape, hash: AssetHash, offset: number): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
+  store.readFrom !== undefined ? store.readFrom(hash, offset) : dropBytes(store.read(hash), offset)

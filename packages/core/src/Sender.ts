@@ -17,7 +17,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import type { AssetNotFound, StoreError } from "./CanStore.ts"
+import * as CanStore from "./CanStore.ts"
 import type { AssetHash, AssetRecord } from "./Domain.ts"
 import * as Frame from "./Frame.ts"
 import * as Metrics from "./Metrics.ts"
@@ -63,33 +63,12 @@ const prepare = (s: ActorWiring, limits: Limits, job: SendJob) =>
       return { _tag: "Unavailable", hash, code: ErrorCode.ASSET_NOT_FOUND, message: `asked from byte ${offset}, past its ${record.value.size} bytes` } satisfies Prepared
     }
     if (record.value.size > limits.chunkBytes) return { _tag: "Large", record: record.value, meta: meta.success, offset } satisfies Prepared
-    const read = yield* contentFrom(s, hash, 0).pipe(Stream.runCollect, Effect.result)
+    const read = yield* CanStore.contentFrom(s.store, hash, 0).pipe(Stream.runCollect, Effect.result)
     if (read._tag === "Failure") {
       return { _tag: "Unavailable", hash, code: ErrorCode.STORE_FAILED, message: `read failed: ${read.failure._tag}` } satisfies Prepared
     }
     return { _tag: "Small", record: record.value, meta: meta.success, offset, data: Frame.join(read.success) } satisfies Prepared
   })
-
-/**
- * The content of `hash` from byte `offset` on, read without checking its hash (the store's
- * `readFrom`): the receiver checks the whole asset before keeping any of it, so checking it here
- * too would only hash every byte twice. A store without `readFrom` gives it checked, read from byte
- * 0 with the bytes before `offset` left out.
- */
-const contentFrom = (s: ActorWiring, hash: AssetHash, offset: number): Stream.Stream<Uint8Array, AssetNotFound | StoreError> =>
-  s.store.readFrom !== undefined
-    ? s.store.readFrom(hash, offset)
-    : Stream.suspend(() => {
-      let skip = offset
-      return s.store.read(hash).pipe(
-        Stream.map((chunk) => {
-          const kept = chunk.subarray(Math.min(skip, chunk.length))
-          skip -= chunk.length - kept.length
-          return kept
-        }),
-        Stream.filter((chunk) => chunk.length > 0)
-      )
-    })
 
 /**
  * The peer's want of `hash` is answered by the frame about to be queued: it leaves the window
@@ -130,7 +109,7 @@ export const sendAsset = Effect.fn("Sender.asset")(function*(s: ActorWiring, lim
   // From `offset` on: the bytes before it are the peer's already (a resumed transfer).
   const streamed = asset._tag === "Small"
     ? yield* sendChunk(asset.data.subarray(Math.min(offset, asset.data.length))).pipe(Effect.result)
-    : yield* contentFrom(s, hash, offset).pipe(Stream.runForEach(sendChunk), Effect.result)
+    : yield* CanStore.contentFrom(s.store, hash, offset).pipe(Stream.runForEach(sendChunk), Effect.result)
   const failure = streamed._tag === "Failure"
     ? streamed.failure
     : offset + bytes !== size

@@ -51,8 +51,33 @@ export const HeaderNames = {
   /** The asset's size in bytes, on pull, download and HEAD responses. */
   size: "x-can-size",
   /** SSE resume point, sent by reconnecting clients (takes precedence over `?since=`). */
-  lastEventId: "last-event-id"
+  lastEventId: "last-event-id",
+  /** `bytes=N-` on a pull or a download: the content from byte N on (see `rangeStart`). */
+  range: "range",
+  /** `bytes START-END/SIZE` on a 206 answer to a range. */
+  contentRange: "content-range"
 } as const
+
+/**
+ * The first byte a `Range` header asks for when it has the one form the service answers, `bytes=N-`
+ * with 0 < N < size. Any other (several ranges, an end, a suffix, from 0, past the end) is
+ * ignored and the whole asset sent with 200, as HTTP allows.
+ */
+export const rangeStart = (header: string | undefined, size: number): number | undefined => {
+  const match = header === undefined ? null : /^bytes=(\d{1,15})-$/.exec(header.trim())
+  if (match === null) return undefined
+  const start = Number(match[1])
+  return start > 0 && start < size ? start : undefined
+}
+
+/** The `Content-Range` of the answer to `bytes=START-` for content of `size` bytes. */
+export const contentRange = (start: number, size: number): string => `bytes ${start}-${size - 1}/${size}`
+
+/** The first byte a `Content-Range` names (`bytes START-END/SIZE`), if it is one. */
+export const contentRangeStart = (header: string | undefined): number | undefined => {
+  const match = header === undefined ? null : /^bytes (\d{1,15})-\d{1,15}\/\d{1,15}$/.exec(header.trim())
+  return match === null ? undefined : Number(match[1])
+}
 
 /**
  * The header size both sides accept: room for an `x-can-meta` with a long description (Node's and

@@ -18,6 +18,7 @@ import type {
   StoreEvent,
   StoreUnavailable
 } from "@can-sync/core"
+import { contentFrom } from "@can-sync/core/CanStore"
 import { BUCKET_DIGITS } from "@can-sync/core/Fingerprints"
 import type { RangeItem, RangeSource } from "@can-sync/core/Fingerprints"
 import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
@@ -400,7 +401,11 @@ const hashes = (store: CanStoreShape) =>
     return ok(Api.HashesResponse, { assets: page.digests, next: page.next, done: page.done })
   })
 
-/** An asset's bytes, with its metadata and size in headers (only the headers for HEAD). */
+/**
+ * An asset's bytes, with its metadata and size in headers (only the headers for HEAD). A `Range`
+ * of `bytes=N-` gets the bytes from N on (206), read without checking the hash, as a sync sender
+ * reads: whoever asks for a part checks the whole asset (its name) once it has all of it.
+ */
 const content = (store: CanStoreShape) =>
   Effect.gen(function*() {
     const hash = yield* pathHash
@@ -410,9 +415,19 @@ const content = (store: CanStoreShape) =>
     const { meta, size } = record.value
     const headers = {
       [Api.HeaderNames.meta]: Api.headerJson(Schema.encodeSync(AssetMeta)(meta)),
-      [Api.HeaderNames.size]: String(size)
+      [Api.HeaderNames.size]: String(size),
+      "accept-ranges": "bytes"
     }
     if (req.method === "HEAD") return HttpServerResponse.empty({ status: 200, headers })
+    const start = Api.rangeStart(req.headers[Api.HeaderNames.range], size)
+    if (start !== undefined) {
+      return HttpServerResponse.stream(contentFrom(store, hash, start), {
+        status: 206,
+        contentType: "application/octet-stream",
+        contentLength: size - start,
+        headers: { ...headers, [Api.HeaderNames.contentRange]: Api.contentRange(start, size) }
+      })
+    }
     return HttpServerResponse.stream(store.read(hash), {
       contentType: "application/octet-stream",
       contentLength: size,

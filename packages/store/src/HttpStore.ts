@@ -15,6 +15,7 @@ import {
   StoreUnavailable
 } from "@can-sync/core"
 import type { CanStoreShape, DigestPage, IngestOptions, MetaPatch, StoreEvent } from "@can-sync/core"
+import { dropBytes } from "@can-sync/core/CanStore"
 import type { Fingerprint, RangeItem, RangeSource } from "@can-sync/core/Fingerprints"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as Context from "effect/Context"
@@ -254,6 +255,27 @@ const read = (c: Connection) =>
     send(c, "read", HttpClientRequest.get(Api.paths.pull(hash))).pipe(
       Effect.mapError(only("read", ["AssetNotFound"])),
       Effect.map((response) => response.stream.pipe(Stream.mapError(transportError("read"))))
+    )
+  )
+
+/**
+ * The content from byte `offset` on, unchecked, through a `Range` request. A service that answers
+ * with the whole asset (from 0, past the end, or one that does not serve ranges) has the bytes
+ * before `offset` left out here; a 206 from anywhere else is refused.
+ */
+const readFrom = (c: Connection) =>
+(hash: AssetHash, offset: number): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
+  Stream.unwrap(
+    send(c, "read", HttpClientRequest.get(Api.paths.pull(hash)).pipe(HttpClientRequest.setHeader(Api.HeaderNames.range, `bytes=${offset}-`))).pipe(
+      Effect.mapError(only("read", ["AssetNotFound"])),
+      Effect.flatMap((response) => {
+        const body = response.stream.pipe(Stream.mapError(transportError("read")))
+        if (response.status === 200) return Effect.succeed(dropBytes(body, offset))
+        const start = Api.contentRangeStart(response.headers[Api.HeaderNames.contentRange])
+        return response.status === 206 && start === offset
+          ? Effect.succeed(body)
+          : Effect.fail(malformed("read", `asked for the bytes from ${offset} on, got ${response.status} ${response.headers[Api.HeaderNames.contentRange] ?? ""}`.trim()))
+      })
     )
   )
 
@@ -506,6 +528,7 @@ export const make = Effect.fn("HttpStore.make")(function*(
     has: has(c),
     stat: stat(c),
     read: read(c),
+    readFrom: readFrom(c),
     list: list(c),
     currentSeq: Effect.map(info(c), (i) => i.seq),
     push: push(c),

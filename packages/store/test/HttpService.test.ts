@@ -5,7 +5,7 @@
  */
 import type { AssetHash } from "@can-sync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { headerJson } from "../src/CanHttpApi.ts"
 import * as HttpService from "../src/HttpService.ts"
@@ -33,6 +33,10 @@ const call = (url: string, init?: RequestInit) =>
     const res = await fetch(url, init)
     return { status: res.status, headers: res.headers, text: await res.text() }
   })
+
+/** The body of a GET with `range`, as bytes. */
+const bytesOf = (url: string, range: string) =>
+  Effect.promise(async () => Buffer.from(await (await fetch(url, { headers: { ...auth, range } })).arrayBuffer()))
 
 /** The JSON error envelope every failure carries. */
 const errorOf = (reply: Reply): { readonly tag: string; readonly message: string } => {
@@ -355,6 +359,28 @@ describe("HttpService", () => {
       }
       const head = yield* call(`${url}/assets/${missingHash}`, { method: "HEAD", headers: auth })
       assert.strictEqual(head.status, 404)
+    }))
+
+  it.live("a Range of bytes=N- gets the bytes from N on (206, Content-Range); any other Range gets the whole asset", () =>
+    Effect.gen(function*() {
+      const { url, store } = yield* setup
+      const content = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 31 + 7) % 251))
+      const { hash } = yield* store.ingest(Stream.make(new Uint8Array(content)))
+      for (const path of [`/sync/pull/${hash}`, `/assets/${hash}`]) {
+        const part = yield* call(`${url}${path}`, { headers: { ...auth, range: "bytes=65536-" } })
+        assert.strictEqual(part.status, 206, path)
+        assert.strictEqual(part.headers.get("content-range"), "bytes 65536-99999/100000")
+        assert.strictEqual(part.headers.get("content-length"), String(100_000 - 65_536))
+        assert.isTrue((yield* bytesOf(`${url}${path}`, "bytes=65536-")).equals(content.subarray(65_536)))
+        // from 0, past the end, with an end, a suffix, several ranges, or nonsense: the whole asset
+        for (const range of ["bytes=0-", "bytes=100000-", "bytes=5-10", "bytes=-10", "bytes=5-,20-", "items=5-", "bytes=abc-"]) {
+          const whole = yield* call(`${url}${path}`, { headers: { ...auth, range } })
+          assert.strictEqual(whole.status, 200, `${path} ${range}`)
+          assert.strictEqual(whole.headers.get("content-range"), null)
+          assert.strictEqual(whole.headers.get("accept-ranges"), "bytes")
+        }
+        assert.isTrue((yield* bytesOf(`${url}${path}`, "bytes=5-10")).equals(content))
+      }
     }))
 
   it.live("ingest takes description and tags from the query; edits and merges follow last-writer-wins", () =>

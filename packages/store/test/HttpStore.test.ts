@@ -7,7 +7,10 @@
 import type { AssetHash, StoreEvent } from "@can-sync/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Queue, Scope, Stream } from "effect"
+import { createServer as createHttpServer } from "node:http"
 import { createServer } from "node:net"
+import type { AddressInfo } from "node:net"
+import * as Api from "../src/CanHttpApi.ts"
 import * as HttpService from "../src/HttpService.ts"
 import * as HttpStore from "../src/HttpStore.ts"
 import { canStoreContract } from "./contract.ts"
@@ -203,4 +206,36 @@ describe("HttpStore", () => {
       const record = yield* client.stat(a.hash)
       assert.strictEqual(Option.getOrThrow(record).meta.description, "first")
     }))
+
+  it.live("readFrom over a service that ignores Range leaves out the bytes before the offset; a 206 from elsewhere is refused", () =>
+    Effect.gen(function*() {
+      const content = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 256))
+      const [ignoring, lying] = [sha256("served whole"), sha256("served from the wrong byte")]
+      // A fake service: /sync/info, no range routes, and a pull route that answers ranges its own way.
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<ReturnType<typeof createHttpServer>>((resolve) => {
+            const s = createHttpServer((req, res) => {
+              if (req.url === Api.Routes.info) return res.end(JSON.stringify({ storeId: "fake", seq: 0 }))
+              if (req.url === Api.paths.pull(ignoring)) return res.end(content)
+              if (req.url === Api.paths.pull(lying)) {
+                res.writeHead(206, { "content-range": `bytes 0-9999/10000` })
+                return res.end(content)
+              }
+              res.writeHead(404, { "content-type": "application/json" })
+              res.end(JSON.stringify({ error: { tag: "NotFound", message: "no such route" } }))
+            })
+            s.listen(0, "127.0.0.1", () => resolve(s))
+          })
+        ),
+        (s) => Effect.promise(() => new Promise<void>((done) => s.close(() => done())))
+      )
+      const { port } = server.address() as AddressInfo
+      const client = yield* HttpStore.make({ baseUrl: `http://127.0.0.1:${port}`, token })
+      const tail = yield* Stream.runCollect(client.readFrom!(ignoring, 4_321)).pipe(Effect.map((chunks) => Buffer.concat(Array.from(chunks))))
+      assert.isTrue(tail.equals(content.subarray(4_321)))
+      const refused = yield* Effect.flip(Stream.runDrain(client.readFrom!(lying, 4_321)))
+      assert.strictEqual(refused._tag, "StoreUnavailable")
+      assert.match(refused.message, /asked for the bytes from 4321 on, got 206 bytes 0-9999\/10000/)
+    }).pipe(Effect.scoped))
 })

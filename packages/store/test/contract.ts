@@ -441,6 +441,21 @@ export const canStoreContract = (
         assert.isTrue(back.equals(content))
       }))
 
+    it.live("readFrom, where the store has it, gives the content from any offset on, and nothing from its end", () =>
+      Effect.gen(function*() {
+        const store = yield* makeStore
+        if (store.readFrom === undefined) return
+        const content = randomBytes(3 * 1024 * 1024 + 77)
+        const { hash } = yield* store.ingest(chunked(content, 65_536))
+        const from = (offset: number) =>
+          Stream.runCollect(store.readFrom!(hash, offset)).pipe(Effect.map((chunks) => Buffer.concat(Array.from(chunks))))
+        for (const offset of [0, 1, 65_535, 1024 * 1024 + 3, content.byteLength - 1, content.byteLength]) {
+          const tail = yield* from(offset)
+          assert.isTrue(tail.equals(content.subarray(offset)), `from ${offset}: ${tail.byteLength} bytes`)
+        }
+        assert.strictEqual((yield* Effect.flip(Stream.runDrain(store.readFrom(sha256(bytes("absent")), 5))))._tag, "AssetNotFound")
+      }))
+
     it.live("a failing content stream stores nothing and surfaces its own error", () =>
       Effect.gen(function*() {
         const store = yield* makeStore
