@@ -156,7 +156,7 @@ const typesOf = (types: ReadonlySet<string>) => (types.size === 0 ? "none" : [..
  * (the peer's side stuck, or DTLS packets lost). Built from what the attempt saw, with no call
  * into the library, which may be what is stuck.
  */
-export const describeNotUp = (seen: {
+const describeNotUp = (seen: {
   readonly iceConnected: boolean
   readonly localTypes: ReadonlySet<string>
   readonly remoteTypes: ReadonlySet<string>
