@@ -96,11 +96,13 @@ const terminalColumns = (): number => {
 export const run = (flags: SyncFlags) => {
   HeapTuning.tuneForStreaming()
   const region = terminalRegion(flags)
+  // JSON lines unless a terminal shows the live block; the watchdog writes its line the same way
+  const json = region === undefined && (flags.json || Logging.jsonByDefault())
   const logging = region === undefined
-    ? Logging.layer({ json: flags.json ? true : "auto" })
+    ? Logging.layer({ json })
     : Logging.layer({ json: false, write: region.log, colors: !Logging.noColor() })
   return Effect.gen(function*() {
-    if (Option.isSome(flags.watchdog)) yield* Watchdog.watch(flags.watchdog.value, { json: region === undefined && (flags.json || Logging.jsonByDefault()) })
+    if (Option.isSome(flags.watchdog)) yield* Watchdog.watch(flags.watchdog.value, { json })
     const allowed = yield* allowList(flags.peers, flags.peersFile)
     const identity = yield* Identity.loadOrCreate(flags.data)
     // telemetry's service.instance.id is the peer id: the same series across restarts

@@ -55,7 +55,9 @@ export const HeaderNames = {
   /** `bytes=N-` on a pull or a download: the content from byte N on (see `rangeStart`). */
   range: "range",
   /** `bytes START-END/SIZE` on a 206 answer to a range. */
-  contentRange: "content-range"
+  contentRange: "content-range",
+  /** `bytes` on every pull, download and HEAD response: ranges are served. */
+  acceptRanges: "accept-ranges"
 } as const
 
 /**

@@ -416,7 +416,7 @@ const content = (store: CanStoreShape) =>
     const headers = {
       [Api.HeaderNames.meta]: Api.headerJson(Schema.encodeSync(AssetMeta)(meta)),
       [Api.HeaderNames.size]: String(size),
-      "accept-ranges": "bytes"
+      [Api.HeaderNames.acceptRanges]: "bytes"
     }
     if (req.method === "HEAD") return HttpServerResponse.empty({ status: 200, headers })
     const start = Api.rangeStart(req.headers[Api.HeaderNames.range], size)

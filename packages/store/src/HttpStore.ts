@@ -249,14 +249,16 @@ const stat = (c: Connection) =>
     )
   })
 
+/** GET the asset's content: the response, and its body as a stream of our errors. */
+const pull = (c: Connection, hash: AssetHash, request: (r: HttpClientRequest.HttpClientRequest) => HttpClientRequest.HttpClientRequest = (r) => r) =>
+  send(c, "read", request(HttpClientRequest.get(Api.paths.pull(hash)))).pipe(
+    Effect.mapError(only("read", ["AssetNotFound"])),
+    Effect.map((response) => ({ response, body: response.stream.pipe(Stream.mapError(transportError("read"))) }))
+  )
+
 const read = (c: Connection) =>
 (hash: AssetHash): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
-  Stream.unwrap(
-    send(c, "read", HttpClientRequest.get(Api.paths.pull(hash))).pipe(
-      Effect.mapError(only("read", ["AssetNotFound"])),
-      Effect.map((response) => response.stream.pipe(Stream.mapError(transportError("read"))))
-    )
-  )
+  Stream.unwrap(Effect.map(pull(c, hash), ({ body }) => body))
 
 /**
  * The content from byte `offset` on, unchecked, through a `Range` request. A service that answers
@@ -266,10 +268,8 @@ const read = (c: Connection) =>
 const readFrom = (c: Connection) =>
 (hash: AssetHash, offset: number): Stream.Stream<Uint8Array, AssetNotFound | InvalidInput | StoreUnavailable> =>
   Stream.unwrap(
-    send(c, "read", HttpClientRequest.get(Api.paths.pull(hash)).pipe(HttpClientRequest.setHeader(Api.HeaderNames.range, `bytes=${offset}-`))).pipe(
-      Effect.mapError(only("read", ["AssetNotFound"])),
-      Effect.flatMap((response) => {
-        const body = response.stream.pipe(Stream.mapError(transportError("read")))
+    pull(c, hash, HttpClientRequest.setHeader(Api.HeaderNames.range, `bytes=${offset}-`)).pipe(
+      Effect.flatMap(({ response, body }) => {
         if (response.status === 200) return Effect.succeed(dropBytes(body, offset))
         const start = Api.contentRangeStart(response.headers[Api.HeaderNames.contentRange])
         return response.status === 206 && start === offset
